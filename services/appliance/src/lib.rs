@@ -1,0 +1,17 @@
+//! `appliance`: the library every BunkerOS service is built on.
+//!
+//! One module per concern, so a service's `main.rs` only wires them together:
+//! configuration ([`config`]), the hardware profile ([`profile`]), systemd integration
+//! ([`systemd`]: readiness, status, watchdog, graceful stop), D-Bus ([`dbus`]), atomic state
+//! files ([`state`]), logging ([`logging`]), the loopback Prometheus endpoint ([`metrics`]),
+//! mutual TLS ([`tls`]) and the list of BunkerOS units ([`units`]).
+
+pub mod config;
+pub mod dbus;
+pub mod logging;
+pub mod metrics;
+pub mod profile;
+pub mod state;
+pub mod systemd;
+pub mod tls;
+pub mod units;
