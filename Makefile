@@ -1,0 +1,95 @@
+# BunkerOS entry points. The two commands a new machine needs: `make run` and `make test`.
+# Both install what they need first (`make deps`: Debian packages via apt-get, as root or with sudo).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PROFILE ?= qemu-x86_64
+PROFILE_FILE := hardware/profiles/$(PROFILE).toml
+IMAGE_DIR := build/image/$(PROFILE)
+IMAGE := $(IMAGE_DIR)/bunkeros.img
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CARGO ?= cargo
+
+# Debian packages, by what needs them.
+DEPS_RUST := gcc pkg-config libtss2-dev
+DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs fdisk binutils \
+	systemd systemd-boot-efi zstd python3 arch-test
+DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
+DEPS_TEST := dbus-daemon tpm2-tools
+DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
+
+# Release binaries go into the image: strip build paths so they do not depend on where we build.
+RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
+	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
+
+.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot lint clean
+
+help:
+	@echo "BunkerOS: make run | make test"
+	@echo "  make run           build what is missing and boot the appliance in QEMU with a software TPM"
+	@echo "  make test          format and lint checks, all Rust tests, the image build and the boot test"
+	@echo "  make deps          install the Debian packages the build and tests need (only the missing ones)"
+	@echo "  make image         build the disk image for PROFILE=$(PROFILE) into $(IMAGE_DIR)/"
+	@echo "  make image-verify  build the image twice and compare: both sha256 sums are printed"
+	@echo "  make image-lock    re-resolve image/packages.list into image/packages.lock"
+	@echo "  make clean         remove build/ and target/"
+
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -q; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "==> Debian packages: all $(words $(DEPS)) present"; fi
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install the Rust toolchain (rustup)"; exit 1; }
+	@$(CARGO) nextest --version >/dev/null 2>&1 || { echo "==> installing cargo-nextest"; $(CARGO) install --locked cargo-nextest; }
+
+build: deps
+	$(CARGO) build --workspace --locked
+
+release: deps
+	@echo "==> release binaries (target/release)"
+	RUSTFLAGS="$(RELEASE_RUSTFLAGS)" $(CARGO) build --workspace --release --locked
+
+image: release
+	@echo "==> image for profile $(PROFILE)"
+	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out $(IMAGE_DIR)
+
+image-lock: release
+	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out $(IMAGE_DIR) --refresh-lock
+
+image-verify: release
+	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out build/verify/first --force
+	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out build/verify/second --force
+	@a=$$(sha256sum < build/verify/first/bunkeros.img | cut -d' ' -f1); \
+	b=$$(sha256sum < build/verify/second/bunkeros.img | cut -d' ' -f1); \
+	echo "first build:  $$a"; echo "second build: $$b"; \
+	if [ "$$a" = "$$b" ]; then echo "image-verify: the two builds are bit-identical"; \
+	else echo "image-verify: the builds DIFFER"; diff <(cd build/verify/first && sha256sum *) <(cd build/verify/second && sha256sum *) || true; exit 1; fi
+
+run: image
+	@echo
+	@echo "==> Booting BunkerOS ($(PROFILE)) in QEMU with a software TPM 2.0 (swtpm)."
+	@echo "    What you see is the appliance's serial console: firmware, kernel, then the status screen"
+	@echo "    that shows every BunkerOS unit and refreshes itself. There is no login prompt by design."
+	@echo "    Under TCG (no usable KVM) the status screen appears after about 40-60 s."
+	@echo "    Leave QEMU with Ctrl-a then x. The disk overlay and TPM state persist in build/run/."
+	@echo
+	tests/vm/vm.sh --image $(IMAGE) --interactive --overlay build/run/$(PROFILE).qcow2 --tpm-state build/run/$(PROFILE)-tpm
+
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test-rust: deps
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
+
+test-boot: image
+	python3 tests/boot/boot_test.py $(IMAGE_DIR) build/test/boot
+
+test: lint test-rust test-boot
+
+clean:
+	rm -rf build target

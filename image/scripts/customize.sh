@@ -1,0 +1,80 @@
+#!/bin/bash
+# Turn the freshly installed Debian tree into the BunkerOS root. Runs as mmdebstrap's customize hook:
+#
+#   customize.sh ROOT_TREE
+#
+# Environment: BUNKER_IMAGE_DIR (this repository's image/), BUNKER_BIN_DIR (release binaries),
+# BUNKER_PROFILE_FILE, BUNKER_VERSION, BUNKER_MANIFEST (where to write the installed package list),
+# SOURCE_DATE_EPOCH, and the profile's BUNKER_* variables.
+set -euo pipefail
+root=$1
+img=${BUNKER_IMAGE_DIR:?}
+bin=${BUNKER_BIN_DIR:?}
+
+step() { printf '  [root] %s\n' "$*"; }
+# install MODE SRC DST: copy a file with a fixed mode, creating parents.
+put() { install -D -m "$1" "$2" "$root$3"; }
+
+step "record the installed packages"
+chroot "$root" dpkg-query -W -f='${Package}=${Version}\n' | LC_ALL=C sort >"${BUNKER_MANIFEST:?}"
+
+step "identity: os-release, hostname, empty machine-id (generated at boot)"
+. "$root/usr/lib/os-release"
+cat >"$root/usr/lib/os-release" <<OSREL
+PRETTY_NAME="BunkerOS ${BUNKER_VERSION} (${BUNKER_PROFILE_NAME})"
+NAME="BunkerOS"
+ID=bunkeros
+ID_LIKE=debian
+VERSION="${BUNKER_VERSION}"
+VERSION_ID="${BUNKER_VERSION}"
+IMAGE_ID=bunkeros-${BUNKER_PROFILE_NAME}
+IMAGE_VERSION=${BUNKER_VERSION}
+DEBIAN_VERSION_ID="${VERSION_ID}"
+HOME_URL="https://bunkeros.invalid/"
+OSREL
+echo bunkeros >"$root/etc/hostname"
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+
+step "BunkerOS binaries, units, sysusers, tmpfiles, profile"
+for b in "$bin"/*; do put 0755 "$b" "/usr/bin/$(basename "$b")"; done
+for u in "$img"/units/*; do put 0644 "$u" "/usr/lib/systemd/system/$(basename "$u")"; done
+put 0644 "$img/sysusers.d/bunkeros.conf" /usr/lib/sysusers.d/bunkeros.conf
+put 0644 "$img/tmpfiles.d/bunkeros.conf" /usr/lib/tmpfiles.d/bunkeros.conf
+put 0644 "${BUNKER_PROFILE_FILE:?}" /usr/share/bunkeros/profile.toml
+put 0755 "$img/selftest/bunkeros-selftest" /usr/libexec/bunkeros/bunkeros-selftest
+put 0644 "$img/fstab" /etc/fstab
+# /etc is read-only on the appliance: create the system users now, not at first boot.
+systemd-sysusers --root="$root"
+# /tmp is a tmpfs (Debian does not mount one by default); /efi is where the ESP is automounted.
+put 0644 "$root/usr/share/systemd/tmp.mount" /etc/systemd/system/tmp.mount
+mkdir -p "$root/efi"
+
+step "enable units"
+systemctl --root="$root" enable tmp.mount bunkeros-console.service bunkeros-selftest.service >/dev/null
+systemctl --root="$root" set-default multi-user.target >/dev/null
+
+step "hardening: no logins, no package manager"
+# No password works for any account; root is locked, and there is no SSH server in the image.
+sed -i -E 's/^([^:]+):[^:]*:/\1:!*:/' "$root/etc/shadow"
+rm -f "$root/etc/shadow-" "$root/etc/passwd-" "$root/etc/group-" "$root/etc/gshadow-"
+# No getty anywhere: the console shows the status screen, not a login prompt.
+for unit in getty@.service serial-getty@.service console-getty.service container-getty@.service \
+    debug-shell.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+if [[ "${BUNKER_ROOT_CONSOLE:-0}" == 1 ]]; then
+    step "DEV PROFILE: root shell on tty1 (never in a production profile)"
+    rm -f "$root/etc/systemd/system/getty@.service"
+    mkdir -p "$root/etc/systemd/system/getty@tty1.service.d"
+    printf '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %%I $TERM\n' \
+        >"$root/etc/systemd/system/getty@tty1.service.d/autologin.conf"
+    ln -sf /usr/lib/systemd/system/getty@.service "$root/etc/systemd/system/getty.target.wants/getty@tty1.service"
+fi
+# The root is read-only and changes only by signed image: no dpkg or apt on it.
+rm -f "$root"/usr/bin/dpkg* "$root"/usr/bin/apt* "$root"/usr/sbin/dpkg-*
+rm -rf "$root/etc/apt" "$root/etc/dpkg"
+
+step "reproducibility: drop caches and logs written during the build"
+rm -rf "$root"/var/log/* "$root"/var/cache/* "$root"/var/lib/apt "$root"/var/lib/dpkg
+rm -f "$root/var/cache/ldconfig/aux-cache" "$root/etc/.pwd.lock"
