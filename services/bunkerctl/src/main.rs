@@ -1,1 +1,132 @@
-fn main() {}
+//! `bunkerctl`: the operator's command-line tool for a BunkerOS appliance.
+//!
+//! Wiring only: parse the command line, hand each subcommand to its module, turn its outcome into
+//! an exit code. Errors are printed as one line with their causes, and exit with code 1.
+
+mod console;
+mod profile;
+mod snapshot;
+mod status;
+mod status_cmd;
+mod status_json;
+mod status_view;
+mod terminal;
+mod time_display;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The operator's tool for a BunkerOS appliance.
+#[derive(Debug, Parser)]
+#[command(name = "bunkerctl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show whether the BunkerOS services are running (systemd over the system D-Bus)
+    Status(status_cmd::StatusArgs),
+    /// Check or print a hardware profile
+    Profile {
+        #[command(subcommand)]
+        cmd: profile::ProfileCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Status(args) => status_cmd::run(args),
+        Command::Profile { cmd } => profile::run(cmd),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("bunkerctl: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use status_cmd::StatusArgs;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bunkerctl").chain(args.iter().copied()))
+    }
+
+    fn status_args(args: &[&str]) -> Option<StatusArgs> {
+        match parse(args).ok()?.command {
+            Command::Status(status) => Some(status),
+            Command::Profile { .. } => None,
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn status_defaults_to_the_table() {
+        assert_eq!(
+            status_args(&["status"]),
+            Some(StatusArgs {
+                json: false,
+                watch: None
+            })
+        );
+    }
+
+    #[test]
+    fn status_json() {
+        assert_eq!(
+            status_args(&["status", "--json"]),
+            Some(StatusArgs {
+                json: true,
+                watch: None
+            })
+        );
+    }
+
+    #[test]
+    fn watch_takes_seconds_from_1_to_3600() {
+        assert_eq!(
+            status_args(&["status", "--watch", "1"]).and_then(|s| s.watch),
+            Some(1)
+        );
+        assert_eq!(
+            status_args(&["status", "--watch", "3600"]).and_then(|s| s.watch),
+            Some(3600)
+        );
+        for refused in ["0", "3601", "-1", "soon"] {
+            assert!(
+                parse(&["status", "--watch", refused]).is_err(),
+                "--watch {refused}"
+            );
+        }
+        assert!(parse(&["status", "--watch"]).is_err());
+    }
+
+    #[test]
+    fn watch_and_json_exclude_each_other() {
+        assert!(parse(&["status", "--json", "--watch", "5"]).is_err());
+    }
+
+    #[test]
+    fn profile_check_is_a_subcommand() {
+        let cli = parse(&["profile", "check", "hardware/profiles/qemu-x86_64.toml"]);
+        assert!(matches!(
+            cli.map(|cli| cli.command),
+            Ok(Command::Profile { .. })
+        ));
+    }
+
+    #[test]
+    fn a_subcommand_is_required() {
+        assert!(parse(&[]).is_err());
+    }
+}
