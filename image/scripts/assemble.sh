@@ -61,7 +61,7 @@ step "unified kernel image (systemd-stub): kernel + initrd + command line + os-r
 kver=$(ls "$root/lib/modules" | sort -V | tail -1)
 cmdline="console=${BUNKER_CONSOLE},115200 roothash=${roothash} root=/dev/mapper/root ro"
 cmdline+=" systemd.verity_root_data=PARTUUID=${root_uuid} systemd.verity_root_hash=PARTUUID=${verity_uuid}"
-cmdline+=" systemd.verity_root_options=panic-on-corruption panic=5"
+cmdline+=" systemd.verity_root_options=panic-on-corruption"
 if [[ -n "${BUNKER_EXTRA_CMDLINE:-}" ]]; then cmdline+=" ${BUNKER_EXTRA_CMDLINE}"; fi
 printf '%s' "$cmdline" >"$work/cmdline"
 cp "$root/usr/lib/os-release" "$work/os-release"

@@ -14,10 +14,28 @@ pub struct BunkerUnit {
 
 /// Every BunkerOS unit, services first, then the appliance's own helpers.
 pub const BUNKEROS_UNITS: &[BunkerUnit] = &[
-    BunkerUnit { name: "trustd.service", role: "site certificate authority (keys in the TPM)" },
-    BunkerUnit { name: "hubd.service", role: "secure hub routing" },
-    BunkerUnit { name: "minerd.service", role: "mining orchestration" },
-    BunkerUnit { name: "sited.service", role: "EMP-site monitoring" },
-    BunkerUnit { name: "updated.service", role: "signed A/B image updates" },
-    BunkerUnit { name: "bunkeros-console.service", role: "console status screen" },
+    BunkerUnit {
+        name: "trustd.service",
+        role: "site certificate authority (keys in the TPM)",
+    },
+    BunkerUnit {
+        name: "hubd.service",
+        role: "secure hub routing",
+    },
+    BunkerUnit {
+        name: "minerd.service",
+        role: "mining orchestration",
+    },
+    BunkerUnit {
+        name: "sited.service",
+        role: "EMP-site monitoring",
+    },
+    BunkerUnit {
+        name: "updated.service",
+        role: "signed A/B image updates",
+    },
+    BunkerUnit {
+        name: "bunkeros-console.service",
+        role: "console status screen",
+    },
 ];
