@@ -82,6 +82,7 @@ fi
 work=$repo/build/work/$(basename "$out")
 mkdir -p "$(dirname "$out")" "$work"
 staging=$(mktemp -d "$(dirname "$out")/.$(basename "$out").partial.XXXXXX")
+chmod 0755 "$staging"
 trap 'rm -rf "$staging"' EXIT
 
 # Only the binaries that exist go in: services land in the image as their issues land.
@@ -96,6 +97,7 @@ started=$(date +%s)
 echo "==> BunkerOS $BUNKER_VERSION, profile $BUNKER_PROFILE_NAME ($profile_file), SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
 echo "==> root tree (mmdebstrap, packages: $mode)"
 "$repo/image/scripts/rootfs.sh" "$work/root" "$mode"
+"$repo/image/scripts/seal.sh" "$work/root"
 if [[ $mode == refresh ]]; then
     {
         echo "# BunkerOS root package lock: every package in the image, name=version (make image-lock)."
@@ -127,6 +129,7 @@ image_allocated_bytes=$(($(stat -c %b "$staging/bunkeros.img") * $(stat -c %B "$
 image_zstd_bytes=$(stat -c %s "$staging/bunkeros.img.zst")
 INFO
 
+chmod 0644 "$staging"/*
 rm -rf "$out"
 mv "$staging" "$out"
 trap - EXIT

@@ -54,7 +54,7 @@ step "enable units"
 systemctl --root="$root" enable tmp.mount bunkeros-console.service bunkeros-selftest.service >/dev/null
 systemctl --root="$root" set-default multi-user.target >/dev/null
 
-step "hardening: no logins, no package manager"
+step "hardening: no logins"
 # No password works for any account; root is locked, and there is no SSH server in the image.
 sed -i -E 's/^([^:]+):[^:]*:/\1:!*:/' "$root/etc/shadow"
 rm -f "$root/etc/shadow-" "$root/etc/passwd-" "$root/etc/group-" "$root/etc/gshadow-"
@@ -69,12 +69,6 @@ if [[ "${BUNKER_ROOT_CONSOLE:-0}" == 1 ]]; then
     mkdir -p "$root/etc/systemd/system/getty@tty1.service.d"
     printf '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %%I $TERM\n' \
         >"$root/etc/systemd/system/getty@tty1.service.d/autologin.conf"
+    mkdir -p "$root/etc/systemd/system/getty.target.wants"
     ln -sf /usr/lib/systemd/system/getty@.service "$root/etc/systemd/system/getty.target.wants/getty@tty1.service"
 fi
-# The root is read-only and changes only by signed image: no dpkg or apt on it.
-rm -f "$root"/usr/bin/dpkg* "$root"/usr/bin/apt* "$root"/usr/sbin/dpkg-*
-rm -rf "$root/etc/apt" "$root/etc/dpkg"
-
-step "reproducibility: drop caches and logs written during the build"
-rm -rf "$root"/var/log/* "$root"/var/cache/* "$root"/var/lib/apt "$root"/var/lib/dpkg
-rm -f "$root/var/cache/ldconfig/aux-cache" "$root/etc/.pwd.lock"
