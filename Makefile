@@ -13,18 +13,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 
 # Debian packages, by what needs them.
-DEPS_RUST := gcc pkg-config libtss2-dev
+DEPS_RUST := gcc
 DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs fdisk binutils \
-	systemd systemd-boot-efi zstd python3 arch-test
-DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
-DEPS_TEST := dbus-daemon tpm2-tools
+	systemd systemd-boot-efi zstd python3 git
+DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
+DEPS_TEST := dbus-daemon openssl
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 
 # Release binaries go into the image: strip build paths so they do not depend on where we build.
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot lint clean
+.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible lint clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -89,7 +89,15 @@ test-rust: deps
 test-boot: image
 	python3 tests/boot/boot_test.py $(IMAGE_DIR) build/test/boot
 
-test: lint test-rust test-boot
+# A second build from the same inputs must give the same bytes as the one the boot test booted.
+test-reproducible: image
+	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out build/verify/again --force
+	@a=$$(sha256sum < $(IMAGE) | cut -d' ' -f1); b=$$(sha256sum < build/verify/again/bunkeros.img | cut -d' ' -f1); \
+	echo "image:        $$a"; echo "second build: $$b"; \
+	if [ "$$a" = "$$b" ]; then echo "reproducible: the two builds are bit-identical"; \
+	else echo "reproducible: the builds DIFFER"; diff <(cd $(IMAGE_DIR) && sha256sum *) <(cd build/verify/again && sha256sum *) || true; exit 1; fi
+
+test: lint test-rust test-reproducible test-boot
 
 clean:
 	rm -rf build target
