@@ -59,7 +59,9 @@ profile_env=$("$bunkerctl" profile env "$profile_file") || exit 78
 eval "$profile_env"
 export $(sed -n 's/^\(BUNKER_[A-Z0-9_]*\)=.*/\1/p' <<<"$profile_env")
 
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 1700000000)}
+# The time of the last commit that changed what goes into the image (not README-only commits).
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct -- image hardware services Cargo.toml Cargo.lock 2>/dev/null || true)}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 export BUNKER_VERSION=${BUNKER_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)}
 export BUNKER_IMAGE_DIR=$repo/image
 export BUNKER_PROFILE_FILE=$profile_file
