@@ -85,8 +85,12 @@ step "expected PCR 11 (systemd-measure calculate)"
     awk -F'=' '/^11:sha256=/ {print $2}' >"$work/pcr11.expected"
 [[ -s "$work/pcr11.expected" ]] || { echo "error: systemd-measure printed no PCR 11 value" >&2; exit 1; }
 
-step "EFI system partition: systemd-boot + the slot A UKI"
+step "EFI system partition: systemd-boot + the slot A UKI and its PCR 11 prediction"
 cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi "$work/esp/EFI/BOOT/BOOTX64.EFI"
+# The prediction travels with the slot it describes, where the appliance (trustd) can read it at
+# /efi/bunkeros/a/; it cannot live in the root, whose hash is part of what PCR 11 measures.
+mkdir -p "$work/esp/bunkeros/a"
+cp "$work/pcr11.json" "$work/pcr11.expected" "$work/esp/bunkeros/a/"
 # No menu, no editor: the kernel command line is the one measured into the UKI.
 printf 'timeout 0\neditor no\ndefault bunkeros-a.efi\n' >"$work/esp/loader/loader.conf"
 find "$work/esp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

@@ -115,6 +115,15 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
     c.check("PCR 11 equals the build's prediction", first(f, "pcr11").lower() == expected,
             f"guest {first(f, 'pcr11').lower()} / predicted {expected}")
 
+    c.check("PCR 11 prediction is shipped on the ESP (/efi/bunkeros/a)",
+            first(f, "pcr11-shipped").lower() == expected, first(f, "pcr11-shipped"))
+    c.check("no package manager on the root", first(f, "package-manager") == "",
+            first(f, "package-manager") or "apt, apt-get, dpkg: absent")
+    c.check("no SSH server", first(f, "ssh-server") == "", first(f, "ssh-server") or "absent")
+    c.check("no account has a usable password", first(f, "password-accounts") == "",
+            first(f, "password-accounts") or "all locked")
+    c.check("no getty runs on any console", first(f, "getty-units") == "", first(f, "getty-units") or "none")
+
     try:
         status = json.loads(first(f, "status-json"))
     except json.JSONDecodeError as e:
@@ -128,6 +137,7 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
         c.check(f"{u['unit']} is active", u.get("active_state") == "active",
                 f"{u.get('active_state')}/{u.get('sub_state')}")
 
+    print_security_tables(selftest)
     scores = {}
     for line in f.get("security-score", []):
         unit, _, score = line.partition(" ")
@@ -144,6 +154,20 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
     # The status screen's own words (bunkerctl status --watch), not systemd's boot messages.
     c.check("console shows the status screen",
             "This is the appliance console." in console and "installed units active" in console)
+
+
+def print_security_tables(selftest_text):
+    """Show `systemd-analyze security` and, for units that are not active, their journal, as the
+    guest printed them (indented blocks after a `--- security UNIT` or `--- journal UNIT` line)."""
+    in_block = False
+    for line in selftest_text.splitlines():
+        if line.startswith("--- security ") or line.startswith("--- journal "):
+            in_block = True
+        elif not line.startswith("  "):
+            in_block = False
+            continue
+        if in_block:
+            print("     " + line.rstrip())
 
 
 def flip_root_byte(image, corrupted):
