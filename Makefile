@@ -24,7 +24,7 @@ DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible lint clean
+.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -86,6 +86,10 @@ lint: deps
 test-rust: deps
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
 
+# The image build's own faults: a missing tool, a bad profile, a step failing midway.
+test-image-faults: release
+	$(SUDO) python3 tests/image/build_faults_test.py
+
 test-boot: image
 	python3 tests/boot/boot_test.py $(IMAGE_DIR) build/test/boot
 
@@ -97,7 +101,7 @@ test-reproducible: image
 	if [ "$$a" = "$$b" ]; then echo "reproducible: the two builds are bit-identical"; \
 	else echo "reproducible: the builds DIFFER"; diff <(cd $(IMAGE_DIR) && sha256sum *) <(cd build/verify/again && sha256sum *) || true; exit 1; fi
 
-test: lint test-rust test-reproducible test-boot
+test: lint test-rust test-image-faults test-reproducible test-boot
 
 clean:
 	rm -rf build target
