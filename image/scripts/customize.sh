@@ -64,11 +64,16 @@ for unit in getty@.service serial-getty@.service console-getty.service container
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 if [[ "${BUNKER_ROOT_CONSOLE:-0}" == 1 ]]; then
-    step "DEV PROFILE: root shell on tty1 (never in a production profile)"
-    rm -f "$root/etc/systemd/system/getty@.service"
-    mkdir -p "$root/etc/systemd/system/getty@tty1.service.d"
-    printf '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %%I $TERM\n' \
-        >"$root/etc/systemd/system/getty@tty1.service.d/autologin.conf"
-    mkdir -p "$root/etc/systemd/system/getty.target.wants"
-    ln -sf /usr/lib/systemd/system/getty@.service "$root/etc/systemd/system/getty.target.wants/getty@tty1.service"
+    step "DEVELOPMENT PROFILE: root shell on the console ${BUNKER_CONSOLE} (never in a production profile)"
+    case "$BUNKER_CONSOLE" in
+    ttyS* | hvc*) getty=serial-getty@ agetty_opts="--keep-baud 115200,57600,38400,9600" ;;
+    *) getty=getty@ agetty_opts="--noclear" ;;
+    esac
+    rm -f "$root/etc/systemd/system/$getty.service"
+    mkdir -p "$root/etc/systemd/system/$getty$BUNKER_CONSOLE.service.d" "$root/etc/systemd/system/getty.target.wants"
+    printf '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root %s - $TERM\n' "$agetty_opts" \
+        >"$root/etc/systemd/system/$getty$BUNKER_CONSOLE.service.d/autologin.conf"
+    ln -sf "/lib/systemd/system/$getty.service" "$root/etc/systemd/system/getty.target.wants/$getty$BUNKER_CONSOLE.service"
+    # The status screen would draw over the shell; `bunkerctl status --watch 5` shows it on demand.
+    systemctl --root="$root" disable bunkeros-console.service >/dev/null
 fi
