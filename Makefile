@@ -70,13 +70,16 @@ image-verify: release
 	else echo "image-verify: the builds DIFFER"; diff <(cd build/verify/first && sha256sum *) <(cd build/verify/second && sha256sum *) || true; exit 1; fi
 
 run: image
-	@echo
-	@echo "==> Booting BunkerOS ($(PROFILE)) in QEMU with a software TPM 2.0 (swtpm)."
-	@echo "    What you see is the appliance's serial console: firmware, kernel, then the status screen"
-	@echo "    that shows every BunkerOS unit and refreshes itself. There is no login prompt by design."
-	@echo "    Under TCG (no usable KVM) the status screen appears after about 40-60 s."
-	@echo "    Leave QEMU with Ctrl-a then x. The disk overlay and TPM state persist in build/run/."
-	@echo
+	@eval "$$(target/release/bunkerctl profile env $(PROFILE_FILE))"; echo; \
+	echo "==> Booting BunkerOS ($(PROFILE)) in QEMU with a software TPM 2.0 (swtpm)."; \
+	if [ "$$BUNKER_ROOT_CONSOLE" = 1 ]; then \
+	echo "    DEVELOPMENT profile: after firmware, kernel and systemd, the console opens a root shell."; \
+	else \
+	echo "    What you see is the appliance's serial console: firmware, kernel, then the status screen"; \
+	echo "    that shows every BunkerOS unit and refreshes itself. There is no login prompt by design."; \
+	fi; \
+	echo "    Under TCG (no usable KVM) the console is ready after about 40-60 s."; \
+	echo "    Leave QEMU with Ctrl-a then x. The disk overlay and TPM state persist in build/run/."; echo
 	tests/vm/vm.sh --image $(IMAGE) --interactive --overlay build/run/$(PROFILE).qcow2 --tpm-state build/run/$(PROFILE)-tpm
 
 lint: deps
