@@ -13,11 +13,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 
 # Debian packages, by what needs them.
-DEPS_RUST := gcc
+DEPS_RUST := gcc pkg-config libtss2-dev
 DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs fdisk binutils \
 	systemd systemd-boot-efi zstd python3 git
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
-DEPS_TEST := dbus-daemon openssl
+DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 
 # Release binaries go into the image: strip build paths so they do not depend on where we build.
