@@ -20,6 +20,11 @@ DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
 DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 
+# One timestamp for every image build of this make run (so the builds a comparison makes agree):
+# the time of the last commit that changed what goes into the image.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct -- image hardware services Cargo.toml Cargo.lock 2>/dev/null)
+BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
+
 # Release binaries go into the image: strip build paths so they do not depend on where we build.
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
@@ -55,14 +60,14 @@ release: deps
 
 image: release
 	@echo "==> image for profile $(PROFILE)"
-	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out $(IMAGE_DIR)
+	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out $(IMAGE_DIR)
 
 image-lock: release
-	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out $(IMAGE_DIR) --refresh-lock
+	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out $(IMAGE_DIR) --refresh-lock
 
 image-verify: release
-	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out build/verify/first --force
-	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out build/verify/second --force
+	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/first --force
+	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/second --force
 	@a=$$(sha256sum < build/verify/first/bunkeros.img | cut -d' ' -f1); \
 	b=$$(sha256sum < build/verify/second/bunkeros.img | cut -d' ' -f1); \
 	echo "first build:  $$a"; echo "second build: $$b"; \
@@ -98,7 +103,7 @@ test-boot: image
 
 # A second build from the same inputs must give the same bytes as the one the boot test booted.
 test-reproducible: image
-	$(SUDO) image/build.sh --profile $(PROFILE_FILE) --out build/verify/again --force
+	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/again --force
 	@a=$$(sha256sum < $(IMAGE) | cut -d' ' -f1); b=$$(sha256sum < build/verify/again/bunkeros.img | cut -d' ' -f1); \
 	echo "image:        $$a"; echo "second build: $$b"; \
 	if [ "$$a" = "$$b" ]; then echo "reproducible: the two builds are bit-identical"; \
