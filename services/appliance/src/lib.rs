@@ -13,5 +13,7 @@ pub mod metrics;
 pub mod profile;
 pub mod state;
 pub mod systemd;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testtpm;
 pub mod tls;
 pub mod units;

@@ -1,0 +1,7 @@
+//! `trustd`: the site's certificate authority, with its signing key created and sealed in the TPM.
+//!
+//! Modules, in the order data flows: [`tpm`] (the CA key inside the TPM, usable only under the
+//! boot-measurement policy) → [`ca_key`] (the signing seam everything else uses).
+
+pub mod ca_key;
+pub mod tpm;
