@@ -2,8 +2,10 @@
 //!
 //! Modules, in the order data flows: [`tpm`] (the CA key inside the TPM, usable only under the
 //! boot-measurement policy) → [`ca_key`] (the signing seam everything else uses) → [`ca`] (the
-//! CA hierarchy, certificate profiles, hostile-CSR checks and issuance).
+//! CA hierarchy, certificate profiles, hostile-CSR checks and issuance) → [`translog`] (the
+//! append-only transparency log of every issued certificate).
 
 pub mod ca;
 pub mod ca_key;
 pub mod tpm;
+pub mod translog;
