@@ -17,7 +17,7 @@ DEPS_RUST := gcc pkg-config libtss2-dev
 DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs fdisk binutils \
 	systemd systemd-boot-efi zstd python3 git
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
-DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0
+DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 
 # One timestamp for every image build of this make run (so the builds a comparison makes agree):
@@ -29,7 +29,7 @@ BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint clean
+.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint fuzz clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -39,6 +39,7 @@ help:
 	@echo "  make image         build the disk image for PROFILE=$(PROFILE) into $(IMAGE_DIR)/"
 	@echo "  make image-verify  build the image twice and compare: both sha256 sums are printed"
 	@echo "  make image-lock    re-resolve image/packages.list into image/packages.lock"
+	@echo "  make fuzz          fuzz the parsers of untrusted input (FUZZ_SECONDS per target, default 60)"
 	@echo "  make clean         remove build/ and target/"
 
 deps:
@@ -111,5 +112,18 @@ test-reproducible: image
 
 test: lint test-rust test-image-faults test-reproducible test-boot
 
+# Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
+# toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
+# grows in fuzz/corpus/<target> (seeded from fuzz/seeds/<target>), crashes land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := csr translog_bundle
+fuzz: deps
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
+	@for t in $(FUZZ_TARGETS); do \
+		echo "==> fuzz $$t for $(FUZZ_SECONDS) s"; mkdir -p fuzz/corpus/$$t; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
+	done
+
 clean:
-	rm -rf build target
+	rm -rf build target fuzz/target
