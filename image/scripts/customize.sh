@@ -36,12 +36,13 @@ echo bunkeros >"$root/etc/hostname"
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 
-step "BunkerOS binaries, units, sysusers, tmpfiles, profile"
+step "BunkerOS binaries, units, sysusers, tmpfiles, profile, service defaults"
 for b in "$bin"/*; do put 0755 "$b" "/usr/bin/$(basename "$b")"; done
 for u in "$img"/units/*; do put 0644 "$u" "/usr/lib/systemd/system/$(basename "$u")"; done
 put 0644 "$img/sysusers.d/bunkeros.conf" /usr/lib/sysusers.d/bunkeros.conf
 put 0644 "$img/tmpfiles.d/bunkeros.conf" /usr/lib/tmpfiles.d/bunkeros.conf
 put 0644 "${BUNKER_PROFILE_FILE:?}" /usr/share/bunkeros/profile.toml
+for c in "$img"/config/*.toml; do put 0644 "$c" "/usr/share/bunkeros/$(basename "$c")"; done
 put 0755 "$img/selftest/bunkeros-selftest" /usr/libexec/bunkeros/bunkeros-selftest
 put 0644 "$img/fstab" /etc/fstab
 # /etc is read-only on the appliance: create the system users now, not at first boot.

@@ -7,5 +7,6 @@
 
 pub mod ca;
 pub mod ca_key;
+pub mod config;
 pub mod tpm;
 pub mod translog;

@@ -1,0 +1,449 @@
+//! trustd's configuration: the `trustd.toml` layers, checked before the TPM is touched.
+//!
+//! Read with [`appliance::config`] like every BunkerOS service: built-in defaults, then
+//! `/usr/share/bunkeros/trustd.toml` (the image's), then `/var/lib/bunkeros/config/trustd.toml`
+//! (the site's) or `--config PATH`. Unknown keys, wrong types and values out of range are
+//! refused with `FILE:LINE:COLUMN`; [`TrustdConfig::validate`] refuses what only shows across
+//! several values (an issuance policy that contradicts the site domain, an `authorized` policy
+//! without its release key), naming the key and the file that set it. Every key is listed, with
+//! its default, in the README's trustd section and in `image/config/trustd.toml`.
+//!
+//! The CA's identity and the TPM policy matter only on the first start, when the CA key and the
+//! root certificate are created: afterwards they are part of the key and the certificate, and
+//! changing them here changes nothing but a warning (see [`crate::daemon`]).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use appliance::config::{Invalid, LoopbackAddr, Port, ServiceConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::ca::{DnsName, IpRange, IssuancePolicy, Lifetime, Profile, SiteIdentity};
+use crate::tpm::pcr;
+
+#[cfg(test)]
+mod tests;
+
+/// The service name: the config file stem, the log identifier, the state directory.
+pub const SERVICE: &str = "trustd";
+
+/// Where the image puts PCR 11 as `systemd-measure` predicted it for the booted slot.
+pub const PCR11_PREDICTION: &str = "/efi/bunkeros/a/pcr11.expected";
+
+/// The PCR the UKI measures into: the one whose value the build predicts.
+pub const PREDICTED_PCR: u8 = 11;
+
+/// Default port of the read-only HTTP listener (CRL, root certificate, log proofs).
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// Default port of the loopback metrics endpoint (DESIGN: trustd 9101).
+pub const DEFAULT_METRICS_PORT: Port = Port::from_const(9101);
+
+/// Shortest CRL validity accepted: refreshes stay rare TPM work.
+pub const MIN_CRL_VALIDITY: Lifetime = Lifetime::hours(1);
+
+/// Longest CRL validity accepted: a revocation must reach relying parties within a week.
+pub const MAX_CRL_VALIDITY: Lifetime = Lifetime::days(7);
+
+/// Everything trustd reads from `trustd.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustdConfig {
+    /// `[site]`: who the CA is.
+    pub site: SiteSection,
+    /// `[tpm]`: how to reach the TPM.
+    pub tpm: TpmSection,
+    /// `[policy]`: when the TPM lets the CA key sign.
+    pub policy: PolicySection,
+    /// `[issuance]`: per-profile overrides of the default issuance rules.
+    pub issuance: IssuanceSection,
+    /// `[crl]`: the certificate revocation list.
+    pub crl: CrlSection,
+    /// `[http]`: the read-only HTTP listener for CRL, root and log proofs.
+    pub http: HttpSection,
+    /// `[metrics]`: the loopback Prometheus endpoint.
+    pub metrics: MetricsSection,
+}
+
+/// `[site]`: the names the CA certificate carries and the domain it is constrained to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteSection {
+    /// The site's DNS domain; every DNS name the CA certifies lies within it, and the CA
+    /// certificate is name-constrained to it.
+    pub domain: DnsName,
+    /// The site's name; the CA's common name is `<site_name> BunkerOS Site CA`.
+    pub site_name: String,
+    /// The organisation (`O=` of the CA certificate).
+    pub organisation: String,
+}
+
+impl Default for SiteSection {
+    fn default() -> Self {
+        Self {
+            domain: DnsName::parse("bunker.test").expect("a valid built-in domain"),
+            site_name: "bunker".to_owned(),
+            organisation: "BunkerOS".to_owned(),
+        }
+    }
+}
+
+impl SiteSection {
+    /// The checked identity for the CA certificate.
+    pub fn identity(&self) -> Result<SiteIdentity, crate::ca::SiteIdentityError> {
+        SiteIdentity::new(self.site_name.clone(), self.organisation.clone())
+    }
+}
+
+/// `[tpm]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TpmSection {
+    /// The tpm2-tss TCTI, e.g. `device:/dev/tpmrm0` or `swtpm:host=127.0.0.1,port=2321`.
+    /// Unset: `$TPM2TOOLS_TCTI`, else `device:/dev/tpmrm0`.
+    pub tcti: Option<String>,
+}
+
+/// Which kind of TPM policy the CA key is created under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// PolicyPCR over fixed values: a new image means a new CA key.
+    #[default]
+    Pcr,
+    /// PolicyAuthorize by the release key: images the release key signed for keep the CA.
+    Authorized,
+}
+
+impl PolicyKind {
+    /// The name as written in the file and shown in the status.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pcr => "pcr",
+            Self::Authorized => "authorized",
+        }
+    }
+}
+
+/// `[policy]`: the TPM policy a new CA key is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// `pcr` or `authorized`.
+    pub mode: PolicyKind,
+    /// The PCRs (SHA-256 bank) the key is bound to.
+    pub pcrs: Vec<u8>,
+    /// `pcr` mode: the file holding PCR 11 as the image build predicted it; PCR 11 is bound to
+    /// that value, every other PCR to its value when the key is created. Empty: PCR 11 too is
+    /// bound to its value at creation (development machines without a prediction).
+    pub pcr11_prediction: PathBuf,
+    /// `authorized` mode: the release signing key, a PEM P-256 public key.
+    pub release_key: Option<PathBuf>,
+    /// `authorized` mode: the image's PCR policy signed by the release key (JSON).
+    pub signed_policy: Option<PathBuf>,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            mode: PolicyKind::Pcr,
+            pcrs: vec![7, PREDICTED_PCR],
+            pcr11_prediction: PathBuf::from(PCR11_PREDICTION),
+            release_key: None,
+            signed_policy: None,
+        }
+    }
+}
+
+impl PolicySection {
+    /// The PCR selection, sorted ("7+11" in the status line).
+    pub fn selection_text(&self) -> String {
+        let mut pcrs = self.pcrs.clone();
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        let names: Vec<String> = pcrs.iter().map(u8::to_string).collect();
+        names.join("+")
+    }
+
+    /// The prediction file, unless disabled with an empty path.
+    pub fn prediction_file(&self) -> Option<&std::path::Path> {
+        (!self.pcr11_prediction.as_os_str().is_empty()).then_some(self.pcr11_prediction.as_path())
+    }
+}
+
+/// Overrides of one profile's issuance rules; an unset key keeps the default for the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileOverrides {
+    /// DNS names must lie strictly below one of these.
+    pub dns_suffixes: Option<Vec<DnsName>>,
+    /// IP address names must lie in one of these CIDR ranges.
+    pub ip_ranges: Option<Vec<IpRange>>,
+    /// Operator e-mail names must be at one of these domains.
+    pub email_domains: Option<Vec<DnsName>>,
+    /// Whether `*.name` may be requested (service and device).
+    pub allow_wildcards: Option<bool>,
+    /// Lifetime when the requester asks for none (`24h`, `7d`, ...).
+    pub default_lifetime: Option<Lifetime>,
+    /// Longest lifetime issued.
+    pub max_lifetime: Option<Lifetime>,
+}
+
+/// `[issuance.<profile>]` tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuanceSection {
+    /// `[issuance.hub]`.
+    pub hub: ProfileOverrides,
+    /// `[issuance.service]`.
+    pub service: ProfileOverrides,
+    /// `[issuance.operator]`.
+    pub operator: ProfileOverrides,
+    /// `[issuance.device]`.
+    pub device: ProfileOverrides,
+}
+
+impl IssuanceSection {
+    fn overrides(&self, profile: Profile) -> &ProfileOverrides {
+        match profile {
+            Profile::Hub => &self.hub,
+            Profile::Service => &self.service,
+            Profile::Operator => &self.operator,
+            Profile::Device => &self.device,
+        }
+    }
+}
+
+/// `[crl]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrlSection {
+    /// `nextUpdate − thisUpdate` of every CRL; a new one is signed a quarter before it runs out.
+    pub validity: Lifetime,
+}
+
+impl Default for CrlSection {
+    fn default() -> Self {
+        Self {
+            validity: Lifetime::hours(24),
+        }
+    }
+}
+
+/// `[http]`: CRL, root certificate and transparency-log proofs over plain, read-only HTTP.
+///
+/// These are public by nature (anyone may check a certificate, and the log exists so that
+/// anyone can audit it), and each is signed by the CA key, so TLS would add no trust; relying
+/// parties that cannot reach the CA over D-Bus fetch them here. Nothing on this listener
+/// changes state. It is on loopback by default; a site exposes it by setting `listen`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_HTTP_PORT)),
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Loopback address Prometheus scrapes.
+    pub listen: LoopbackAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            listen: LoopbackAddr::localhost(DEFAULT_METRICS_PORT),
+        }
+    }
+}
+
+impl TrustdConfig {
+    /// The issuance rules: the defaults for the site domain with the configured overrides.
+    ///
+    /// Call it on a validated configuration: the site domain must not be a wildcard.
+    pub fn issuance_policy(&self) -> IssuancePolicy {
+        let mut policy = IssuancePolicy::for_site(self.site.domain.clone());
+        for profile in Profile::ALL {
+            let overrides = self.issuance.overrides(profile).clone();
+            let rules = match profile {
+                Profile::Hub => &mut policy.hub,
+                Profile::Service => &mut policy.service,
+                Profile::Operator => &mut policy.operator,
+                Profile::Device => &mut policy.device,
+            };
+            if let Some(value) = overrides.dns_suffixes {
+                rules.dns_suffixes = value;
+            }
+            if let Some(value) = overrides.ip_ranges {
+                rules.ip_ranges = value;
+            }
+            if let Some(value) = overrides.email_domains {
+                rules.email_domains = value;
+            }
+            if let Some(value) = overrides.allow_wildcards {
+                rules.allow_wildcards = value;
+            }
+            if let Some(value) = overrides.default_lifetime {
+                rules.default_lifetime = value;
+            }
+            if let Some(value) = overrides.max_lifetime {
+                rules.max_lifetime = value;
+            }
+        }
+        policy
+    }
+
+    fn check_site(&self, problems: &mut Vec<Invalid>) {
+        if let Err(error) = self.site.identity() {
+            let key = match &error {
+                crate::ca::SiteIdentityError::Invalid { field, .. } if *field == "organisation" => {
+                    "site.organisation"
+                }
+                _ => "site.site_name",
+            };
+            problems.push(Invalid::new(key, error.to_string()));
+        }
+        if self.site.domain.is_wildcard() {
+            problems.push(Invalid::new(
+                "site.domain",
+                format!(
+                    "`{}` is a wildcard; the site domain is a plain name such as `oslo.bunker.example`",
+                    self.site.domain
+                ),
+            ));
+        }
+    }
+
+    fn check_policy(&self, problems: &mut Vec<Invalid>) {
+        let policy = &self.policy;
+        if let Err(error) = pcr::normalise_selection(&policy.pcrs) {
+            problems.push(Invalid::new("policy.pcrs", error.to_string()));
+        }
+        match policy.mode {
+            PolicyKind::Pcr => {
+                for key in ["release_key", "signed_policy"] {
+                    let set = match key {
+                        "release_key" => policy.release_key.is_some(),
+                        _ => policy.signed_policy.is_some(),
+                    };
+                    if set {
+                        problems.push(Invalid::new(
+                            format!("policy.{key}"),
+                            "applies only to mode = \"authorized\"; remove it or change the mode",
+                        ));
+                    }
+                }
+            }
+            PolicyKind::Authorized => {
+                if policy.release_key.is_none() {
+                    problems.push(Invalid::new(
+                        "policy.mode",
+                        "mode = \"authorized\" needs `release_key`, the PEM file of the release signing key",
+                    ));
+                }
+                if policy.signed_policy.is_none() {
+                    problems.push(Invalid::new(
+                        "policy.mode",
+                        "mode = \"authorized\" needs `signed_policy`, the image's PCR policy signed by the release key",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn check_issuance(&self, problems: &mut Vec<Invalid>) {
+        use crate::ca::PolicyError;
+        if self.site.domain.is_wildcard() {
+            return; // reported by check_site; the defaults cannot be derived from a wildcard
+        }
+        let Err(error) = self.issuance_policy().validate() else {
+            return;
+        };
+        let key = match &error {
+            PolicyError::NotApplicable { profile, field } => format!("issuance.{profile}.{field}"),
+            PolicyError::SuffixOutsideSite { profile, .. } => {
+                format!("issuance.{profile}.dns_suffixes")
+            }
+            PolicyError::WildcardDomain { profile, name } => {
+                let overrides = self.issuance.overrides(*profile);
+                let in_emails = overrides
+                    .email_domains
+                    .as_ref()
+                    .is_some_and(|domains| domains.contains(name));
+                let field = if in_emails {
+                    "email_domains"
+                } else {
+                    "dns_suffixes"
+                };
+                format!("issuance.{profile}.{field}")
+            }
+            PolicyError::Lifetime { profile, .. } => format!("issuance.{profile}.max_lifetime"),
+            PolicyError::NothingAllowed { profile } => {
+                format!("issuance.{profile}.dns_suffixes")
+            }
+        };
+        problems.push(Invalid::new(key, error.to_string()));
+    }
+
+    fn check_crl(&self, problems: &mut Vec<Invalid>) {
+        let validity = self.crl.validity;
+        if validity < MIN_CRL_VALIDITY || validity > MAX_CRL_VALIDITY {
+            problems.push(Invalid::new(
+                "crl.validity",
+                format!(
+                    "{validity} is out of range, expected {MIN_CRL_VALIDITY} to {MAX_CRL_VALIDITY}"
+                ),
+            ));
+        }
+    }
+
+    fn check_listeners(&self, problems: &mut Vec<Invalid>) {
+        if self.http.enabled && self.http.listen.port() == 0 {
+            problems.push(Invalid::new(
+                "http.listen",
+                format!(
+                    "`{}` has port 0; give the port relying parties fetch the CRL from, e.g. {DEFAULT_HTTP_PORT}",
+                    self.http.listen
+                ),
+            ));
+        }
+        if self.http.enabled && self.http.listen == self.metrics.listen.get() {
+            problems.push(Invalid::new(
+                "http.listen",
+                format!(
+                    "`{}` is also `metrics.listen`; the two listeners need different ports",
+                    self.http.listen
+                ),
+            ));
+        }
+    }
+}
+
+impl ServiceConfig for TrustdConfig {
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut problems = Vec::new();
+        self.check_site(&mut problems);
+        self.check_policy(&mut problems);
+        self.check_issuance(&mut problems);
+        self.check_crl(&mut problems);
+        self.check_listeners(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
