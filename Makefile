@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 
 # Debian packages, by what needs them.
-DEPS_RUST := gcc pkg-config libtss2-dev
+DEPS_RUST := gcc pkg-config libtss2-dev libsqlite3-dev
 DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs fdisk binutils \
 	systemd systemd-boot-efi zstd python3 git
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm

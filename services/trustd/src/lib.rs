@@ -3,8 +3,11 @@
 //! Modules, in the order data flows: [`tpm`] (the CA key inside the TPM, usable only under the
 //! boot-measurement policy) → [`ca_key`] (the signing seam everything else uses) → [`ca`] (the
 //! CA hierarchy, certificate profiles, hostile-CSR checks and issuance) → [`translog`] (the
-//! append-only transparency log of every issued certificate).
+//! append-only transparency log of every issued certificate) → [`authority`] (the issuance
+//! pipeline over all of them: issued-certificate store, crash recovery, revocation and CRL,
+//! sealed and lockdown states, audit signatures).
 
+pub mod authority;
 pub mod ca;
 pub mod ca_key;
 pub mod config;
