@@ -5,8 +5,10 @@
 //! CA hierarchy, certificate profiles, hostile-CSR checks and issuance) → [`translog`] (the
 //! append-only transparency log of every issued certificate) → [`authority`] (the issuance
 //! pipeline over all of them: issued-certificate store, crash recovery, revocation and CRL,
-//! sealed and lockdown states, audit signatures).
+//! sealed and lockdown states, audit signatures). Beside them, [`acme`]: the RFC 8555 server
+//! through which devices and services obtain certificates, over the issuance seam it defines.
 
+pub mod acme;
 pub mod authority;
 pub mod ca;
 pub mod ca_key;
