@@ -198,7 +198,10 @@ impl Authority {
             let reserved = scope.finish();
             match &result {
                 Ok(()) => self.store.mark_ca(&reserved)?,
-                Err(crate::ca::CaError::Sealed(_)) => self.store.release(&reserved)?,
+                Err(crate::ca::CaError::Sealed(reason)) => {
+                    self.remember_seal(Some(reason.clone()));
+                    self.store.release(&reserved)?;
+                }
                 Err(_) => self.store.abandon(&reserved)?,
             }
             result?;
