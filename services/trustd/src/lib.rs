@@ -13,5 +13,6 @@ pub mod authority;
 pub mod ca;
 pub mod ca_key;
 pub mod config;
+pub mod enrolment;
 pub mod tpm;
 pub mod translog;

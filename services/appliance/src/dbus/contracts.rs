@@ -1,8 +1,8 @@
 //! The D-Bus contracts between BunkerOS services: where each service is found on the system bus.
 //!
 //! Services never depend on each other's crates; they meet here. Each service's interface
-//! definitions (`#[zbus::proxy]` traits for its clients, the shared types they carry) will be
-//! added beside its address below as that service is built, so a change to a contract is one
+//! definitions (`#[zbus::proxy]` traits for its clients, the shared types they carry) are
+//! added beside its address below as that service is built ([`Trust1Proxy`] for trustd), so a change to a contract is one
 //! reviewed change in one file. Names follow systemd's convention (`org.freedesktop.resolve1`):
 //! a versioned name, and an object path spelled the same way.
 
@@ -55,6 +55,91 @@ pub const UPDATE: BusService = BusService {
 /// Every BunkerOS service on the bus, in the order of the design's service table.
 pub const ALL: [BusService; 5] = [TRUST, HUB, MINING, SITE, UPDATE];
 
+/// `org.bunkeros.Trust1`, trustd's interface at [`TRUST`], as its clients call it.
+///
+/// Documents are JSON strings so that `bunkerctl --json` and scripts see exactly what trustd
+/// said; their fields are only ever added. Refusals are D-Bus errors named in [`trust_errors`],
+/// whose message is a sentence for the operator. The bus policy
+/// (`/usr/share/dbus-1/system.d/org.bunkeros.Trust1.conf`) lets only root and members of
+/// `bunkeros-operators` call `Issue` and `Revoke`; everything else is readable by anyone.
+#[zbus::proxy(
+    interface = "org.bunkeros.Trust1",
+    default_service = "org.bunkeros.Trust1",
+    default_path = "/org/bunkeros/Trust1"
+)]
+pub trait Trust1 {
+    /// Issues a certificate for `csr_pem` under `profile` (`hub`, `service`, `operator`,
+    /// `device`) for `lifetime` (`24h`, `7d`; empty for the profile's default). Returns the
+    /// certificate (PEM), the chain a peer sends (leaf first, PEM), the serial (hex) and the
+    /// certificate's index in the transparency log.
+    fn issue(
+        &self,
+        csr_pem: &str,
+        profile: &str,
+        lifetime: &str,
+    ) -> zbus::Result<(String, String, String, u64)>;
+
+    /// Revokes the certificate with `serial` (hex) for `reason` (an RFC 5280 name such as
+    /// `keyCompromise`, or its code; empty for `unspecified`), and publishes a new CRL.
+    fn revoke(&self, serial: &str, reason: &str) -> zbus::Result<()>;
+
+    /// The CA's status document: `state` (`initialised`, `ready`, `sealed`, `lockdown`),
+    /// `reason`, `policy`, `ca` (subject, root fingerprint), counts, log size, CRL.
+    fn status(&self) -> zbus::Result<String>;
+
+    /// Issued certificates as a JSON array, in log order. `filter` is empty or a JSON object
+    /// with any of `status` (`valid`, `expired`, `revoked`), `profile`, `name` (substring),
+    /// `after` (log index, for paging) and `limit`.
+    fn list(&self, filter: &str) -> zbus::Result<String>;
+
+    /// Signs a SHA-256 `digest` of a segment of `service`'s audit log (domain-separated; see
+    /// trustd's `authority::audit`). Returns the DER ECDSA signature.
+    fn sign_audit_digest(&self, service: &str, digest: &[u8]) -> zbus::Result<Vec<u8>>;
+
+    /// A signed tree head covering the whole transparency log (JSON).
+    fn tree_head(&self) -> zbus::Result<String>;
+
+    /// A proof bundle (JSON) for the log entry at `index`, against a signed tree head;
+    /// `bunkerctl ca log verify` checks it offline.
+    fn inclusion_proof(&self, index: u64) -> zbus::Result<String>;
+
+    /// A proof bundle (JSON) showing that today's log extends `old_tree_head`, a signed tree
+    /// head (JSON) the caller kept from an earlier `TreeHead`.
+    fn consistency_proof(&self, old_tree_head: &str) -> zbus::Result<String>;
+
+    /// The site's root certificate (PEM): the trust anchor relying parties pin.
+    fn root_certificate(&self) -> zbus::Result<String>;
+}
+
+/// The D-Bus error names trustd answers with; the message of each is a sentence.
+pub mod trust_errors {
+    /// The CA key is sealed: the boot measurements do not satisfy its TPM policy.
+    pub const SEALED: &str = "org.bunkeros.Trust1.Error.Sealed";
+    /// The site is in lockdown: issuance and revocation stop until it leaves.
+    pub const LOCKDOWN: &str = "org.bunkeros.Trust1.Error.Lockdown";
+    /// The request itself is refused (CSR, profile, names, lifetime, serial syntax, ...).
+    pub const INVALID_REQUEST: &str = "org.bunkeros.Trust1.Error.InvalidRequest";
+    /// No such certificate or log entry.
+    pub const NOT_FOUND: &str = "org.bunkeros.Trust1.Error.NotFound";
+    /// The certificate was revoked before; the first revocation stands.
+    pub const ALREADY_REVOKED: &str = "org.bunkeros.Trust1.Error.AlreadyRevoked";
+    /// The CA cannot issue yet (no CA certificate, waiting for the offline root, expired).
+    pub const NOT_READY: &str = "org.bunkeros.Trust1.Error.NotReady";
+    /// trustd failed (TPM fault, store write); the journal has the details.
+    pub const FAILED: &str = "org.bunkeros.Trust1.Error.Failed";
+
+    /// Every name, for tests and clients that match on them.
+    pub const ALL: [&str; 7] = [
+        SEALED,
+        LOCKDOWN,
+        INVALID_REQUEST,
+        NOT_FOUND,
+        ALREADY_REVOKED,
+        NOT_READY,
+        FAILED,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +159,14 @@ mod tests {
         for service in ALL {
             let spelled = format!("/{}", service.bus_name.replace('.', "/"));
             assert_eq!(service.object_path, spelled, "{}", service.daemon);
+        }
+    }
+
+    #[test]
+    fn trust_error_names_are_valid_and_under_the_interface() {
+        for name in trust_errors::ALL {
+            zbus::names::ErrorName::try_from(name).expect(name);
+            assert!(name.starts_with("org.bunkeros.Trust1.Error."), "{name}");
         }
     }
 
