@@ -29,7 +29,7 @@ BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint fuzz clean
+.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint fuzz bench clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -39,6 +39,7 @@ help:
 	@echo "  make image         build the disk image for PROFILE=$(PROFILE) into $(IMAGE_DIR)/"
 	@echo "  make image-verify  build the image twice and compare: both sha256 sums are printed"
 	@echo "  make image-lock    re-resolve image/packages.list into image/packages.lock"
+	@echo "  make bench         benchmarks, as ratios against a baseline measured in the same run"
 	@echo "  make fuzz          fuzz the parsers of untrusted input (FUZZ_SECONDS per target, default 60)"
 	@echo "  make clean         remove build/ and target/"
 
@@ -111,6 +112,11 @@ test-reproducible: image
 	else echo "reproducible: the builds DIFFER"; diff <(cd $(IMAGE_DIR) && sha256sum *) <(cd build/verify/again && sha256sum *) || true; exit 1; fi
 
 test: lint test-rust test-image-faults test-reproducible test-boot
+
+# Benchmarks: each prints absolute figures and ratios against a baseline measured in the same run.
+bench: deps
+	@echo "==> trustd: issuance against the raw TPM signature rate (swtpm)"
+	$(CARGO) bench -p trustd --bench issuance --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
