@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use appliance::config::{Invalid, LoopbackAddr, Port, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::acme::{AcmeConfig, Limits, ProfileRule, ValidationConfig};
 use crate::ca::{DnsName, IpRange, IssuancePolicy, Lifetime, Profile, SiteIdentity};
 use crate::tpm::pcr;
 
@@ -35,6 +36,10 @@ pub const PREDICTED_PCR: u8 = 11;
 
 /// Default port of the read-only HTTP listener (CRL, root certificate, log proofs).
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// Default port of the ACME (RFC 8555) HTTPS listener: not 443, so trustd needs no privilege
+/// to bind it; ACME clients take the port from the directory URL.
+pub const DEFAULT_ACME_PORT: u16 = 8443;
 
 /// Default port of the loopback metrics endpoint (DESIGN: trustd 9101).
 pub const DEFAULT_METRICS_PORT: Port = Port::from_const(9101);
@@ -59,6 +64,8 @@ pub struct TrustdConfig {
     pub issuance: IssuanceSection,
     /// `[crl]`: the certificate revocation list.
     pub crl: CrlSection,
+    /// `[acme]`: the RFC 8555 server for devices and services.
+    pub acme: AcmeSection,
     /// `[http]`: the read-only HTTP listener for CRL, root and log proofs.
     pub http: HttpSection,
     /// `[metrics]`: the loopback Prometheus endpoint.
@@ -227,6 +234,75 @@ impl Default for CrlSection {
         Self {
             validity: Lifetime::hours(24),
         }
+    }
+}
+
+/// `[acme]`: the ACME (RFC 8555) server through which devices and services get certificates.
+///
+/// Its keys other than `enabled` are those of [`AcmeConfig`]: `listen`, `base_url`,
+/// `terms_of_service`, `ip_identifier_profile`, `[[acme.profiles]]` (suffix → profile),
+/// `[acme.validation]` (challenge ports, the name → address map, resolver, timeouts) and
+/// `[acme.limits]`. Its TLS certificate is issued by the CA itself at start for `acme.<domain>`
+/// (and the host of `base_url`), with a key that never leaves memory, and renewed before it
+/// expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeSection {
+    /// Whether the ACME listener runs.
+    pub enabled: bool,
+    /// Address of the HTTPS listener.
+    pub listen: SocketAddr,
+    /// The origin clients use, e.g. `https://acme.oslo.bunker.example:8443`; default
+    /// `https://acme.<domain>:<port>`.
+    pub base_url: Option<String>,
+    /// Terms of service URL; when set, new accounts must agree to them.
+    pub terms_of_service: Option<String>,
+    /// Suffix → profile rules; default `devices.<domain>` → device, `<domain>` → service.
+    pub profiles: Option<Vec<ProfileRule>>,
+    /// Profile for IP address identifiers; unset refuses them.
+    pub ip_identifier_profile: Option<Profile>,
+    /// How challenges are validated.
+    pub validation: ValidationConfig,
+    /// Bounds on what clients may hold.
+    pub limits: Limits,
+}
+
+impl Default for AcmeSection {
+    fn default() -> Self {
+        let defaults = AcmeConfig::new(SocketAddr::V6(std::net::SocketAddrV6::new(
+            std::net::Ipv6Addr::UNSPECIFIED,
+            DEFAULT_ACME_PORT,
+            0,
+            0,
+        )));
+        Self {
+            enabled: true,
+            listen: defaults.listen,
+            base_url: defaults.base_url,
+            terms_of_service: defaults.terms_of_service,
+            profiles: defaults.profiles,
+            ip_identifier_profile: defaults.ip_identifier_profile,
+            validation: defaults.validation,
+            limits: defaults.limits,
+        }
+    }
+}
+
+impl AcmeSection {
+    /// The ACME server's configuration for a site whose domain is `domain`.
+    pub fn to_acme_config(&self, domain: &DnsName) -> AcmeConfig {
+        let mut config = AcmeConfig::new(self.listen);
+        config.base_url = Some(
+            self.base_url
+                .clone()
+                .unwrap_or_else(|| format!("https://acme.{domain}:{}", self.listen.port())),
+        );
+        config.terms_of_service = self.terms_of_service.clone();
+        config.profiles = self.profiles.clone();
+        config.ip_identifier_profile = self.ip_identifier_profile;
+        config.validation = self.validation.clone();
+        config.limits = self.limits.clone();
+        config
     }
 }
 
@@ -410,6 +486,35 @@ impl TrustdConfig {
         }
     }
 
+    fn check_acme(&self, problems: &mut Vec<Invalid>) {
+        use crate::acme::ConfigError;
+        if !self.acme.enabled || self.site.domain.is_wildcard() {
+            return;
+        }
+        let config = self.acme.to_acme_config(&self.site.domain);
+        let result = config
+            .validate()
+            .and_then(|()| config.profile_selector(&self.site.domain).map(|_| ()));
+        let Err(error) = result else {
+            return;
+        };
+        let key = match &error {
+            ConfigError::BaseUrl(_) => "acme.base_url".to_owned(),
+            ConfigError::DuplicateSuffix(_) | ConfigError::ProfileNotForAcme { .. } => {
+                "acme.profiles".to_owned()
+            }
+            ConfigError::IpProfileNotForAcme(_) => "acme.ip_identifier_profile".to_owned(),
+            ConfigError::TooSmall { field, .. } => format!("acme.{field}"),
+        };
+        // The acme module's sentences already name the key; keep only what follows it.
+        let text = error.to_string();
+        let reason = text
+            .strip_prefix(&format!("{key} "))
+            .unwrap_or(&text)
+            .to_owned();
+        problems.push(Invalid::new(key, reason));
+    }
+
     fn check_listeners(&self, problems: &mut Vec<Invalid>) {
         if self.http.enabled && self.http.listen.port() == 0 {
             problems.push(Invalid::new(
@@ -420,16 +525,37 @@ impl TrustdConfig {
                 ),
             ));
         }
-        if self.http.enabled && self.http.listen == self.metrics.listen.get() {
+        if self.acme.enabled && self.acme.listen.port() == 0 {
             problems.push(Invalid::new(
-                "http.listen",
+                "acme.listen",
                 format!(
-                    "`{}` is also `metrics.listen`; the two listeners need different ports",
-                    self.http.listen
+                    "`{}` has port 0; give the port ACME clients connect to, e.g. {DEFAULT_ACME_PORT}",
+                    self.acme.listen
                 ),
             ));
         }
+        let metrics = ("metrics.listen", true, self.metrics.listen.get());
+        let http = ("http.listen", self.http.enabled, self.http.listen);
+        let acme = ("acme.listen", self.acme.enabled, self.acme.listen);
+        for ((key, on, addr), (other, other_on, other_addr)) in
+            [(http, metrics), (acme, metrics), (acme, http)]
+        {
+            if on && other_on && overlap(addr, other_addr) {
+                problems.push(Invalid::new(
+                    key,
+                    format!(
+                        "`{addr}` takes the port of `{other}` (`{other_addr}`); the two listeners need different ports"
+                    ),
+                ));
+            }
+        }
     }
+}
+
+/// Whether two listeners would fight over a port: the same port on the same address, or on
+/// any address when one of them listens on all of them.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 impl ServiceConfig for TrustdConfig {
@@ -439,6 +565,7 @@ impl ServiceConfig for TrustdConfig {
         self.check_policy(&mut problems);
         self.check_issuance(&mut problems);
         self.check_crl(&mut problems);
+        self.check_acme(&mut problems);
         self.check_listeners(&mut problems);
         if problems.is_empty() {
             Ok(())

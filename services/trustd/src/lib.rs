@@ -9,10 +9,16 @@
 //! through which devices and services obtain certificates, over the issuance seam it defines.
 
 pub mod acme;
+pub mod acme_backend;
 pub mod authority;
 pub mod ca;
 pub mod ca_key;
 pub mod config;
+pub mod daemon;
+pub mod dbus;
 pub mod enrolment;
+pub mod http;
+pub mod metrics;
+pub mod status_report;
 pub mod tpm;
 pub mod translog;

@@ -185,9 +185,56 @@ fn crl_validity_and_listeners_are_checked() {
     );
     let err = load_site("[http]\nlisten = \"127.0.0.1:9101\"\n").unwrap_err();
     assert!(err.contains("`http.listen`"), "{err}");
-    assert!(err.contains("also `metrics.listen`"), "{err}");
+    assert!(err.contains("takes the port of `metrics.listen`"), "{err}");
+    let err = load_site("[acme]\nlisten = \"127.0.0.1:8080\"\n").unwrap_err();
+    assert!(
+        err.contains(
+            "SITE/trustd.toml:2:1: `acme.listen`: `127.0.0.1:8080` takes the port of `http.listen`"
+        ),
+        "{err}"
+    );
     let err = load_site("[metrics]\nlisten = \"0.0.0.0:9101\"\n").unwrap_err();
     assert!(err.contains("not a loopback address"), "{err}");
     // a disabled listener may keep any address
     load_site("[http]\nenabled = false\nlisten = \"127.0.0.1:9101\"\n").unwrap();
+}
+
+#[test]
+fn the_acme_table_is_the_acme_servers_configuration() {
+    let config = load_site(
+        "[acme]\nbase_url = \"https://ca.bunker.test:8443\"\n\
+         [acme.validation.addresses]\n\"miner-1.devices.bunker.test\" = \"10.20.0.11\"\n",
+    )
+    .unwrap();
+    let acme = config.acme.to_acme_config(&config.site.domain);
+    assert_eq!(acme.listen.to_string(), "[::]:8443");
+    assert_eq!(
+        acme.base_url.as_deref(),
+        Some("https://ca.bunker.test:8443")
+    );
+    assert_eq!(acme.validation.addresses.len(), 1);
+    let default = TrustdConfig::default()
+        .acme
+        .to_acme_config(&config.site.domain);
+    assert_eq!(
+        default.base_url.as_deref(),
+        Some("https://acme.bunker.test:8443")
+    );
+
+    let err = load_site("[acme]\nbase_url = \"http://acme.bunker.test\"\n").unwrap_err();
+    assert!(
+        err.contains("SITE/trustd.toml:2:1: `acme.base_url`: "),
+        "{err}"
+    );
+    let err = load_site("[[acme.profiles]]\nsuffix = \"hub.bunker.test\"\nprofile = \"hub\"\n")
+        .unwrap_err();
+    assert!(err.contains("`acme.profiles`"), "{err}");
+    assert!(err.contains("ACME issues only"), "{err}");
+    let err = load_site("[acme.validation]\nattempts = 0\n").unwrap_err();
+    assert!(err.contains("`acme.validation.attempts`"), "{err}");
+    assert!(err.contains("SITE/trustd.toml:2:1"), "{err}");
+    let err = load_site("[acme]\nlisten = \"[::]:9101\"\n").unwrap_err();
+    assert!(err.contains("takes the port of `metrics.listen`"), "{err}");
+    // a disabled ACME server is not checked
+    load_site("[acme]\nenabled = false\nbase_url = \"http://x\"\n").unwrap();
 }
