@@ -3,6 +3,9 @@
 //! Wiring only: parse the command line, hand each subcommand to its module, turn its outcome into
 //! an exit code. Errors are printed as one line with their causes, and exit with code 1.
 
+mod ca_cmd;
+mod ca_log;
+mod ca_view;
 mod console;
 mod profile;
 mod snapshot;
@@ -34,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         cmd: profile::ProfileCommand,
     },
+    /// The site certificate authority (trustd): status, issue, revoke, list, transparency log
+    Ca {
+        #[command(subcommand)]
+        cmd: ca_cmd::CaCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +49,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Status(args) => status_cmd::run(args),
         Command::Profile { cmd } => profile::run(cmd),
+        Command::Ca { cmd } => ca_cmd::run(cmd),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("bunkerctl: {error:#}");
@@ -61,7 +70,7 @@ mod tests {
     fn status_args(args: &[&str]) -> Option<StatusArgs> {
         match parse(args).ok()?.command {
             Command::Status(status) => Some(status),
-            Command::Profile { .. } => None,
+            Command::Profile { .. } | Command::Ca { .. } => None,
         }
     }
 
@@ -123,6 +132,70 @@ mod tests {
             cli.map(|cli| cli.command),
             Ok(Command::Profile { .. })
         ));
+    }
+
+    #[test]
+    fn ca_subcommands_parse() {
+        use ca_cmd::{CaCommand, LogCommand};
+        let ca = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Ca { cmd }) => Some(cmd),
+            _ => None,
+        };
+        assert_eq!(
+            ca(&["ca", "status"]),
+            Some(CaCommand::Status { json: false })
+        );
+        assert!(matches!(
+            ca(&[
+                "ca",
+                "issue",
+                "req.csr",
+                "--profile",
+                "service",
+                "--cert",
+                "c.pem"
+            ]),
+            Some(CaCommand::Issue(_))
+        ));
+        assert!(
+            ca(&["ca", "issue", "req.csr"]).is_none(),
+            "--profile is required"
+        );
+        assert!(matches!(
+            ca(&["ca", "revoke", "0a0b", "--reason", "keyCompromise"]),
+            Some(CaCommand::Revoke { .. })
+        ));
+        assert!(ca(&["ca", "list", "--limit", "0"]).is_none());
+        assert!(matches!(
+            ca(&["ca", "log", "proof", "3"]),
+            Some(CaCommand::Log {
+                cmd: LogCommand::Proof { index: 3, .. }
+            })
+        ));
+        assert!(matches!(
+            ca(&["ca", "log", "verify", "b.json", "--root", "root.pem"]),
+            Some(CaCommand::Log {
+                cmd: LogCommand::Verify(_)
+            })
+        ));
+        assert!(
+            ca(&["ca", "log", "verify", "b.json"]).is_none(),
+            "a key is required"
+        );
+        assert!(
+            ca(&[
+                "ca",
+                "log",
+                "verify",
+                "b.json",
+                "--ca",
+                "r.pem",
+                "--public-key",
+                "04"
+            ])
+            .is_none(),
+            "one key only"
+        );
     }
 
     #[test]

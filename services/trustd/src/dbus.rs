@@ -176,7 +176,7 @@ impl Trust1 {
     /// `Status() -> s`: the status document (see [`crate::status_report`]).
     async fn status(&self) -> Result<String, TrustError> {
         self.call("Status", |authority| {
-            Ok(status_json(&authority.status()?).to_string())
+            Ok(status_json(&authority.status()?, authority.public_key_sec1()).to_string())
         })
         .await
     }

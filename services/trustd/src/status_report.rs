@@ -4,7 +4,7 @@
 //! The JSON is a contract with `bunkerctl` and with scripts: fields are only ever added.
 //!
 //! ```json
-//! {"state": "ready", "reason": null, "lockdown": false,
+//! {"state": "ready", "reason": null, "public_key": "04…", "lockdown": false,
 //!  "policy": {"mode": "pcr", "pcrs": [7, 11], "release_key": null},
 //!  "ca": {"kind": "root", "subject": "CN=bunker BunkerOS Site CA, O=BunkerOS",
 //!         "common_name": "bunker BunkerOS Site CA", "not_after": "2036-…Z",
@@ -64,8 +64,9 @@ pub fn common_name(subject: &str) -> &str {
         .unwrap_or(subject)
 }
 
-/// The `Status()` document (see the module documentation).
-pub fn status_json(status: &AuthorityStatus) -> Value {
+/// The `Status()` document (see the module documentation); `public_key` is the CA key's SEC1
+/// point, with which tree heads, CRLs and audit signatures verify.
+pub fn status_json(status: &AuthorityStatus, public_key: &[u8]) -> Value {
     let reason = match &status.state {
         AuthorityState::Sealed { reason } => Some(reason.clone()),
         AuthorityState::Initialised { reason } => Some(reason.to_string()),
@@ -94,6 +95,7 @@ pub fn status_json(status: &AuthorityStatus) -> Value {
     json!({
         "state": status.state.name(),
         "reason": reason,
+        "public_key": hex::encode(public_key),
         "lockdown": status.lockdown,
         "policy": {
             "mode": status.policy.mode,
@@ -169,7 +171,8 @@ mod tests {
 
     #[test]
     fn the_json_carries_every_fact() {
-        let json = status_json(&status(AuthorityState::Ready));
+        let json = status_json(&status(AuthorityState::Ready), &[4, 1, 2]);
+        assert_eq!(json["public_key"], "040102");
         assert_eq!(json["state"], "ready");
         assert_eq!(json["reason"], Value::Null);
         assert_eq!(json["policy"]["pcrs"], json!([7, 11]));

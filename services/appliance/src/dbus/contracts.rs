@@ -84,7 +84,8 @@ pub trait Trust1 {
     fn revoke(&self, serial: &str, reason: &str) -> zbus::Result<()>;
 
     /// The CA's status document: `state` (`initialised`, `ready`, `sealed`, `lockdown`),
-    /// `reason`, `policy`, `ca` (subject, root fingerprint), counts, log size, CRL.
+    /// `reason`, `public_key` (the CA key, SEC1 hex), `policy`, `ca` (subject, root
+    /// fingerprint), counts, log size, CRL.
     fn status(&self) -> zbus::Result<String>;
 
     /// Issued certificates as a JSON array, in log order. `filter` is empty or a JSON object
