@@ -43,6 +43,7 @@ put 0644 "$img/sysusers.d/bunkeros.conf" /usr/lib/sysusers.d/bunkeros.conf
 put 0644 "$img/tmpfiles.d/bunkeros.conf" /usr/lib/tmpfiles.d/bunkeros.conf
 put 0644 "${BUNKER_PROFILE_FILE:?}" /usr/share/bunkeros/profile.toml
 for c in "$img"/config/*.toml; do put 0644 "$c" "/usr/share/bunkeros/$(basename "$c")"; done
+for d in "$img"/dbus-1/*.conf; do put 0644 "$d" "/usr/share/dbus-1/system.d/$(basename "$d")"; done
 put 0755 "$img/selftest/bunkeros-selftest" /usr/libexec/bunkeros/bunkeros-selftest
 put 0644 "$img/fstab" /etc/fstab
 # /etc is read-only on the appliance: create the system users now, not at first boot.
@@ -53,6 +54,10 @@ mkdir -p "$root/efi"
 
 step "enable units"
 systemctl --root="$root" enable tmp.mount bunkeros-console.service bunkeros-selftest.service >/dev/null
+# Services are enabled as their binaries land in the image.
+for service in trustd; do
+    if [[ -x $root/usr/bin/$service ]]; then systemctl --root="$root" enable "$service.service" >/dev/null; fi
+done
 systemctl --root="$root" set-default multi-user.target >/dev/null
 
 step "hardening: no logins"

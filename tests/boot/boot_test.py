@@ -7,18 +7,25 @@ IMAGE_DIR is an image build's output (bunkeros.img, pcr11.expected, ...). Two bo
 
 1. the image as built, with the SMBIOS credential that enables its self-test unit: the guest prints
    facts on its second serial port and powers off; every check below compares them with the build;
+   the guest's TPM state is kept, so that trustd's CA key blob (printed by the guest) can be tried
+   on the host in a fresh software TPM (it must not load) and in a clone of the guest's own TPM
+   (it loads, but without the boot's PCR values it cannot sign);
 2. the same image with one byte of the root squashfs flipped: it must not boot (dm-verity with
    panic-on-corruption), and the console must say why.
 
 Each check prints PASS or FAIL; on any failure the serial logs are printed in full. The last line
 is "boot test: N passed, M failed". Exit status 0 only when nothing failed.
 """
+import base64
 import json
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,13 +51,15 @@ class Checks:
         return ok
 
 
-def boot(image, log_dir, name, selftest=True):
+def boot(image, log_dir, name, selftest=True, tpm_state=None):
     """Boot once, headless; return (seconds, console text, selftest text)."""
     console = log_dir / f"{name}.console.log"
     result = log_dir / f"{name}.selftest.log"
     for f in (console, result):
         f.unlink(missing_ok=True)
     cmd = [str(VM), "--image", str(image), "--console-log", str(console), "--timeout", str(BOOT_TIMEOUT_S)]
+    if tpm_state:
+        cmd += ["--tpm-state", str(tpm_state)]
     if selftest:
         cmd += ["--selftest", "--selftest-log", str(result)]
     print(f"--- boot '{name}': {' '.join(cmd)}")
@@ -150,10 +159,182 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
             ok = False
         c.check(f"{u['unit']} exposure <= {MAX_EXPOSURE}", ok, f"systemd-analyze security: {score or 'no score'}")
 
+    judge_trustd(c, image_dir, f, status)
+
     c.check("no login prompt on the console", re.search(r"login:\s*$", console, re.M) is None)
     # The status screen's own words (bunkerctl status --watch), not systemd's boot messages.
     c.check("console shows the status screen",
             "This is the appliance console." in console and "installed units active" in console)
+
+
+def judge_trustd(c, image_dir, f, status):
+    """trustd in the guest: READY with its STATUS line, issuing, logging, publishing its CRL."""
+    unit = next((u for u in status.get("units", []) if u.get("unit") == "trustd.service"), {})
+    line = unit.get("status_text") or ""
+    c.check("trustd is installed and active", unit.get("active_state") == "active",
+            f"{unit.get('load_state')}/{unit.get('active_state')}/{unit.get('sub_state')}")
+    c.check("trustd is READY and issuing under PCRs 7 and 11 (its STATUS= line)",
+            line == "ready: issuing as bunker BunkerOS Site CA (policy pcr 7+11)", repr(line))
+    try:
+        ca = json.loads(first(f, "ca-status-json"))
+    except json.JSONDecodeError:
+        ca = {}
+    c.check("bunkerctl ca status says ready, policy pcr 7+11, a site root",
+            ca.get("state") == "ready" and ca.get("policy", {}).get("mode") == "pcr"
+            and ca.get("policy", {}).get("pcrs") == [7, 11] and (ca.get("ca") or {}).get("kind") == "root",
+            first(f, "ca-status-json")[:300])
+    c.check("a CSR made in the guest by openssl is issued through bunkerctl ca issue (D-Bus)",
+            first(f, "ca-issue").startswith("issued ") and "service profile" in first(f, "ca-issue"),
+            first(f, "ca-issue"))
+    c.check("the certificate verifies against the root with openssl verify in the guest",
+            first(f, "ca-verify").strip().endswith("web.pem: OK"), first(f, "ca-verify"))
+    c.check("its transparency-log proof verifies offline (bunkerctl ca log verify)",
+            first(f, "ca-log-verify").startswith("OK: tree head of") and "OK: entry" in first(f, "ca-log-verify"),
+            first(f, "ca-log-verify"))
+    ms = first(f, "ca-issue-10-ms")
+    c.check("ten more issuances through bunkerctl and D-Bus succeed", ms.isdigit() and "ca-issue-failed" not in f,
+            f"{int(ms) / 10:.0f} ms per issuance, bunkerctl process start included (TCG)" if ms.isdigit() else ms)
+    c.check("the CRL from trustd's HTTP listener verifies against the root (openssl crl)",
+            "verify OK" in first(f, "ca-crl"), first(f, "ca-crl"))
+    c.check("the ACME directory answers over TLS with a certificate for acme.bunker.test from the root",
+            first(f, "acme-directory").startswith('"newNonce"'), first(f, "acme-directory"))
+    c.check("trustd's metrics say ready on 127.0.0.1:9101",
+            'trustd_state{state="ready"} 1' in first(f, "trustd-metrics"), first(f, "trustd-metrics"))
+    judge_pcr_binding(c, image_dir, f)
+
+
+def ca_key_blob(f):
+    """trustd's /var/lib/trustd/ca-key.json as the guest printed it (base64), parsed; or None."""
+    try:
+        return json.loads(base64.b64decode(first(f, "ca-key-blob"), validate=True))
+    except (ValueError, json.JSONDecodeError):
+        return None
+
+
+def judge_pcr_binding(c, image_dir, f):
+    """The CA key's policy binds PCR 11 to the build's prediction and PCR 7 to this boot's value."""
+    blob = ca_key_blob(f)
+    c.check("the guest printed the CA key blob", blob is not None, first(f, "ca-key-blob")[:80])
+    if blob is None:
+        return
+    expected = {v["pcr"]: v["sha256"].lower() for v in blob.get("policy", {}).get("expected", [])}
+    predicted = (image_dir / "pcr11.expected").read_text().strip().lower()
+    c.check("the CA key is bound to PCR 11 as the build predicted it", expected.get(11) == predicted,
+            f"key {expected.get(11)} / predicted {predicted}")
+    c.check("the CA key is bound to PCR 7 as this boot measured it", expected.get(7) == first(f, "pcr7").lower(),
+            f"key {expected.get(7)} / guest {first(f, 'pcr7').lower()}")
+
+
+def free_port_pair():
+    """Two consecutive free loopback TCP ports (swtpm's command and control channels)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65535:
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free pair of ports")
+
+
+class HostTpm:
+    """A swtpm this test starts on the host (on `state_dir`), ended by its PID."""
+
+    def __init__(self, state_dir):
+        self.port = free_port_pair()
+        self.log = state_dir.parent / f"{state_dir.name}.log"
+        self.process = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state_dir}",
+             "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+             "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
+             "--flags", "not-need-init,startup-clear", "--log", f"file={self.log}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+    def tools(self, args, cwd):
+        """Runs a tpm2-tools command against this TPM; (ok, output)."""
+        env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={self.port}")
+        proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+        return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+# trustd's storage root key template (services/trustd/src/tpm/connection.rs, srk_template):
+# ECC P-256 restricted decryption key with AES-128-CFB, owner hierarchy.
+SRK = ["-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
+       "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt"]
+
+
+def try_blob(tpm, work, sign):
+    """Recreates trustd's SRK in `tpm`, loads the CA key blob under it and, if asked, tries to
+    sign under the key's PolicyPCR over PCRs 7 and 11. Returns the steps' (ok, output)."""
+    steps = {}
+    steps["createprimary"] = tpm.tools(["tpm2_createprimary", "-Q", *SRK, "-c", "srk.ctx"], work)
+    steps["load"] = tpm.tools(["tpm2_load", "-C", "srk.ctx", "-u", "ca.pub", "-r", "ca.priv", "-c", "ca.ctx"], work)
+    if sign and steps["load"][0]:
+        (work / "msg").write_bytes(b"bunkeros boot test")
+        tpm.tools(["tpm2_flushcontext", "-t"], work)
+        steps["session"] = tpm.tools(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"], work)
+        steps["policypcr"] = tpm.tools(["tpm2_policypcr", "-S", "session.ctx", "-l", "sha256:7,11"], work)
+        steps["sign"] = tpm.tools(["tpm2_sign", "-c", "ca.ctx", "-g", "sha256", "-p", "session:session.ctx",
+                                   "-o", "sig", "msg"], work)
+    return steps
+
+
+def judge_key_blob(c, f, guest_tpm, log_dir):
+    """The CA key blob is worthless elsewhere: it does not load in another TPM, and in a clone of
+    the guest's own TPM (same seeds, but a fresh power-on: no boot measurements) it loads but the
+    TPM refuses to sign with it."""
+    blob = ca_key_blob(f)
+    if blob is None or shutil.which("tpm2_load") is None or shutil.which("swtpm") is None:
+        c.check("host has tpm2-tools and swtpm to try the CA key blob", False, "make deps installs them")
+        return
+    work = Path(tempfile.mkdtemp(prefix="bunkeros-blob-", dir=log_dir))
+    public = bytes.fromhex(blob["public"])    # marshalled TPM2B_PUBLIC
+    private = bytes.fromhex(blob["private"])  # TPM2B_PRIVATE contents: tpm2_load wants the size first
+    (work / "ca.pub").write_bytes(public)
+    (work / "ca.priv").write_bytes(struct.pack(">H", len(private)) + private)
+    fresh_state = work / "fresh-tpm"
+    fresh_state.mkdir()
+    clone_state = work / "clone-tpm"
+    shutil.copytree(guest_tpm, clone_state, ignore=shutil.ignore_patterns(".lock", "*.fd"))
+    try:
+        fresh = HostTpm(fresh_state)
+        try:
+            steps = try_blob(fresh, work, sign=False)
+        finally:
+            fresh.stop()
+        ok, out = steps["load"]
+        c.check("the CA key blob in a fresh swtpm on the host: the TPM refuses to load it",
+                steps["createprimary"][0] and not ok and "integrity" in out,
+                out.splitlines()[-2] if len(out.splitlines()) > 1 else out)
+        clone = HostTpm(clone_state)
+        try:
+            steps = try_blob(clone, work, sign=True)
+        finally:
+            clone.stop()
+        ok, out = steps["load"]
+        c.check("control: the same blob loads in a clone of the guest's own TPM (the SRK template is trustd's)",
+                ok, out.splitlines()[0] if out else "")
+        sign_ok, sign_out = steps.get("sign", (True, "not attempted"))
+        c.check("...but even there it cannot sign: PCRs 7 and 11 are not the boot's (policy check fails)",
+                ok and not sign_ok, sign_out.splitlines()[-2] if len(sign_out.splitlines()) > 1 else sign_out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def print_security_tables(selftest_text):
@@ -207,8 +388,11 @@ def main():
     image = image_dir / "bunkeros.img"
     c = Checks()
 
-    seconds, _, console, selftest = boot(image, log_dir, "normal")
+    guest_tpm = log_dir / "normal-tpm"
+    shutil.rmtree(guest_tpm, ignore_errors=True)
+    seconds, _, console, selftest = boot(image, log_dir, "normal", tpm_state=guest_tpm)
     judge_normal_boot(c, image_dir, seconds, console, selftest)
+    judge_key_blob(c, facts(selftest), guest_tpm, log_dir)
     normal_failed = c.failed
 
     corrupted = log_dir / "corrupted.img"

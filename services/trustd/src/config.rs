@@ -142,7 +142,9 @@ pub struct PolicySection {
     pub pcrs: Vec<u8>,
     /// `pcr` mode: the file holding PCR 11 as the image build predicted it; PCR 11 is bound to
     /// that value, every other PCR to its value when the key is created. Empty: PCR 11 too is
-    /// bound to its value at creation (development machines without a prediction).
+    /// bound to its value at creation (development machines without a prediction). Under
+    /// systemd the unit passes this file as the credential `pcr11.expected`, which trustd reads
+    /// instead (the ESP is readable by root only).
     pub pcr11_prediction: PathBuf,
     /// `authorized` mode: the release signing key, a PEM P-256 public key.
     pub release_key: Option<PathBuf>,

@@ -88,7 +88,10 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
                     config.http.listen
                 )
             })?;
-        tracing::info!(address = %http.local_addr(), "serving the CRL, the root and log proofs over HTTP");
+        tracing::info!(
+            "serving the CRL, the root and log proofs over HTTP on {}",
+            http.local_addr()
+        );
         tasks.spawn(http.serve(cancel.clone()));
     }
 
@@ -101,14 +104,14 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     let endpoint = MetricsEndpoint::bind(config.metrics.listen.get(), Arc::new(registry))
         .await
         .context("starting the metrics endpoint (metrics.listen)")?;
-    tracing::info!(address = %endpoint.local_addr(), "serving metrics");
+    tracing::info!("serving metrics on {}", endpoint.local_addr());
     tasks.spawn(endpoint.serve(cancel.clone()));
 
     let mut line = refresh_status(&authority, &metrics).await;
     notifier
         .ready(&line)
         .context("telling systemd that trustd is ready")?;
-    tracing::info!(status = %line, "trustd is ready");
+    tracing::info!("trustd is ready: {line}");
 
     let heartbeat = Heartbeat::new();
     let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
@@ -140,14 +143,14 @@ fn open_authority(config: &TrustdConfig) -> Result<Arc<Authority>> {
     let state = state_dir()?;
     let connection =
         Arc::new(TpmConnection::open(config.tpm.tcti.as_deref()).context("opening the TPM")?);
-    tracing::info!(tcti = connection.tcti(), source = ?connection.source(), "opened the TPM");
+    tracing::info!(source = ?connection.source(), "opened the TPM through {}", connection.tcti());
     let enrolled = enrolment::load_or_enrol(connection, &state, &config.policy)
         .context("loading the CA key")?;
     let policy = enrolment::describe(enrolled.key.policy());
     if enrolled.created {
-        tracing::info!(%policy, "enrolled a new CA key in the TPM");
+        tracing::info!("enrolled a new CA key in the TPM under policy {policy}");
     } else {
-        tracing::info!(%policy, "loaded the CA key");
+        tracing::info!("loaded the CA key (policy {policy})");
     }
     if let Err(error) = enrolment::install_signed_policy(&enrolled.key, &config.policy) {
         tracing::error!(%error, "no usable signed PCR policy: the CA stays sealed");
@@ -192,14 +195,7 @@ fn create_root_if_missing(authority: &Authority, config: &TrustdConfig) -> Resul
         .identity()
         .context("the site identity ([site])")?;
     match authority.create_root(&site) {
-        Ok(()) => {
-            tracing::info!(
-                domain = %config.site.domain,
-                common_name = %site.ca_common_name(),
-                "created the site root certificate"
-            );
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(error @ (AuthorityError::Sealed { .. } | AuthorityError::Lockdown(_))) => {
             tracing::error!(%error, "cannot create the site root now");
             Ok(())
@@ -233,7 +229,7 @@ async fn main_loop(
             last_status = Instant::now();
             let fresh = refresh_status(authority, metrics).await;
             if fresh != *line {
-                tracing::info!(status = %fresh, "trustd's status changed");
+                tracing::info!("trustd's status changed: {fresh}");
                 say(notifier.status(&fresh));
                 *line = fresh;
             }
@@ -345,10 +341,10 @@ impl AcmeListener {
         )
         .await?;
         tracing::info!(
-            address = %server.local_addr(),
-            directory = %server.directory_url(),
-            until = %crate::status_report::rfc3339(identity.not_after),
-            "serving ACME"
+            "serving ACME at {} on {} (listener certificate until {})",
+            server.directory_url(),
+            server.local_addr(),
+            crate::status_report::rfc3339(identity.not_after)
         );
         Ok((server, identity.renew_after()))
     }

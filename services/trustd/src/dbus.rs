@@ -49,6 +49,8 @@ pub enum TrustError {
     AlreadyRevoked(String),
     /// The CA cannot issue yet.
     NotReady(String),
+    /// The caller may not do this (checked by trustd beyond the bus policy).
+    AccessDenied(String),
     /// trustd failed.
     Failed(String),
 }
@@ -87,6 +89,7 @@ impl TrustError {
             Self::NotFound(_) => "not_found",
             Self::AlreadyRevoked(_) => "already_revoked",
             Self::NotReady(_) => "not_ready",
+            Self::AccessDenied(_) => "access_denied",
             Self::Failed(_) => "failed",
         }
     }
@@ -192,12 +195,27 @@ impl Trust1 {
         .await
     }
 
-    /// `SignAuditDigest(service s, digest ay) -> ay`
+    /// `SignAuditDigest(service s, digest ay) -> ay`; a service signs only under its own name
+    /// (the caller's user name), root under any.
     async fn sign_audit_digest(
         &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
         service: String,
         digest: Vec<u8>,
     ) -> Result<Vec<u8>, TrustError> {
+        let uid = caller_uid(connection, &header).await?;
+        if uid != 0 {
+            let passwd = std::fs::read_to_string(PASSWD).unwrap_or_default();
+            if user_name(&passwd, uid) != Some(service.as_str()) {
+                self.metrics
+                    .count_request("SignAuditDigest", "access_denied");
+                return Err(TrustError::AccessDenied(format!(
+                    "uid {uid} may sign audit digests only under its own user name, not as `{}`",
+                    crate::ca::names::quote_untrusted(&service, 40)
+                )));
+            }
+        }
         let digest: [u8; 32] = digest.as_slice().try_into().map_err(|_| {
             TrustError::InvalidRequest(format!(
                 "the digest is {} bytes; an audit digest is a SHA-256 of 32 bytes",
@@ -259,17 +277,37 @@ impl Trust1 {
     }
 }
 
+/// Where user names come from: the appliance's users are made at image build time.
+const PASSWD: &str = "/etc/passwd";
+
 /// `dbus:uid=N` for the caller, as the bus daemon knows it.
 async fn requester(connection: &Connection, header: &Header<'_>) -> Result<String, TrustError> {
+    Ok(format!(
+        "dbus:uid={}",
+        caller_uid(connection, header).await?
+    ))
+}
+
+/// The caller's uid, as the bus daemon vouches for it.
+async fn caller_uid(connection: &Connection, header: &Header<'_>) -> Result<u32, TrustError> {
     let sender = header
         .sender()
         .ok_or_else(|| TrustError::Failed("the call carries no sender".to_owned()))?;
-    let uid = zbus::fdo::DBusProxy::new(connection)
+    zbus::fdo::DBusProxy::new(connection)
         .await?
         .get_connection_unix_user(sender.clone().into())
         .await
-        .map_err(|e| TrustError::Failed(format!("cannot learn the caller's uid: {e}")))?;
-    Ok(format!("dbus:uid={uid}"))
+        .map_err(|e| TrustError::Failed(format!("cannot learn the caller's uid: {e}")))
+}
+
+/// The name of `uid` in `passwd` (the text of `/etc/passwd`).
+fn user_name(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid).then_some(name)
+    })
 }
 
 fn parse_lifetime(text: &str) -> Result<Option<Lifetime>, TrustError> {
@@ -443,6 +481,36 @@ mod tests {
         assert!(parse_filter(r#"{"status": "gone"}"#).is_err());
         assert!(parse_filter(r#"{"colour": "red"}"#).is_err());
         assert!(parse_filter("[").is_err());
+    }
+
+    #[test]
+    fn every_error_has_a_name_from_the_contract() {
+        use appliance::dbus::contracts::trust_errors;
+        use zbus::DBusError as _;
+        let text = || String::from("x");
+        for error in [
+            TrustError::Sealed(text()),
+            TrustError::Lockdown(text()),
+            TrustError::InvalidRequest(text()),
+            TrustError::NotFound(text()),
+            TrustError::AlreadyRevoked(text()),
+            TrustError::NotReady(text()),
+            TrustError::AccessDenied(text()),
+            TrustError::Failed(text()),
+        ] {
+            let name = error.name().to_string();
+            assert!(trust_errors::ALL.contains(&name.as_str()), "{name}");
+        }
+    }
+
+    #[test]
+    fn user_names_come_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      hubd:x:995:995:hubd:/nonexistent:/usr/sbin/nologin\n\
+                      broken\n";
+        assert_eq!(user_name(passwd, 995), Some("hubd"));
+        assert_eq!(user_name(passwd, 0), Some("root"));
+        assert_eq!(user_name(passwd, 1000), None);
     }
 
     #[test]

@@ -21,6 +21,12 @@ use crate::tpm::{
     PcrValue, PolicyError, PolicyMode, SignedPcrPolicy, TpmCaKey, TpmConnection, TpmError, pcr,
 };
 
+/// The systemd credential under which the unit hands trustd the PCR 11 prediction
+/// (`LoadCredential=pcr11.expected:/efi/bunkeros/a/pcr11.expected`): the ESP is mounted
+/// readable by root only, and a credential is how systemd passes such a file to a sandboxed
+/// service without widening what the service can read.
+pub const PREDICTION_CREDENTIAL: &str = "pcr11.expected";
+
 /// The `policyRef` of every release-signed PCR policy for the CA key: a signature the release
 /// key made for another purpose does not unlock the CA.
 pub const POLICY_REF: &[u8] = b"bunkeros-trustd-ca";
@@ -94,9 +100,10 @@ pub fn policy_for_enrolment(
     match config.mode {
         PolicyKind::Pcr => {
             let mut values = connection.read_pcrs(&selection)?;
-            if let Some(path) = config.prediction_file()
+            if let Some(path) = prediction_source(config)
                 && selection.contains(&PREDICTED_PCR)
             {
+                let path = path.as_path();
                 let predicted = read_prediction(path)?;
                 let slot = values
                     .iter_mut()
@@ -122,6 +129,16 @@ pub fn policy_for_enrolment(
             Ok(PolicyMode::authorized(&release, POLICY_REF, &selection)?)
         }
     }
+}
+
+/// Where the prediction is read from: the systemd credential when the unit passed one,
+/// otherwise `policy.pcr11_prediction`; `None` when the prediction is switched off.
+pub fn prediction_source(config: &PolicySection) -> Option<PathBuf> {
+    let configured = config.prediction_file()?;
+    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|dir| Path::new(&dir).join(PREDICTION_CREDENTIAL))
+        .filter(|path| path.is_file());
+    Some(credential.unwrap_or_else(|| configured.to_path_buf()))
 }
 
 /// Installs the image's release-signed PCR policy (`authorized` mode; nothing to do in `pcr`

@@ -94,7 +94,8 @@ pub trait Trust1 {
     fn list(&self, filter: &str) -> zbus::Result<String>;
 
     /// Signs a SHA-256 `digest` of a segment of `service`'s audit log (domain-separated; see
-    /// trustd's `authority::audit`). Returns the DER ECDSA signature.
+    /// trustd's `authority::audit`). Returns the DER ECDSA signature. A service may sign only
+    /// under its own user name; root under any.
     fn sign_audit_digest(&self, service: &str, digest: &[u8]) -> zbus::Result<Vec<u8>>;
 
     /// A signed tree head covering the whole transparency log (JSON).
@@ -126,17 +127,20 @@ pub mod trust_errors {
     pub const ALREADY_REVOKED: &str = "org.bunkeros.Trust1.Error.AlreadyRevoked";
     /// The CA cannot issue yet (no CA certificate, waiting for the offline root, expired).
     pub const NOT_READY: &str = "org.bunkeros.Trust1.Error.NotReady";
+    /// The caller may not do this: a service asked to sign audit digests under another name.
+    pub const ACCESS_DENIED: &str = "org.bunkeros.Trust1.Error.AccessDenied";
     /// trustd failed (TPM fault, store write); the journal has the details.
     pub const FAILED: &str = "org.bunkeros.Trust1.Error.Failed";
 
     /// Every name, for tests and clients that match on them.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         SEALED,
         LOCKDOWN,
         INVALID_REQUEST,
         NOT_FOUND,
         ALREADY_REVOKED,
         NOT_READY,
+        ACCESS_DENIED,
         FAILED,
     ];
 }
