@@ -138,16 +138,20 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // One bound for everything, the connection included: a bus that accepts the socket but
+    // never answers must not hang the operator's shell.
     runtime.block_on(async {
-        let connection = appliance::dbus::system_bus()
-            .await
-            .context("connecting to the system bus")?;
-        let trust = Trust1Proxy::new(&connection)
-            .await
-            .context("creating the org.bunkeros.Trust1 proxy")?;
-        tokio::time::timeout(ANSWER_TIMEOUT, ask(&trust, cmd))
-            .await
-            .map_err(|_| anyhow!("trustd did not answer within {ANSWER_TIMEOUT:?}"))?
+        tokio::time::timeout(ANSWER_TIMEOUT, async {
+            let connection = appliance::dbus::system_bus()
+                .await
+                .context("connecting to the system bus")?;
+            let trust = Trust1Proxy::new(&connection)
+                .await
+                .context("creating the org.bunkeros.Trust1 proxy")?;
+            ask(&trust, cmd).await
+        })
+        .await
+        .map_err(|_| anyhow!("no answer over D-Bus within {ANSWER_TIMEOUT:?}"))?
     })
 }
 

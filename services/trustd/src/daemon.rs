@@ -111,7 +111,7 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     notifier
         .ready(&line)
         .context("telling systemd that trustd is ready")?;
-    tracing::info!("trustd is ready: {line}");
+    tracing::info!("READY=1; status: {line}");
 
     let heartbeat = Heartbeat::new();
     let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
