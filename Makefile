@@ -117,6 +117,8 @@ test: lint test-rust test-image-faults test-reproducible test-boot
 bench: deps
 	@echo "==> trustd: issuance against the raw TPM signature rate (swtpm)"
 	$(CARGO) bench -p trustd --bench issuance --locked
+	@echo "==> trustd: issuance through D-Bus (org.bunkeros.Trust1) against the raw TPM signature rate"
+	$(CARGO) bench -p trustd --bench dbus_issuance --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
