@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod dbus;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod profile;

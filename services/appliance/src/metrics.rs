@@ -12,17 +12,14 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -151,21 +148,14 @@ async fn serve_connection(stream: TcpStream, registry: Arc<Registry>, cancel: Ca
         let response = respond(request.method(), request.uri().path(), &registry);
         async move { Ok::<_, Infallible>(response) }
     });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = cancel.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "metrics endpoint: connection ended with an error");
-    }
+    crate::http::serve_connection(
+        stream,
+        service,
+        HEADER_READ_TIMEOUT,
+        &cancel,
+        "metrics endpoint",
+    )
+    .await;
 }
 
 /// The whole HTTP surface: `GET /metrics`, 405 for other methods on it, 404 elsewhere.

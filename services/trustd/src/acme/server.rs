@@ -13,7 +13,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +20,8 @@ use appliance::state::StateDir;
 use appliance::tls::Identity;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use tokio::net::{TcpListener, TcpStream};
@@ -213,21 +210,7 @@ async fn serve_connection(
         let service = Arc::clone(&service);
         async move { Ok::<_, Infallible>(handle(&service, request).await) }
     });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(tls), handler));
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = cancel.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "ACME: connection ended with an error");
-    }
+    appliance::http::serve_connection(tls, handler, HANDSHAKE_TIMEOUT, &cancel, "ACME").await;
 }
 
 /// Reads the request (body bounded) and turns the engine's answer into a hyper response.
