@@ -10,7 +10,7 @@
 //! in their `[dev-dependencies]`.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -42,6 +42,8 @@ pub enum TestBusError {
 pub struct TestBus {
     daemon: Child,
     address: String,
+    config: PathBuf,
+    socket: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -53,31 +55,34 @@ impl TestBus {
             .tempdir()
             .map_err(TestBusError::Prepare)?;
         let config = dir.path().join("bus.conf");
-        std::fs::write(&config, config_xml(&dir.path().join("bus.sock")))
-            .map_err(TestBusError::Prepare)?;
+        let socket = dir.path().join("bus.sock");
+        std::fs::write(&config, config_xml(&socket)).map_err(TestBusError::Prepare)?;
+        let (daemon, address) = spawn_daemon(&config)?;
+        Ok(Self {
+            daemon,
+            address,
+            config,
+            socket,
+            _dir: dir,
+        })
+    }
 
-        let mut config_arg = std::ffi::OsString::from("--config-file=");
-        config_arg.push(&config);
-        let mut daemon = Command::new("dbus-daemon")
-            .arg(config_arg)
-            .args(["--print-address=1", "--nofork", "--nopidfile"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(TestBusError::Spawn)?;
+    /// Stops the daemon (every connection to it breaks, every name is lost) and starts a new
+    /// one on the same socket: what clients see when the system bus restarts. The new daemon
+    /// has a new GUID, so [`address`](Self::address) changes; [`socket_bus`](Self::socket_bus)
+    /// reaches either.
+    pub fn restart(&mut self) -> Result<(), TestBusError> {
+        stop(&mut self.daemon);
+        let (daemon, address) = spawn_daemon(&self.config)?;
+        self.daemon = daemon;
+        self.address = address;
+        Ok(())
+    }
 
-        match read_address(&mut daemon) {
-            Ok(address) => Ok(Self {
-                daemon,
-                address,
-                _dir: dir,
-            }),
-            Err(e) => {
-                stop(&mut daemon);
-                Err(e)
-            }
-        }
+    /// The bus by its socket path alone (`unix:path=…`, no GUID), as clients find the system
+    /// bus: a connection made with it works again after [`restart`](Self::restart).
+    pub fn socket_bus(&self) -> Bus {
+        Bus::Address(format!("unix:path={}", self.socket.display()))
     }
 
     /// The bus address, e.g. `unix:path=/tmp/bunkeros-testbusXXXX/bus.sock,guid=…`.
@@ -99,6 +104,27 @@ impl TestBus {
 impl Drop for TestBus {
     fn drop(&mut self) {
         stop(&mut self.daemon);
+    }
+}
+
+/// Runs `dbus-daemon` with `config` and waits for its address.
+fn spawn_daemon(config: &Path) -> Result<(Child, String), TestBusError> {
+    let mut config_arg = std::ffi::OsString::from("--config-file=");
+    config_arg.push(config);
+    let mut daemon = Command::new("dbus-daemon")
+        .arg(config_arg)
+        .args(["--print-address=1", "--nofork", "--nopidfile"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(TestBusError::Spawn)?;
+    match read_address(&mut daemon) {
+        Ok(address) => Ok((daemon, address)),
+        Err(e) => {
+            stop(&mut daemon);
+            Err(e)
+        }
     }
 }
 
