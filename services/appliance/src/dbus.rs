@@ -11,11 +11,14 @@
 //! - [`contracts`] holds the bus names and object paths of the five services, and later their
 //!   interface definitions: the cross-service contract lives here, never in another service.
 //!
-//! With the `test-support` feature, [`testbus`] starts a private `dbus-daemon` for tests.
+//! With the `test-support` feature, [`testbus`] starts a private `dbus-daemon` for tests, and
+//! [`testsite`] stands in for `sited` on it.
 
 pub mod contracts;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testbus;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testsite;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,8 @@
 //! configuration ([`config`]), the hardware profile ([`profile`]), systemd integration
 //! ([`systemd`]: readiness, status, watchdog, graceful stop), D-Bus ([`dbus`]), atomic state
 //! files ([`state`]), logging ([`logging`]), the loopback Prometheus endpoint ([`metrics`]),
-//! mutual TLS ([`tls`]) and the list of BunkerOS units ([`units`]).
+//! mutual TLS ([`tls`]), the list of BunkerOS units ([`units`]) and the site's state as `sited`
+//! publishes it ([`site_watch`]).
 
 pub mod config;
 pub mod dbus;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod profile;
+pub mod site_watch;
 pub mod state;
 pub mod systemd;
 #[cfg(any(test, feature = "test-support"))]

@@ -2,7 +2,8 @@
 //!
 //! Services never depend on each other's crates; they meet here. Each service's interface
 //! definitions (`#[zbus::proxy]` traits for its clients, the shared types they carry) are
-//! added beside its address below as that service is built ([`Trust1Proxy`] for trustd), so a change to a contract is one
+//! added beside its address below as that service is built ([`Trust1Proxy`] for trustd,
+//! [`Site1Proxy`] and [`SiteState`] for sited), so a change to a contract is one
 //! reviewed change in one file. Names follow systemd's convention (`org.freedesktop.resolve1`):
 //! a versioned name, and an object path spelled the same way.
 
@@ -113,6 +114,101 @@ pub trait Trust1 {
     fn root_certificate(&self) -> zbus::Result<String>;
 }
 
+/// `org.bunkeros.Site1`, sited's interface at [`SITE`], as its clients call it.
+///
+/// sited publishes the site's state so that every service can act on it by itself: trustd stops
+/// issuing in `lockdown`, hubd withdraws from transit, minerd curtails, updated does not bless a
+/// new slot while the site is `critical`. Clients follow it with
+/// [`SiteWatch`](crate::site_watch::SiteWatch) rather than with this proxy alone, because
+/// following it correctly means reading the properties again whenever sited restarts.
+///
+/// The fields are only ever added: sited (issue 6) adds the power budget, the thermal headroom and
+/// alarms beside these, and a client that knows only `State` keeps working. A client parses
+/// `State` with [`SiteState::from_str`](std::str::FromStr), which refuses a word it does not know
+/// rather than reading it as `normal`.
+#[zbus::proxy(
+    interface = "org.bunkeros.Site1",
+    default_service = "org.bunkeros.Site1",
+    default_path = "/org/bunkeros/Site1"
+)]
+pub trait Site1 {
+    /// `State` (`s`): `normal`, `warning`, `critical` or `lockdown` (see [`SiteState`]).
+    ///
+    /// Named `site_state` here only because zbus derives `receive_state_changed` from a property
+    /// called `state`, and that name belongs to the `StateChanged` signal below.
+    #[zbus(property, name = "State")]
+    fn site_state(&self) -> zbus::Result<String>;
+
+    /// `StateReason` (`s`): why the site is in its state, a sentence for the operator; empty
+    /// when the state is `normal`.
+    #[zbus(property)]
+    fn state_reason(&self) -> zbus::Result<String>;
+
+    /// `StateChanged(state s, reason s)`: emitted on every change of `State` or `StateReason`,
+    /// carrying both, so a client never sees a state with the previous state's reason.
+    #[zbus(signal)]
+    fn state_changed(&self, state: &str, reason: &str) -> zbus::Result<()>;
+}
+
+/// The state of the site, as sited publishes it in `org.bunkeros.Site1.State`.
+///
+/// Each service decides for itself what a state means for it (trustd: only `Lockdown` stops
+/// issuance); this type only says which state the site is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SiteState {
+    /// Everything within limits.
+    Normal,
+    /// Something needs the operator's attention; services keep working.
+    Warning,
+    /// The site is at risk (power, cooling, shielding); services shed what they can.
+    Critical,
+    /// The site is sealed off (intrusion, shielding breach, operator's order): services that
+    /// change trust or routing stop until the site leaves lockdown.
+    Lockdown,
+}
+
+impl SiteState {
+    /// Every state, from the mildest to lockdown.
+    pub const ALL: [SiteState; 4] = [Self::Normal, Self::Warning, Self::Critical, Self::Lockdown];
+
+    /// The word on the bus: `normal`, `warning`, `critical`, `lockdown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Lockdown => "lockdown",
+        }
+    }
+}
+
+impl std::fmt::Display for SiteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SiteState {
+    type Err = UnknownSiteState;
+
+    /// Exactly the words of [`SiteState::as_str`]; anything else is an error, never `Normal`:
+    /// a client that cannot read the state must not believe the site is fine.
+    fn from_str(word: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == word)
+            .ok_or_else(|| UnknownSiteState(word.chars().take(64).collect()))
+    }
+}
+
+/// A `State` that is not one of the four words (a newer or broken sited).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a site state (normal, warning, critical or lockdown)")]
+pub struct UnknownSiteState(
+    /// The word received, cut to 64 characters.
+    pub String,
+);
+
 /// The D-Bus error names trustd answers with; the message of each is a sentence.
 pub mod trust_errors {
     /// The CA key is sealed: the boot measurements do not satisfy its TPM policy.
@@ -173,6 +269,35 @@ mod tests {
             zbus::names::ErrorName::try_from(name).expect(name);
             assert!(name.starts_with("org.bunkeros.Trust1.Error."), "{name}");
         }
+    }
+
+    #[test]
+    fn site_states_read_back_their_own_words_and_nothing_else() {
+        for state in SiteState::ALL {
+            assert_eq!(state.as_str().parse::<SiteState>(), Ok(state));
+            assert_eq!(state.to_string(), state.as_str());
+        }
+        for word in ["", "Normal", "LOCKDOWN", " normal", "normal\n", "emergency"] {
+            let err = word.parse::<SiteState>().expect_err(word);
+            assert_eq!(err.0, word);
+        }
+        let long = "x".repeat(1000);
+        assert_eq!(long.parse::<SiteState>().unwrap_err().0.len(), 64);
+        assert_eq!(
+            "meltdown".parse::<SiteState>().unwrap_err().to_string(),
+            "\"meltdown\" is not a site state (normal, warning, critical or lockdown)"
+        );
+    }
+
+    #[test]
+    fn the_site_proxy_finds_sited_where_the_contract_says() {
+        use zbus::proxy::Defaults;
+        let destination = Site1Proxy::DESTINATION.as_ref().expect("a default service");
+        assert_eq!(destination.as_str(), SITE.bus_name);
+        let path = Site1Proxy::PATH.as_ref().expect("a default path");
+        assert_eq!(path.as_str(), SITE.object_path);
+        let interface = Site1Proxy::INTERFACE.as_ref().expect("an interface");
+        assert_eq!(interface.as_str(), SITE.bus_name);
     }
 
     #[test]

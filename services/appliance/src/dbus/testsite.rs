@@ -1,0 +1,102 @@
+//! A stand-in for `sited` on a test bus (feature `test-support`; never in production builds).
+//!
+//! Until sited exists, and afterwards in the tests of services that only need the site's state,
+//! [`StandInSite`] owns `org.bunkeros.Site1` and serves the [`Site1`](super::contracts::Site1Proxy)
+//! contract at `/org/bunkeros/Site1`: the `State` and `StateReason` properties, and a
+//! `StateChanged` signal on every change, as sited promises. It can also say things sited never
+//! should ([`StandInSite::set_words`]) so that clients' handling of nonsense is tested.
+
+use zbus::Connection;
+use zbus::object_server::SignalEmitter;
+
+use super::contracts::{SITE, SiteState};
+use super::{Bus, BusError, serve};
+
+/// The `org.bunkeros.Site1` object the stand-in serves.
+#[derive(Debug)]
+struct SiteObject {
+    state: String,
+    reason: String,
+}
+
+#[zbus::interface(name = "org.bunkeros.Site1")]
+impl SiteObject {
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.state.clone()
+    }
+
+    #[zbus(property)]
+    fn state_reason(&self) -> String {
+        self.reason.clone()
+    }
+
+    /// `StateChanged(state s, reason s)`. Not called `state_changed`: zbus gives that name to
+    /// the method that emits `PropertiesChanged` for `State`.
+    #[zbus(signal, name = "StateChanged")]
+    async fn announce_state(
+        emitter: &SignalEmitter<'_>,
+        state: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
+}
+
+/// A connection that owns `org.bunkeros.Site1` and serves the site's state; dropping it (or
+/// [`stop`](Self::stop)) releases the name, as a sited that stops would.
+#[derive(Debug)]
+pub struct StandInSite {
+    connection: Connection,
+}
+
+impl StandInSite {
+    /// Serves `state` with `reason` on `bus` under `org.bunkeros.Site1`.
+    pub async fn start(bus: &Bus, state: SiteState, reason: &str) -> Result<Self, BusError> {
+        Self::start_words(bus, state.as_str(), reason).await
+    }
+
+    /// Like [`start`](Self::start) with any word as the state, e.g. one no client knows.
+    pub async fn start_words(bus: &Bus, state: &str, reason: &str) -> Result<Self, BusError> {
+        let object = SiteObject {
+            state: state.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let connection = serve(bus, SITE.bus_name, SITE.object_path, object).await?;
+        Ok(Self { connection })
+    }
+
+    /// Changes the site's state and emits `StateChanged` (and `PropertiesChanged`), as sited
+    /// does on every change.
+    pub async fn set(&self, state: SiteState, reason: &str) -> zbus::Result<()> {
+        self.set_words(state.as_str(), reason).await
+    }
+
+    /// Like [`set`](Self::set) with any word as the state, e.g. one no client knows.
+    pub async fn set_words(&self, state: &str, reason: &str) -> zbus::Result<()> {
+        let site = self
+            .connection
+            .object_server()
+            .interface::<_, SiteObject>(SITE.object_path)
+            .await?;
+        {
+            let mut object = site.get_mut().await;
+            object.state = state.to_owned();
+            object.reason = reason.to_owned();
+        }
+        let emitter = site.signal_emitter();
+        SiteObject::announce_state(emitter, state, reason).await?;
+        let object = site.get().await;
+        object.state_changed(emitter).await?;
+        object.state_reason_changed(emitter).await
+    }
+
+    /// The stand-in's connection (its unique name, or to emit raw messages from the owner).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Leaves the bus, releasing `org.bunkeros.Site1`, and waits until the bus has seen it go.
+    pub async fn stop(self) -> zbus::Result<()> {
+        self.connection.release_name(SITE.bus_name).await?;
+        self.connection.close().await
+    }
+}
