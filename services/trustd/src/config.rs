@@ -150,6 +150,10 @@ pub struct PolicySection {
     pub release_key: Option<PathBuf>,
     /// `authorized` mode: the image's PCR policy signed by the release key (JSON).
     pub signed_policy: Option<PathBuf>,
+    /// `authorized` mode: which of `pcrs` the release-signed policy covers (PCR 11, the one the
+    /// build predicts, by default); the others are fixed to their values at enrolment. Ignored
+    /// in `pcr` mode, where every PCR is fixed.
+    pub signed_pcrs: Vec<u8>,
 }
 
 impl Default for PolicySection {
@@ -160,11 +164,42 @@ impl Default for PolicySection {
             pcr11_prediction: PathBuf::from(PCR11_PREDICTION),
             release_key: None,
             signed_policy: None,
+            signed_pcrs: vec![PREDICTED_PCR],
         }
     }
 }
 
 impl PolicySection {
+    /// `signed_pcrs` must be some of `pcrs`: the PCRs the key is bound to are those the release
+    /// key signs and those fixed at enrolment.
+    fn check_signed_pcrs(&self, problems: &mut Vec<Invalid>) {
+        let signed = &self.signed_pcrs;
+        if let Err(error) = pcr::normalise_selection(signed) {
+            problems.push(Invalid::new("policy.signed_pcrs", error.to_string()));
+            return;
+        }
+        if pcr::normalise_selection(&self.pcrs).is_err() {
+            return; // reported as `policy.pcrs`
+        }
+        let missing: Vec<String> = signed
+            .iter()
+            .filter(|pcr| !self.pcrs.contains(pcr))
+            .map(u8::to_string)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let pcr = if missing.len() == 1 { "PCR" } else { "PCRs" };
+        problems.push(Invalid::new(
+            "policy.signed_pcrs",
+            format!(
+                "lists {pcr} {} outside `policy.pcrs` {:?}; the release key signs some of the PCRs the CA key is bound to, and the others are fixed at enrolment",
+                missing.join(", "),
+                self.pcrs
+            ),
+        ));
+    }
+
     /// The PCR selection, sorted ("7+11" in the status line).
     pub fn selection_text(&self) -> String {
         let mut pcrs = self.pcrs.clone();
@@ -438,6 +473,7 @@ impl TrustdConfig {
                         "mode = \"authorized\" needs `signed_policy`, the image's PCR policy signed by the release key",
                     ));
                 }
+                policy.check_signed_pcrs(problems);
             }
         }
     }

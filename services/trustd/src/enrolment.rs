@@ -5,9 +5,10 @@
 //! ESP) and to every other selected PCR as it is at enrolment. Binding PCR 11 to the prediction
 //! rather than to the value read now means that an enrolment on a boot that is not the one the
 //! build describes yields a key that stays sealed until that image boots: the TPM, not this
-//! process, decides. In `authorized` mode the key is bound to the release key; the image's
-//! signed PCR policy is installed at every start, and without it the CA is sealed (reported in
-//! the status, never worked around).
+//! process, decides. In `authorized` mode the key is bound to the release key for the PCRs in
+//! `signed_pcrs` (PCR 11 by default), and to the other PCRs of `pcrs` exactly as in `pcr` mode
+//! (PCR 7 to its value at enrolment); the image's signed PCR policy is installed at every
+//! start, and without it the CA is sealed (reported in the status, never worked around).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,37 +99,61 @@ pub fn policy_for_enrolment(
 ) -> Result<PolicyMode, EnrolmentError> {
     let selection = pcr::normalise_selection(&config.pcrs).map_err(PolicyError::from)?;
     match config.mode {
-        PolicyKind::Pcr => {
-            let mut values = connection.read_pcrs(&selection)?;
-            if let Some(path) = prediction_source(config)
-                && selection.contains(&PREDICTED_PCR)
-            {
-                let path = path.as_path();
-                let predicted = read_prediction(path)?;
-                let slot = values
-                    .iter_mut()
-                    .find(|value| value.pcr == PREDICTED_PCR)
-                    .expect("read_pcrs returns every selected PCR");
-                if *slot != predicted {
-                    tracing::warn!(
-                        prediction = %path.display(),
-                        "PCR 11 of this boot differs from the build's prediction; the CA key is \
-                         bound to the prediction and stays sealed until the predicted image boots"
-                    );
-                }
-                *slot = predicted;
-            }
-            Ok(PolicyMode::pcr(values)?)
-        }
+        PolicyKind::Pcr => Ok(PolicyMode::pcr(bound_values(
+            connection, config, &selection,
+        )?)?),
         PolicyKind::Authorized => {
             let path = config
                 .release_key
                 .as_deref()
                 .expect("validated: authorized mode has a release key");
             let release = read_release_key(path)?;
-            Ok(PolicyMode::authorized(&release, POLICY_REF, &selection)?)
+            let signed =
+                pcr::normalise_selection(&config.signed_pcrs).map_err(PolicyError::from)?;
+            let fixed: Vec<u8> = selection
+                .iter()
+                .copied()
+                .filter(|pcr| !signed.contains(pcr))
+                .collect();
+            let fixed = if fixed.is_empty() {
+                Vec::new()
+            } else {
+                bound_values(connection, config, &fixed)?
+            };
+            Ok(PolicyMode::authorized(
+                &release, POLICY_REF, &signed, fixed,
+            )?)
         }
     }
+}
+
+/// The values a key is bound to for `selection`: PCR 11 as the build predicted it (unless the
+/// prediction is switched off), every other PCR as it is now.
+fn bound_values(
+    connection: &TpmConnection,
+    config: &PolicySection,
+    selection: &[u8],
+) -> Result<Vec<PcrValue>, EnrolmentError> {
+    let mut values = connection.read_pcrs(selection)?;
+    if let Some(path) = prediction_source(config)
+        && selection.contains(&PREDICTED_PCR)
+    {
+        let path = path.as_path();
+        let predicted = read_prediction(path)?;
+        let slot = values
+            .iter_mut()
+            .find(|value| value.pcr == PREDICTED_PCR)
+            .expect("read_pcrs returns every selected PCR");
+        if *slot != predicted {
+            tracing::warn!(
+                prediction = %path.display(),
+                "PCR 11 of this boot differs from the build's prediction; the CA key is \
+                 bound to the prediction and stays sealed until the predicted image boots"
+            );
+        }
+        *slot = predicted;
+    }
+    Ok(values)
 }
 
 /// Where the prediction is read from: the systemd credential when the unit passed one,
@@ -188,29 +213,58 @@ pub fn read_release_key(path: &Path) -> Result<VerifyingKey, EnrolmentError> {
         .map_err(|e| error(format!("not a P-256 public key ({e})")))
 }
 
-/// The policy in words, for logs and the status line: `pcr 7+11`, `authorized 7+11`.
+/// The policy in words, for logs and the status line: `pcr 7+11`, `authorized 11`, or
+/// `authorized 11, fixed 7` (PCR 11 release-signed, PCR 7 bound to its value at enrolment).
 pub fn describe(policy: &PolicyMode) -> String {
-    let (mode, selection) = match policy {
-        PolicyMode::Pcr { selection, .. } => ("pcr", selection),
-        PolicyMode::Authorized { selection, .. } => ("authorized", selection),
+    let fixed: Vec<u8> = policy.fixed().iter().map(|value| value.pcr).collect();
+    let (PolicyMode::Pcr { selection, .. } | PolicyMode::Authorized { selection, .. }) = policy;
+    let mode = match policy {
+        PolicyMode::Pcr { .. } => PolicyKind::Pcr,
+        PolicyMode::Authorized { .. } => PolicyKind::Authorized,
     };
-    let pcrs: Vec<String> = selection.iter().map(u8::to_string).collect();
-    format!("{mode} {}", pcrs.join("+"))
+    describe_parts(mode, selection, &fixed)
+}
+
+/// What the configuration would enrol, in the words of [`describe`].
+fn describe_config(config: &PolicySection) -> String {
+    let mut pcrs = config.pcrs.clone();
+    pcrs.sort_unstable();
+    pcrs.dedup();
+    match config.mode {
+        PolicyKind::Pcr => describe_parts(PolicyKind::Pcr, &pcrs, &[]),
+        PolicyKind::Authorized => {
+            let mut signed = config.signed_pcrs.clone();
+            signed.sort_unstable();
+            signed.dedup();
+            let fixed: Vec<u8> = pcrs
+                .iter()
+                .copied()
+                .filter(|pcr| !signed.contains(pcr))
+                .collect();
+            describe_parts(PolicyKind::Authorized, &signed, &fixed)
+        }
+    }
+}
+
+fn describe_parts(mode: PolicyKind, selection: &[u8], fixed: &[u8]) -> String {
+    let join = |pcrs: &[u8]| {
+        let names: Vec<String> = pcrs.iter().map(u8::to_string).collect();
+        names.join("+")
+    };
+    let mut text = format!("{} {}", mode.name(), join(selection));
+    if !fixed.is_empty() {
+        text.push_str(&format!(", fixed {}", join(fixed)));
+    }
+    text
 }
 
 fn warn_if_reconfigured(stored: &PolicyMode, config: &PolicySection) {
-    let configured_mode = config.mode.name();
     let stored_text = describe(stored);
-    let mut configured = config.pcrs.clone();
-    configured.sort_unstable();
-    configured.dedup();
-    let stored_selection = match stored {
-        PolicyMode::Pcr { selection, .. } | PolicyMode::Authorized { selection, .. } => selection,
-    };
-    if !stored_text.starts_with(configured_mode) || *stored_selection != configured {
+    let configured = describe_config(config);
+    if stored_text != configured {
         tracing::warn!(
             stored = %stored_text,
-            configured = %format!("{configured_mode} {}", config.selection_text()),
+            configured = %configured,
             "the CA key was enrolled under another policy than the configured one; the stored \
              policy applies until a new CA is enrolled (move /var/lib/trustd away to enrol anew)"
         );
@@ -302,6 +356,94 @@ mod tests {
         assert!(text.contains("pcr11_prediction = \"\""), "{text}");
         // a selection without PCR 11 does not need the prediction
         policy_for_enrolment(&connection, &section(&[7], missing)).unwrap();
+    }
+
+    /// An `authorized` section with a release key written to `dir`; the key is returned.
+    fn authorized_section(
+        dir: &Path,
+        pcrs: &[u8],
+        signed_pcrs: &[u8],
+        prediction: &Path,
+    ) -> (PolicySection, p256::ecdsa::SigningKey) {
+        use p256::pkcs8::EncodePublicKey as _;
+        let release = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+        let pem = release
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap();
+        let key_file = dir.join("release.pem");
+        std::fs::write(&key_file, pem).unwrap();
+        let config = PolicySection {
+            mode: PolicyKind::Authorized,
+            release_key: Some(key_file),
+            signed_policy: Some(dir.join("pcr-policy.json")),
+            signed_pcrs: signed_pcrs.to_vec(),
+            ..section(pcrs, prediction)
+        };
+        (config, release)
+    }
+
+    #[test]
+    fn authorized_mode_signs_pcr_11_and_fixes_the_others_at_enrolment() {
+        let tpm = Swtpm::start().expect("swtpm starts");
+        let connection = Arc::new(TpmConnection::open_tcti(&tpm.tcti()).unwrap());
+        let dir = TempDir::new().unwrap();
+        let (config, release) =
+            authorized_section(dir.path(), &[16, 11], &[11], Path::new("/nonexistent"));
+
+        let policy = policy_for_enrolment(&connection, &config).unwrap();
+        let PolicyMode::Authorized {
+            selection, fixed, ..
+        } = &policy
+        else {
+            panic!("{policy:?}")
+        };
+        assert_eq!(selection, &[11]);
+        assert_eq!(fixed, &connection.read_pcrs(&[16]).unwrap());
+        assert_eq!(describe(&policy), "authorized 11, fixed 16");
+        assert_eq!(describe_config(&config), describe(&policy));
+
+        // enrolled, then usable with the image's signed PCR 11 policy installed from its file
+        let state = StateDir::new(dir.path().join("trustd")).unwrap();
+        let enrolled = load_or_enrol(Arc::clone(&connection), &state, &config).unwrap();
+        assert!(enrolled.created);
+        assert_eq!(enrolled.key.policy(), &policy);
+        let signed =
+            SignedPcrPolicy::sign(&release, connection.read_pcrs(&[11]).unwrap(), POLICY_REF)
+                .unwrap();
+        std::fs::write(
+            config.signed_policy.as_ref().unwrap(),
+            serde_json::to_vec(&signed).unwrap(),
+        )
+        .unwrap();
+        install_signed_policy(&enrolled.key, &config).unwrap();
+        assert!(enrolled.key.policy_satisfied().unwrap());
+
+        // all PCRs signed: nothing fixed, the prediction is not needed
+        let (all_signed, _) =
+            authorized_section(dir.path(), &[11, 16], &[16, 11], Path::new("/nonexistent"));
+        let policy = policy_for_enrolment(&connection, &all_signed).unwrap();
+        assert!(policy.fixed().is_empty());
+        assert_eq!(describe(&policy), "authorized 11+16");
+    }
+
+    #[test]
+    fn a_fixed_pcr_11_is_bound_to_the_prediction_as_in_pcr_mode() {
+        let tpm = Swtpm::start().expect("swtpm starts");
+        let connection = TpmConnection::open_tcti(&tpm.tcti()).unwrap();
+        let dir = TempDir::new().unwrap();
+        let prediction = dir.path().join("pcr11.expected");
+        std::fs::write(&prediction, format!("{}\n", "cd".repeat(32))).unwrap();
+        let (config, _) = authorized_section(dir.path(), &[11, 16], &[16], &prediction);
+        let policy = policy_for_enrolment(&connection, &config).unwrap();
+        assert_eq!(
+            policy.fixed(),
+            &[PcrValue {
+                pcr: 11,
+                sha256: [0xcd; 32]
+            }]
+        );
+        assert_eq!(describe(&policy), "authorized 16, fixed 11");
     }
 
     #[test]

@@ -116,13 +116,10 @@ impl PolicySummary {
                 pcr_selection: selection.clone(),
                 release_key: None,
             },
-            PolicyMode::Authorized {
-                release_key,
-                selection,
-                ..
-            } => Self {
+            PolicyMode::Authorized { release_key, .. } => Self {
                 mode: "authorized",
-                pcr_selection: selection.clone(),
+                // signed and fixed alike: the CA is sealed when any of them changes
+                pcr_selection: policy.pcrs(),
                 release_key: Some(hex::encode(release_key)),
             },
         }

@@ -119,6 +119,32 @@ fn authorized_mode_needs_its_release_key_and_signed_policy() {
 }
 
 #[test]
+fn signed_pcrs_must_be_some_of_the_pcrs() {
+    let authorized = "[policy]\nmode = \"authorized\"\nrelease_key = \"/r.pem\"\n\
+                      signed_policy = \"/p.json\"\npcrs = [7, 11]\n";
+    let ok = load_site(authorized).unwrap();
+    assert_eq!(ok.policy.signed_pcrs, vec![11], "the default");
+    assert_eq!(TrustdConfig::default().policy.signed_pcrs, vec![11]);
+
+    let err = load_site(&format!("{authorized}signed_pcrs = [11, 16]\n")).unwrap_err();
+    assert!(
+        err.contains(
+            "SITE/trustd.toml:6:1: `policy.signed_pcrs`: lists PCR 16 outside `policy.pcrs` [7, 11]"
+        ),
+        "{err}"
+    );
+    let err = load_site(&format!("{authorized}signed_pcrs = []\n")).unwrap_err();
+    assert!(err.contains("`policy.signed_pcrs`"), "{err}");
+    assert!(err.contains("empty"), "{err}");
+    let err = load_site(&format!("{authorized}signed_pcrs = [11, 11]\n")).unwrap_err();
+    assert!(err.contains("PCR 11 is listed twice"), "{err}");
+
+    // All of them signed, none fixed: the `authorized` mode of before.
+    let all = load_site(&format!("{authorized}signed_pcrs = [11, 7]\n")).unwrap();
+    assert_eq!(all.policy.signed_pcrs, vec![11, 7]);
+}
+
+#[test]
 fn an_empty_prediction_path_means_the_value_at_enrolment() {
     let config = load_site("[policy]\npcr11_prediction = \"\"\n").unwrap();
     assert_eq!(config.policy.prediction_file(), None);

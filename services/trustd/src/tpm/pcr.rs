@@ -163,10 +163,22 @@ pub fn pcr_composite_digest(values: &[PcrValue]) -> Sha256Digest {
 /// It is the `authPolicy` of a CA key in `pcr` mode, and the `approvedPolicy` a release key
 /// signs in `authorized` mode.
 pub fn policy_pcr_digest(values: &[PcrValue]) -> Result<Sha256Digest, PcrError> {
+    extend_with_policy_pcr(&[0u8; 32], values)
+}
+
+/// The policy digest after TPM2_PolicyPCR over `values` in a session whose digest was
+/// `previous`: `H(previous || TPM_CC_PolicyPCR || TPML_PCR_SELECTION || pcrDigest)`.
+///
+/// In `authorized` mode with fixed PCRs, `previous` is the PolicyAuthorize digest: the key's
+/// `authPolicy` is the release key's authorisation followed by the PCRs bound at enrolment.
+pub fn extend_with_policy_pcr(
+    previous: &Sha256Digest,
+    values: &[PcrValue],
+) -> Result<Sha256Digest, PcrError> {
     let selection: Vec<u8> = values.iter().map(|value| value.pcr).collect();
     let selection = normalise_selection(&selection)?;
     let mut hash = Sha256::new();
-    hash.update([0u8; 32]);
+    hash.update(previous);
     hash.update(TPM_CC_POLICY_PCR.to_be_bytes());
     hash.update(marshal_pcr_selection(&selection));
     hash.update(pcr_composite_digest(values));

@@ -8,7 +8,11 @@
 //!   signing key (the systemd signed-PCR-policy approach). Each image ships the PCR values it
 //!   produces, signed by the release key ([`super::SignedPcrPolicy`]); the TPM accepts any PCR
 //!   policy the release key signed, so updates keep the CA usable without re-enrolment, while a
-//!   boot nobody signed for cannot use it.
+//!   boot nobody signed for cannot use it. PCRs nobody can predict at build time (PCR 7, the
+//!   Secure Boot state) may be *fixed* beside it: the `authPolicy` is then PolicyAuthorize
+//!   followed by PolicyPCR over their values at enrolment, as systemd seals to a signed PCR 11
+//!   policy plus fixed PCRs. At use, the session runs PolicyPCR(signed values), PolicyAuthorize
+//!   (which resets the digest to the authorisation digest), then PolicyPCR(fixed values).
 //!
 //! The digest a key is bound to is computed on the TPM with a trial session when the key is
 //! created, and offline (in [`super::pcr`]) to check the state file and for release tools; a
@@ -56,7 +60,8 @@ pub enum PolicyMode {
         expected: Vec<PcrValue>,
     },
     /// TPM2_PolicyAuthorize by `release_key`: any PolicyPCR over `selection` that the release
-    /// key signed (with `policy_ref`) unlocks the key.
+    /// key signed (with `policy_ref`) unlocks the key, provided the PCRs in `fixed` still hold
+    /// their values from enrolment.
     Authorized {
         /// The release signing key, an uncompressed SEC1 P-256 point (`04 || X || Y`).
         #[serde(with = "hex_bytes")]
@@ -67,6 +72,11 @@ pub enum PolicyMode {
         policy_ref: Vec<u8>,
         /// The PCRs every signed policy must cover.
         selection: Vec<u8>,
+        /// PCRs bound to their values at enrolment (TPM2_PolicyPCR after PolicyAuthorize),
+        /// disjoint from `selection`. Absent in state files written before fixed PCRs existed,
+        /// and left out when empty so that an older trustd (an A/B rollback) still reads them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fixed: Vec<PcrValue>,
     },
 }
 
@@ -92,6 +102,23 @@ pub enum PolicyError {
         /// The PCRs of the key's policy.
         required: Vec<u8>,
     },
+    /// An `authorized` policy lists a PCR both as signed and as fixed.
+    #[error(
+        "{} both signed by the release key and fixed at enrolment; a PCR is one or the other",
+        pcr_list_is(.0)
+    )]
+    SignedAndFixed(Vec<u8>),
+    /// A signed PCR policy covers PCRs the CA key binds to their values at enrolment.
+    #[error(
+        "the signed PCR policy covers {}; a release signs only PCRs {required:?} for this key",
+        fixed_at_enrolment(.fixed)
+    )]
+    SignedCoversFixed {
+        /// The PCRs in both the signed policy and the key's fixed set.
+        fixed: Vec<u8>,
+        /// The PCRs a signed policy must cover.
+        required: Vec<u8>,
+    },
     /// A signed PCR policy was given to a key in `pcr` mode.
     #[error("the CA key is bound to fixed PCR values (mode `pcr`); it takes no signed PCR policy")]
     NotAuthorizedMode,
@@ -111,6 +138,34 @@ pub enum PolicyError {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// "PCR 7" or "PCRs 7, 11".
+fn pcr_list(pcrs: &[u8]) -> String {
+    let names: Vec<String> = pcrs.iter().map(u8::to_string).collect();
+    match pcrs {
+        [one] => format!("PCR {one}"),
+        _ => format!("PCRs {}", names.join(", ")),
+    }
+}
+
+/// "PCR 7, which the CA key binds to its value at enrolment" (or the plural).
+fn fixed_at_enrolment(pcrs: &[u8]) -> String {
+    let whose = if pcrs.len() == 1 {
+        "its value"
+    } else {
+        "their values"
+    };
+    format!(
+        "{}, which the CA key binds to {whose} at enrolment",
+        pcr_list(pcrs)
+    )
+}
+
+/// "PCR 7 is" or "PCRs 7, 11 are".
+fn pcr_list_is(pcrs: &[u8]) -> String {
+    let verb = if pcrs.len() == 1 { "is" } else { "are" };
+    format!("{} {verb}", pcr_list(pcrs))
 }
 
 impl PolicyMode {
@@ -134,16 +189,25 @@ impl PolicyMode {
         Ok(Self::pcr(values)?)
     }
 
-    /// An `authorized` policy: release key, policy reference, and the PCRs signed policies cover.
+    /// An `authorized` policy: release key, policy reference, the PCRs signed policies cover,
+    /// and the PCRs bound to their values now (`fixed`, possibly none).
     pub fn authorized(
         release_key: &VerifyingKey,
         policy_ref: &[u8],
         selection: &[u8],
+        fixed: Vec<PcrValue>,
     ) -> Result<Self, PolicyError> {
+        let fixed = if fixed.is_empty() {
+            fixed
+        } else {
+            let pcrs: Vec<u8> = fixed.iter().map(|value| value.pcr).collect();
+            pcr::values_for_selection(&pcrs, &fixed)?
+        };
         let mode = Self::Authorized {
             release_key: release_key.to_encoded_point(false).as_bytes().to_vec(),
             policy_ref: policy_ref.to_vec(),
             selection: pcr::normalise_selection(selection)?,
+            fixed,
         };
         mode.validate()?;
         Ok(mode)
@@ -161,22 +225,54 @@ impl PolicyMode {
             Self::Authorized {
                 policy_ref,
                 selection,
+                fixed,
                 ..
             } => {
                 self.release_key()?;
-                pcr::normalise_selection(selection)?;
+                let selection = pcr::normalise_selection(selection)?;
                 if policy_ref.len() > MAX_POLICY_REF {
                     return Err(PolicyError::PolicyRefTooLong(policy_ref.len()));
+                }
+                if !fixed.is_empty() {
+                    let fixed_pcrs: Vec<u8> = fixed.iter().map(|value| value.pcr).collect();
+                    pcr::values_for_selection(&fixed_pcrs, fixed)?;
+                    let both: Vec<u8> = pcr::normalise_selection(&fixed_pcrs)?
+                        .into_iter()
+                        .filter(|pcr| selection.contains(pcr))
+                        .collect();
+                    if !both.is_empty() {
+                        return Err(PolicyError::SignedAndFixed(both));
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// The PCRs the policy covers, in ascending order.
+    /// The PCRs the policy covers with expected values (`pcr`) or that every signed policy
+    /// must cover (`authorized`), in ascending order.
     pub fn selection(&self) -> Result<Vec<u8>, PolicyError> {
         let (Self::Pcr { selection, .. } | Self::Authorized { selection, .. }) = self;
         Ok(pcr::normalise_selection(selection)?)
+    }
+
+    /// The PCRs of an `authorized` policy bound to their values at enrolment, in ascending
+    /// order (none in `pcr` mode, where every PCR is).
+    pub fn fixed(&self) -> &[PcrValue] {
+        match self {
+            Self::Authorized { fixed, .. } => fixed,
+            Self::Pcr { .. } => &[],
+        }
+    }
+
+    /// Every PCR the key depends on, signed or fixed, in ascending order.
+    pub fn pcrs(&self) -> Vec<u8> {
+        let (Self::Pcr { selection, .. } | Self::Authorized { selection, .. }) = self;
+        let mut pcrs: Vec<u8> = selection.clone();
+        pcrs.extend(self.fixed().iter().map(|value| value.pcr));
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        pcrs
     }
 
     /// The release key of an `authorized` policy.
@@ -195,10 +291,17 @@ impl PolicyMode {
         self.validate()?;
         match self {
             Self::Pcr { expected, .. } => Ok(pcr::policy_pcr_digest(expected)?),
-            Self::Authorized { policy_ref, .. } => {
+            Self::Authorized {
+                policy_ref, fixed, ..
+            } => {
                 let name = release_key_name(&self.release_key()?)
                     .map_err(|e| PolicyError::BadReleaseKey(e.to_string()))?;
-                Ok(pcr::policy_authorize_digest(&name, policy_ref))
+                let authorized = pcr::policy_authorize_digest(&name, policy_ref);
+                if fixed.is_empty() {
+                    Ok(authorized)
+                } else {
+                    Ok(pcr::extend_with_policy_pcr(&authorized, fixed)?)
+                }
             }
         }
     }
@@ -229,7 +332,9 @@ impl PolicyMode {
                     .policy_pcr(session, digest(&pcr_digest)?, selection_list(&selection)?)
                     .map_err(command("computing the PolicyPCR digest in a trial session"))
             }
-            Self::Authorized { policy_ref, .. } => {
+            Self::Authorized {
+                policy_ref, fixed, ..
+            } => {
                 let release = load_release_key(context, &self.release_key()?)?;
                 // A trial session checks neither the approved policy nor the ticket.
                 let result = context
@@ -244,7 +349,17 @@ impl PolicyMode {
                         "computing the PolicyAuthorize digest in a trial session",
                     ));
                 flush_object(context, release.handle.into());
-                result
+                result?;
+                if fixed.is_empty() {
+                    return Ok(());
+                }
+                let fixed_pcrs: Vec<u8> = fixed.iter().map(|value| value.pcr).collect();
+                let pcr_digest = pcr::pcr_composite_digest(fixed);
+                context
+                    .policy_pcr(session, digest(&pcr_digest)?, selection_list(&fixed_pcrs)?)
+                    .map_err(command(
+                        "computing the fixed PCRs' PolicyPCR digest in a trial session",
+                    ))
             }
         }
     }

@@ -26,7 +26,8 @@ use super::signed_policy::{SignedPcrPolicy, policy_signing_digest};
 /// accepts. trustd reports the CA as `sealed` with this sentence and refuses every issuance.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealedReason {
-    /// `pcr` mode: the PCRs differ from the values the key was bound to.
+    /// `pcr` mode, or the fixed PCRs of `authorized` mode: the PCRs differ from the values the
+    /// key was bound to.
     #[error(
         "{} from the values the CA key is bound to: this is not the boot chain the CA was enrolled on",
         pcrs_differ(.pcrs)
@@ -43,6 +44,18 @@ pub enum SealedReason {
     NotApprovedBoot {
         /// The PCRs whose current value differs.
         pcrs: Vec<u8>,
+    },
+    /// `authorized` mode with fixed PCRs: both the signed and the fixed PCRs differ.
+    #[error(
+        "{} from the values the release key signed, and {} from the values the CA key is bound to: this boot is neither one a release approved nor the boot chain the CA was enrolled on",
+        pcrs_differ(.signed),
+        pcrs_differ_briefly(.fixed)
+    )]
+    NotApprovedNorEnrolled {
+        /// The signed PCRs whose current value differs.
+        signed: Vec<u8>,
+        /// The fixed PCRs whose current value differs.
+        fixed: Vec<u8>,
     },
     /// `authorized` mode, but no signed PCR policy was installed.
     #[error(
@@ -74,6 +87,17 @@ fn pcrs_differ(pcrs: &[u8]) -> String {
         many => {
             let names: Vec<String> = many.iter().map(u8::to_string).collect();
             format!("PCRs {} of this boot differ", names.join(", "))
+        }
+    }
+}
+
+/// "PCR 7 differs" or "PCRs 7, 14 differ": the second half of a sentence.
+fn pcrs_differ_briefly(pcrs: &[u8]) -> String {
+    match pcrs {
+        [one] => format!("PCR {one} differs"),
+        many => {
+            let names: Vec<String> = many.iter().map(u8::to_string).collect();
+            format!("PCRs {} differ", names.join(", "))
         }
     }
 }
@@ -124,7 +148,8 @@ struct CachedTicket {
 }
 
 impl Authorization {
-    /// Checks that `signed` fits a key under `mode` (an `authorized` policy over the same PCRs).
+    /// Checks that `signed` fits a key under `mode`: an `authorized` policy over the same PCRs,
+    /// none of which the key binds to its value at enrolment.
     pub(crate) fn prepare(
         signed: &SignedPcrPolicy,
         mode: &PolicyMode,
@@ -134,6 +159,15 @@ impl Authorization {
         };
         let required = mode.selection()?;
         let selection = signed.selection()?;
+        let fixed: Vec<u8> = mode
+            .fixed()
+            .iter()
+            .map(|value| value.pcr)
+            .filter(|pcr| selection.contains(pcr))
+            .collect();
+        if !fixed.is_empty() {
+            return Err(PolicyError::SignedCoversFixed { fixed, required });
+        }
         if selection != required {
             return Err(PolicyError::SelectionMismatch {
                 signed: selection,
@@ -223,15 +257,19 @@ pub(crate) fn satisfy(
                 PcrCheck::Failed(e) => UseError::Tpm(e),
             })
         }
-        PolicyMode::Authorized { policy_ref, .. } => {
+        PolicyMode::Authorized {
+            policy_ref, fixed, ..
+        } => {
             let authorization =
                 authorization.ok_or(UseError::Sealed(SealedReason::NoSignedPolicy))?;
+            // The order is the TPM's: PolicyAuthorize accepts only a session whose digest is the
+            // signed one, then resets it to the digest the key's authPolicy starts with.
             let (selection, values) = (
                 authorization.selection.clone(),
                 authorization.values.clone(),
             );
             policy_pcr(context, session, &selection, &values).map_err(|e| match e {
-                PcrCheck::Differs(pcrs) => UseError::Sealed(SealedReason::NotApprovedBoot { pcrs }),
+                PcrCheck::Differs(signed) => UseError::Sealed(not_approved(context, signed, fixed)),
                 PcrCheck::Failed(e) => UseError::Tpm(e),
             })?;
             let (ticket, name) = authorization.ticket(context, epoch, mode)?;
@@ -243,8 +281,31 @@ pub(crate) fn satisfy(
                     &name,
                     ticket,
                 )
-                .map_err(|e| UseError::Tpm(command("authorising the signed PCR policy")(e)))
+                .map_err(|e| UseError::Tpm(command("authorising the signed PCR policy")(e)))?;
+            if fixed.is_empty() {
+                return Ok(());
+            }
+            let fixed_pcrs: Vec<u8> = fixed.iter().map(|value| value.pcr).collect();
+            policy_pcr(context, session, &fixed_pcrs, fixed).map_err(|e| match e {
+                PcrCheck::Differs(pcrs) => UseError::Sealed(SealedReason::PcrMismatch { pcrs }),
+                PcrCheck::Failed(e) => UseError::Tpm(e),
+            })
         }
+    }
+}
+
+/// Why a boot whose `signed` PCRs differ from the signed values is refused: the TPM stops at
+/// the first PolicyPCR, so the fixed PCRs are read here to tell the whole story.
+fn not_approved(context: &mut Context, signed: Vec<u8>, fixed: &[PcrValue]) -> SealedReason {
+    let fixed = if fixed.is_empty() {
+        Vec::new()
+    } else {
+        differing_pcrs(context, fixed)
+    };
+    if fixed.is_empty() {
+        SealedReason::NotApprovedBoot { pcrs: signed }
+    } else {
+        SealedReason::NotApprovedNorEnrolled { signed, fixed }
     }
 }
 

@@ -8,7 +8,8 @@ const POLICY_REF: &[u8] = b"bunkeros-trustd-ca";
 /// A machine with a CA key under an `authorized` policy by `release`.
 fn enrol(machine: &Machine, release: &SigningKey) -> (Arc<TpmConnection>, TpmCaKey) {
     let connection = machine.connect();
-    let policy = PolicyMode::authorized(release.verifying_key(), POLICY_REF, &SELECTION).unwrap();
+    let policy =
+        PolicyMode::authorized(release.verifying_key(), POLICY_REF, &SELECTION, vec![]).unwrap();
     let key = TpmCaKey::create_or_load(Arc::clone(&connection), &machine.state, policy).unwrap();
     (connection, key)
 }

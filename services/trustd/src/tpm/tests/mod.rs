@@ -5,6 +5,7 @@
 //! other.
 
 mod authorized;
+mod authorized_fixed;
 mod digests;
 mod pcr_mode;
 
@@ -63,12 +64,15 @@ impl Machine {
     }
 }
 
-/// Extends `pcr` (16 or 23: resettable, free for tests) with SHA-256(`data`).
+/// Extends `pcr` with SHA-256(`data`): 16 or 23 (resettable, free for tests), or 7 and 11 (what
+/// the appliance binds; each test has its own swtpm, so nothing else sees the change).
 fn extend_pcr(connection: &TpmConnection, pcr: u8, data: &[u8]) {
     let handle = match pcr {
+        7 => PcrHandle::Pcr7,
+        11 => PcrHandle::Pcr11,
         16 => PcrHandle::Pcr16,
         23 => PcrHandle::Pcr23,
-        other => panic!("tests extend only PCR 16 or 23, not {other}"),
+        other => panic!("tests extend only PCR 7, 11, 16 or 23, not {other}"),
     };
     let mut values = DigestValues::new();
     values.set(
