@@ -48,10 +48,14 @@ pub const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between reconnection attempts.
 pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// How long sited may take to answer `GetAll`; a sited that owns the name but does not answer
-/// is asked again after [`REREAD_AFTER`], while its signals keep being applied.
+/// (or whose bus policy does not let this service read it) is asked again after
+/// [`REREAD_FIRST`], then twice as long each time up to [`REREAD_MAX`], while its signals keep
+/// being applied.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long to wait before asking a sited that did not answer again.
-pub const REREAD_AFTER: Duration = Duration::from_secs(2);
+/// The first wait before asking a sited that did not answer again.
+pub const REREAD_FIRST: Duration = Duration::from_secs(2);
+/// The longest wait between questions to a sited that does not answer.
+pub const REREAD_MAX: Duration = Duration::from_secs(60);
 
 /// Errors that mean "sited is not there" rather than "sited did not answer".
 const NO_OWNER_ERRORS: [&str; 2] = [
@@ -163,6 +167,8 @@ struct Session {
     settled_at: Option<Sequence>,
     /// When to ask a sited that did not answer again.
     reread_at: Option<Instant>,
+    /// How many reads in a row sited left unanswered (only the first is a warning).
+    unanswered: u32,
 }
 
 impl Session {
@@ -193,6 +199,7 @@ impl Session {
             owners,
             settled_at: None,
             reread_at: None,
+            unanswered: 0,
         })
     }
 
@@ -248,6 +255,7 @@ impl Session {
                 tracing::warn!("sited left the bus; the site's state is unknown until it is back");
                 self.settled_at = Some(signal.message().recv_position());
                 self.reread_at = None;
+                self.unanswered = 0;
                 publish(sender, None);
                 Ok(())
             }
@@ -294,23 +302,21 @@ impl Session {
                 if NO_OWNER_ERRORS.contains(&name.as_str()) =>
             {
                 tracing::info!("sited is not on the bus; the site's state is unknown until it is");
+                self.unanswered = 0;
                 publish(sender, None);
                 return Ok(());
             }
             Ok(Err(error @ (zbus::Error::MethodError(..) | zbus::Error::FDO(_)))) => {
-                tracing::warn!(%error, "sited did not answer for the site's state; asking again");
-                self.reread_at = Some(Instant::now() + REREAD_AFTER);
+                self.ask_again(&error.to_string());
                 return Ok(());
             }
             Ok(Err(error)) => return Err(Lost(error)),
             Err(_) => {
-                tracing::warn!(
-                    "sited did not answer for the site's state within {READ_TIMEOUT:?}; asking again"
-                );
-                self.reread_at = Some(Instant::now() + REREAD_AFTER);
+                self.ask_again(&format!("no answer within {READ_TIMEOUT:?}"));
                 return Ok(());
             }
         };
+        self.unanswered = 0;
         self.settled_at = Some(reply.recv_position());
         match answer(&reply) {
             Ok(report) => publish(sender, Some(report)),
@@ -320,6 +326,26 @@ impl Session {
             ),
         }
         Ok(())
+    }
+
+    /// Schedules another read of a sited that owns the name but did not answer.
+    fn ask_again(&mut self, why: &str) {
+        let wait = REREAD_FIRST
+            .saturating_mul(1 << self.unanswered.min(5))
+            .min(REREAD_MAX);
+        if self.unanswered == 0 {
+            tracing::warn!(
+                error = why,
+                "sited did not answer for the site's state; asking again, its signals still count"
+            );
+        } else {
+            tracing::debug!(
+                error = why,
+                "sited still does not answer for the site's state"
+            );
+        }
+        self.unanswered = self.unanswered.saturating_add(1);
+        self.reread_at = Some(Instant::now() + wait);
     }
 }
 

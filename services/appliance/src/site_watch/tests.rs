@@ -276,3 +276,40 @@ async fn the_watch_ends_when_nobody_listens() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A sited that owns its name before it serves its object (or whose policy refuses us at first).
+struct LateSite;
+
+#[zbus::interface(name = "org.bunkeros.Site1")]
+impl LateSite {
+    #[zbus(property)]
+    fn state(&self) -> String {
+        "critical".to_owned()
+    }
+
+    #[zbus(property)]
+    fn state_reason(&self) -> String {
+        "the UPS is overloaded".to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sited_that_does_not_answer_yet_is_asked_again() {
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let watch = SiteWatch::start(bus.bus()).await.expect("watch starts");
+    let mut reports = watch.reports();
+
+    // the connection answers (UnknownObject) once its object server runs: start it, then
+    // take the name, so the watch's read on the new owner is refused rather than unanswered
+    let sited = connect(&bus.bus()).await.unwrap();
+    let objects = sited.object_server();
+    sited.request_name(SITE.bus_name).await.unwrap();
+    stays(&mut reports, None).await;
+
+    objects.at(SITE.object_path, LateSite).await.unwrap();
+    wait_for(
+        &mut reports,
+        report(SiteState::Critical, "the UPS is overloaded"),
+    )
+    .await;
+}
