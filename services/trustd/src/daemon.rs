@@ -10,10 +10,11 @@
 //!
 //! Running: the main loop wakes every [`TICK`], beats the watchdog heartbeat, and every
 //! [`STATUS_EVERY`] asks the authority for its status (one TPM policy session, no signature)
-//! to update `STATUS=` and the metrics; every [`CHECKPOINT_EVERY`] it runs the authority's
-//! checkpoint (tree head over new entries, CRL before it runs out). TPM and store work runs on
-//! the blocking pool and is awaited, so a wedged TPM stalls the loop and the watchdog lets
-//! systemd restart trustd.
+//! to update `STATUS=` and the metrics, and at once when sited's site state has moved the CA
+//! in or out of lockdown ([`SiteLockdown`], followed from before `READY=1`); every
+//! [`CHECKPOINT_EVERY`] it runs the authority's checkpoint (tree head over new entries, CRL
+//! before it runs out). TPM and store work runs on the blocking pool and is awaited, so a
+//! wedged TPM stalls the loop and the watchdog lets systemd restart trustd.
 //!
 //! Stop: SIGTERM → `STOPPING=1` → the listeners drain → the bus name is released → exit 0.
 
@@ -40,6 +41,7 @@ use crate::dbus::Trust1;
 use crate::enrolment;
 use crate::http::PublicHttp;
 use crate::metrics::TrustMetrics;
+use crate::site_lockdown::SiteLockdown;
 use crate::status_report::status_line;
 use crate::tpm::TpmConnection;
 
@@ -78,6 +80,9 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     )
     .await
     .context("serving org.bunkeros.Trust1 on the system bus")?;
+    let site = SiteLockdown::follow(Bus::System, Arc::clone(&authority))
+        .await
+        .context("following the site's state from sited (org.bunkeros.Site1)")?;
 
     if config.http.enabled {
         let http = PublicHttp::bind(config.http.listen, Arc::clone(&authority))
@@ -116,7 +121,7 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     let heartbeat = Heartbeat::new();
     let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
     main_loop(
-        &authority, &metrics, &notifier, &heartbeat, &cancel, &mut line,
+        &authority, &metrics, &notifier, &heartbeat, &cancel, &site, &mut line,
     )
     .await;
 
@@ -210,6 +215,7 @@ async fn main_loop(
     notifier: &Notifier,
     heartbeat: &Heartbeat,
     cancel: &CancellationToken,
+    site: &SiteLockdown,
     line: &mut String,
 ) {
     let mut ticker = tokio::time::interval(TICK);
@@ -217,15 +223,16 @@ async fn main_loop(
     let mut last_status = Instant::now();
     let mut last_checkpoint = Instant::now();
     loop {
-        tokio::select! {
+        let lockdown_changed = tokio::select! {
             () = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+            _ = ticker.tick() => false,
+            () = site.applied() => true,
+        };
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             last_checkpoint = Instant::now();
             checkpoint(authority).await;
         }
-        if last_status.elapsed() >= STATUS_EVERY {
+        if lockdown_changed || last_status.elapsed() >= STATUS_EVERY {
             last_status = Instant::now();
             let fresh = refresh_status(authority, metrics).await;
             if fresh != *line {

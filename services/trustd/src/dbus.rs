@@ -11,8 +11,8 @@
 //! caller's uid, as the bus daemon vouches for it, as the requester of every issuance and
 //! revocation (`dbus:uid=N`), so the store says who asked.
 //!
-//! Lockdown is not set over this interface: `sited` will drive [`Authority::set_lockdown`]
-//! from its `org.bunkeros.Site1` state once it exists.
+//! Lockdown is not set over this interface: [`crate::site_lockdown`] drives
+//! [`Authority::set_lockdown`] from sited's `org.bunkeros.Site1` state.
 
 use std::str::FromStr;
 use std::sync::Arc;

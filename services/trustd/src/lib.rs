@@ -6,7 +6,8 @@
 //! append-only transparency log of every issued certificate) → [`authority`] (the issuance
 //! pipeline over all of them: issued-certificate store, crash recovery, revocation and CRL,
 //! sealed and lockdown states, audit signatures). Beside them, [`acme`]: the RFC 8555 server
-//! through which devices and services obtain certificates, over the issuance seam it defines.
+//! through which devices and services obtain certificates, over the issuance seam it defines,
+//! and [`site_lockdown`]: lockdown driven by the site's state as `sited` publishes it.
 
 pub mod acme;
 pub mod acme_backend;
@@ -19,6 +20,7 @@ pub mod dbus;
 pub mod enrolment;
 pub mod http;
 pub mod metrics;
+pub mod site_lockdown;
 pub mod status_report;
 pub mod tpm;
 pub mod translog;
