@@ -239,6 +239,12 @@ impl ActiveCa {
     pub fn root_der(&self) -> &[u8] {
         self.chain.last().map_or(&[][..], Vec::as_slice)
     }
+
+    /// SHA-256 of the root certificate's DER, lowercase hex: what relying parties pin.
+    pub fn root_fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(self.root_der()))
+    }
 }
 
 /// rustls-webpki matches a leaf's issuer to its CA's subject byte for byte, and rcgen writes the

@@ -32,9 +32,10 @@ pub enum NotReady {
     /// Neither root nor intermediate exists.
     #[error("the CA has no certificate yet; create a root or request an intermediate first")]
     Uninitialised,
-    /// The intermediate's chain has not been installed.
+    /// The intermediate's chain has not been installed. The sentence is the operator's whole
+    /// procedure: the status line is where they look first.
     #[error(
-        "the CA is waiting for its intermediate certificate from the offline root (`bunkerctl ca install-chain`)"
+        "waiting for the offline root to sign this CA: run `bunkerctl ca csr > site-ca.csr`, have the offline root sign it as a CA (CA:TRUE, pathlen:0, keyCertSign, cRLSign), then `bunkerctl ca install-chain chain.pem` (the intermediate first, then the offline root)"
     )]
     AwaitingChain,
     /// The CA certificate is not valid yet (clock behind?).

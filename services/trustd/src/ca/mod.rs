@@ -16,6 +16,7 @@ pub mod constraints;
 pub mod csr;
 pub mod extension_request;
 pub mod hierarchy;
+pub mod intermediate;
 pub mod issue;
 pub mod lifetime;
 pub mod name_rules;
@@ -36,6 +37,7 @@ use time::OffsetDateTime;
 pub use chain::ChainError;
 pub use csr::{CsrError, ParsedCsr, parse_csr};
 pub use hierarchy::{CaKind, SiteIdentity, SiteIdentityError};
+pub use intermediate::{InstalledChain, RenewalError};
 pub use issue::{IssueError, IssuedCertificate, NotReady};
 pub use lifetime::Lifetime;
 pub use name_rules::NameRuleError;
@@ -82,9 +84,15 @@ pub enum CaError {
     /// A chain was offered while no intermediate request is outstanding.
     #[error("no chain is expected: {0}")]
     NoChainExpected(&'static str),
+    /// A request for an offline root was asked for where there is none to give.
+    #[error("there is no request for an offline root: {0}")]
+    NoRequest(&'static str),
     /// The chain is refused.
     #[error("the certificate chain is refused: {0}")]
     Chain(#[from] ChainError),
+    /// The chain verifies, but may not replace the installed intermediate's.
+    #[error("the certificate chain is refused as a renewal of the installed intermediate: {0}")]
+    NotARenewal(#[from] RenewalError),
     /// The CA key is sealed: the boot measurements do not satisfy its policy.
     #[error("the CA is sealed: {0}")]
     Sealed(String),
@@ -198,10 +206,7 @@ impl CertificateAuthority {
             readiness: self.readiness(OffsetDateTime::now_utc()).map(|_| ()),
             subject: active.map(|a| a.subject.clone()),
             not_after: active.map(|a| a.not_after),
-            root_fingerprint: active.map(|a| {
-                use sha2::Digest as _;
-                hex::encode(sha2::Sha256::digest(a.root_der()))
-            }),
+            root_fingerprint: active.map(ActiveCa::root_fingerprint),
         }
     }
 
@@ -282,11 +287,40 @@ impl CertificateAuthority {
         Ok(request)
     }
 
+    /// The request (PEM) `bunkerctl ca csr` shows, without changing anything: the outstanding
+    /// one while the CA waits for its chain, or a fresh one with the same names for an
+    /// installed intermediate, for the offline root to sign a renewal (the installed
+    /// certificate stays in use until the renewed chain is installed).
+    pub fn intermediate_request(&self) -> Result<String, CaError> {
+        match &self.stage {
+            Stage::AwaitingChain { request } => Ok(request.clone()),
+            Stage::Active(active) if active.kind == CaKind::Intermediate => {
+                let signer = CaSigner::new(Arc::clone(&self.key));
+                let scope = NameScope::from_policy(&self.policy);
+                Ok(hierarchy::intermediate_request(
+                    &self.stored_site()?,
+                    &scope,
+                    &signer,
+                )?)
+            }
+            Stage::Active(_) => Err(CaError::NoRequest(
+                "this CA is a self-signed site root; it answers to no offline root",
+            )),
+            Stage::Uninitialised => Err(CaError::NoRequest(
+                "the CA has no certificate and no request yet; trustd writes the request when it \
+                 starts with `[site] ca = \"intermediate\"` and may sign (not sealed, not in \
+                 lockdown): restart trustd once it may",
+            )),
+        }
+    }
+
     /// Installs the chain an offline root returned (PEM: this CA's certificate first, the root
     /// last) after checking it (see [`chain`]). Also accepted for an installed intermediate,
-    /// to renew its certificate for the same key.
-    pub fn install_chain(&mut self, chain_pem: &str) -> Result<(), CaError> {
-        let site = match &self.stage {
+    /// to renew its certificate: same key, same subject, same trust anchor (see
+    /// [`intermediate`]). Refused for a self-signed root: a chain would replace the trust
+    /// anchor every relying party pins.
+    pub fn install_chain(&mut self, chain_pem: &str) -> Result<InstalledChain, CaError> {
+        let (site, installed) = match &self.stage {
             Stage::Uninitialised => {
                 return Err(CaError::NoChainExpected(
                     "no request for an offline root was written (run `bunkerctl ca csr` first)",
@@ -294,27 +328,39 @@ impl CertificateAuthority {
             }
             Stage::Active(active) if active.kind == CaKind::Root => {
                 return Err(CaError::NoChainExpected(
-                    "this CA is a self-signed root and takes no chain",
+                    "this CA is a self-signed site root, the trust anchor relying parties pin; a \
+                     chain from an offline root would replace that anchor, so it is refused (a CA \
+                     under an offline root is set up as a new CA with `[site] ca = \"intermediate\"`)",
                 ));
             }
-            _ => self.stored_site()?,
+            Stage::Active(active) => (self.stored_site()?, Some(active)),
+            Stage::AwaitingChain { .. } => (self.stored_site()?, None),
         };
         let now = OffsetDateTime::now_utc();
         let certificates = chain::decode_pem_chain(chain_pem)?;
         let verified = chain::verify_chain(certificates, self.key.public_key_sec1(), now)?;
         let active = ActiveCa::new(CaKind::Intermediate, verified, self.key.public_key_sec1())?;
+        if let Some(installed) = installed {
+            intermediate::check_renewal(installed, &active)?;
+        }
         if let Some(outside) = policy_outside(&self.policy, &active) {
             return Err(CaError::PolicyOutsideCaScope(outside));
         }
+        let described = InstalledChain::describe(&active, installed.is_some())?;
         let chain = active
             .chain
             .iter()
             .map(|der| certificate_pem(der))
             .collect();
         self.store(&site, StoredMode::Intermediate { chain })?;
-        tracing::info!(subject = %active.subject, "installed the intermediate CA certificate");
+        tracing::info!(
+            subject = %active.subject,
+            root = %described.root_subject,
+            renewal = described.renewal,
+            "installed the intermediate CA certificate"
+        );
         self.stage = Stage::Active(active);
-        Ok(())
+        Ok(described)
     }
 
     fn check_policy_within_scope(&self) -> Result<(), CaError> {

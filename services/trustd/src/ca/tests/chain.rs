@@ -77,6 +77,30 @@ impl OfflineRoot {
         std::fs::read_to_string(self.dir.path().join("root.pem")).unwrap()
     }
 
+    /// The root certificate made again for the same name and key (a new validity, serial and
+    /// signature): the same trust anchor in a new certificate.
+    fn reissue(&self) -> String {
+        openssl(
+            self.dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-config",
+                "openssl.cnf",
+                "-extensions",
+                "root",
+                "-key",
+                "root.key",
+                "-out",
+                "reissued.pem",
+                "-days",
+                "3000",
+            ],
+        );
+        std::fs::read_to_string(self.dir.path().join("reissued.pem")).unwrap()
+    }
+
     /// Signs `request` (PEM) with the root key, adding `extensions` and copying the request's
     /// own extensions when `copy` is set; returns the certificate PEM.
     fn sign(&self, request: &str, extensions: &str, copy: bool, days: &str) -> String {
@@ -377,4 +401,132 @@ fn a_chain_is_expected_only_after_a_request() {
         .install_chain("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
         .unwrap_err();
     assert!(matches!(err, CaError::NoChainExpected(_)), "{err}");
+}
+
+#[test]
+fn the_request_is_shown_again_and_renewed_only_under_the_same_trust_anchor() {
+    let tpm = TpmCa::start();
+    let mut fresh = tpm.open(policy()).unwrap();
+    assert!(
+        matches!(fresh.intermediate_request(), Err(CaError::NoRequest(_))),
+        "no request before one was written"
+    );
+    let request = fresh.csr_for_offline_root(&site()).unwrap();
+    // Shown again as it was: the root's keeper signs the one the operator carried over.
+    assert_eq!(fresh.intermediate_request().unwrap(), request);
+    drop(fresh);
+    let mut ca = tpm.open(policy()).unwrap();
+    assert_eq!(
+        ca.intermediate_request().unwrap(),
+        request,
+        "after a restart too"
+    );
+
+    let root = OfflineRoot::new("root");
+    let first = root.sign(&request, "intermediate", true, "365");
+    let installed = ca.install_chain(&format!("{first}{}", root.pem())).unwrap();
+    assert!(!installed.renewal);
+    assert_eq!(
+        installed.subject,
+        "CN=Oslo-1 BunkerOS Site CA, O=Nordic Bunkers AS"
+    );
+    assert_eq!(
+        installed.issuer,
+        "CN=Nordic Bunkers Offline Root, O=Nordic Bunkers AS"
+    );
+    assert_eq!(installed.root_subject, installed.issuer);
+    assert_eq!(
+        Some(installed.root_fingerprint.clone()),
+        ca.status().root_fingerprint
+    );
+    let installed_der = pem_der(&ca.chain_pem());
+
+    // An installed intermediate gets a fresh request with the same names, to renew.
+    let renewal_request = ca.intermediate_request().unwrap();
+    assert_ne!(renewal_request, request, "a new signature");
+    write(root.dir.path(), "renewal.csr", &renewal_request);
+    let text = openssl(
+        root.dir.path(),
+        &["req", "-in", "renewal.csr", "-noout", "-subject", "-verify"],
+    );
+    assert!(
+        text.contains("subject=CN = Oslo-1 BunkerOS Site CA, O = Nordic Bunkers AS"),
+        "{text}"
+    );
+    assert_eq!(
+        pem_der(&ca.chain_pem()),
+        installed_der,
+        "asking changed nothing"
+    );
+
+    // Not a renewal: another offline root of the same name (another key), or another subject.
+    let impostor = OfflineRoot::new("root");
+    let under_impostor = impostor.sign(&renewal_request, "intermediate", true, "365");
+    let err = ca
+        .install_chain(&format!("{under_impostor}{}", impostor.pem()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CaError::NotARenewal(crate::ca::RenewalError::OtherTrustAnchor { .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("changing the trust anchor"),
+        "{err}"
+    );
+    let other_site = SiteIdentity::new("Bergen-2", "Nordic Bunkers AS").unwrap();
+    let renamed_request = hierarchy::intermediate_request(
+        &other_site,
+        &NameScope::from_policy(&policy()),
+        &CaSigner::new(Arc::clone(&tpm.key) as Arc<dyn crate::ca_key::CaKey>),
+    )
+    .unwrap();
+    let renamed = root.sign(&renamed_request, "intermediate", true, "365");
+    let err = ca
+        .install_chain(&format!("{renamed}{}", root.pem()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CaError::NotARenewal(crate::ca::RenewalError::OtherSubject { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        pem_der(&ca.chain_pem()),
+        installed_der,
+        "refusals changed nothing"
+    );
+
+    // A renewal under the same root, even one re-issued for the same name and key, goes in.
+    let reissued_root = root.reissue();
+    assert_ne!(reissued_root, root.pem());
+    let renewed = root.sign(&renewal_request, "intermediate", true, "400");
+    let installed = ca
+        .install_chain(&format!("{renewed}{reissued_root}"))
+        .unwrap();
+    assert!(installed.renewal);
+    assert_eq!(pem_der(&ca.chain_pem()), pem_der(&renewed));
+    assert_eq!(ca.status().readiness, Ok(()));
+    // ... and survives a restart.
+    drop(ca);
+    let ca = tpm.open(policy()).unwrap();
+    assert_eq!(pem_der(&ca.chain_pem()), pem_der(&renewed));
+}
+
+#[test]
+fn a_self_signed_root_takes_no_request_and_no_chain() {
+    let tpm = TpmCa::start();
+    let mut ca = tpm.root_ca();
+    let err = ca.intermediate_request().unwrap_err();
+    assert!(matches!(err, CaError::NoRequest(_)), "{err}");
+    let root = OfflineRoot::new("root");
+    let err = ca.install_chain(&root.pem()).unwrap_err();
+    assert!(
+        err.to_string().contains("would replace that anchor"),
+        "{err}"
+    );
+    assert_eq!(ca.status().kind, Some(CaKind::Root));
 }
