@@ -19,7 +19,8 @@ use appliance::config::{Invalid, LoopbackAddr, Port, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::acme::{AcmeConfig, Limits, ProfileRule, ValidationConfig};
-use crate::ca::{DnsName, IpRange, IssuancePolicy, Lifetime, Profile, SiteIdentity};
+use crate::authority::CaSetup;
+use crate::ca::{CaKind, DnsName, IpRange, IssuancePolicy, Lifetime, Profile, SiteIdentity};
 use crate::tpm::pcr;
 
 #[cfg(test)]
@@ -84,6 +85,10 @@ pub struct SiteSection {
     /// The organisation (`O=` of the CA certificate).
     pub organisation: String,
 }
+    /// `root`: the CA certificate is a self-signed site root, made on the first start.
+    /// `intermediate`: an offline root signs it; the first start writes the request and the CA
+    /// waits for the chain (`bunkerctl ca csr`, `bunkerctl ca install-chain`).
+    pub ca: CaKind,
 
 impl Default for SiteSection {
     fn default() -> Self {
@@ -92,6 +97,7 @@ impl Default for SiteSection {
             site_name: "bunker".to_owned(),
             organisation: "BunkerOS".to_owned(),
         }
+            ca: CaKind::Root,
     }
 }
 
@@ -101,6 +107,14 @@ impl SiteSection {
         SiteIdentity::new(self.site_name.clone(), self.organisation.clone())
     }
 }
+
+    /// How the first start sets the CA's own certificate up.
+    pub fn ca_setup(&self) -> Result<CaSetup, crate::ca::SiteIdentityError> {
+        Ok(CaSetup {
+            kind: self.ca,
+            site: self.identity()?,
+        })
+    }
 
 /// `[tpm]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

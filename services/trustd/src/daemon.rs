@@ -2,7 +2,8 @@
 //! status current, stop cleanly.
 //!
 //! Start: state directory → TPM → the CA key (loaded, or enrolled on the first start) → the
-//! authority (store, log, CRL; a sealed CA opens too) → the site root on the first start →
+//! authority (store, log, CRL; a sealed CA opens too) → on the first start, the site root or,
+//! with `[site] ca = "intermediate"`, the request for the offline root →
 //! D-Bus → HTTP → ACME → metrics → `READY=1` with a `STATUS=` line that says whether the CA issues
 //! (`ready: issuing as … (policy pcr 7+11)`) or why not (`sealed: PCR 11 of this boot
 //! differs …`). A sealed CA starts and serves its status, refusing every issuance: nothing
@@ -34,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acme::{AcmeBackend, AcmeConfig, AcmeServer};
 use crate::acme_backend::{AcmeIdentity, AuthorityBackend, ListenerName, listener_names};
-use crate::authority::{Authority, AuthorityConfig, AuthorityError, AuthorityState};
-use crate::ca::{DnsName, NotReady};
+use crate::authority::{Authority, AuthorityConfig, AuthorityError};
+use crate::ca::DnsName;
 use crate::config::{SERVICE, TrustdConfig};
 use crate::dbus::Trust1;
 use crate::enrolment;
@@ -169,7 +170,7 @@ fn open_authority(config: &TrustdConfig) -> Result<Arc<Authority>> {
         },
     )
     .context("opening the certificate authority")?;
-    create_root_if_missing(&authority, config)?;
+    set_up_ca_if_missing(&authority, config)?;
     Ok(Arc::new(authority))
 }
 
@@ -177,35 +178,21 @@ fn state_dir() -> Result<StateDir> {
     StateDir::from_env(SERVICE).context("opening trustd's state directory")
 }
 
-/// Makes the site root on the first start. A sealed CA or a site in lockdown cannot sign one:
-/// that is reported in the status, not a reason to stop.
-fn create_root_if_missing(authority: &Authority, config: &TrustdConfig) -> Result<()> {
-    let status = authority.status().context("reading the CA's status")?;
-    if !matches!(
-        status.state,
-        AuthorityState::Initialised {
-            reason: NotReady::Uninitialised
-        }
-    ) {
-        if status.ca_kind.is_none() {
-            tracing::warn!(
-                state = status.state.name(),
-                "the CA has no certificate yet and cannot make one now"
-            );
-        }
-        return Ok(());
-    }
-    let site = config
+/// Sets the CA's certificate up on the first start: the site root, or the request for the
+/// offline root (see [`crate::authority::setup`]). A sealed CA or a site in lockdown cannot sign
+/// either: that is reported in the status, not a reason to stop.
+fn set_up_ca_if_missing(authority: &Authority, config: &TrustdConfig) -> Result<()> {
+    let setup = config
         .site
-        .identity()
+        .ca_setup()
         .context("the site identity ([site])")?;
-    match authority.create_root(&site) {
-        Ok(()) => Ok(()),
+    match authority.set_up(&setup) {
+        Ok(_) => Ok(()),
         Err(error @ (AuthorityError::Sealed { .. } | AuthorityError::Lockdown(_))) => {
-            tracing::error!(%error, "cannot create the site root now");
+            tracing::error!(%error, "cannot set up the CA certificate now");
             Ok(())
         }
-        Err(error) => Err(error).context("creating the site root certificate"),
+        Err(error) => Err(error).context("setting up the CA certificate"),
     }
 }
 

@@ -145,6 +145,17 @@ impl AuthorityError {
                     | IssueError::OutsideCaConstraints(_)
                     | IssueError::LifetimeTooShort { .. }
             )
+        ) || matches!(
+            self,
+            // A chain, or a step of the set-up, that does not fit the CA as it stands.
+            Self::Ca(
+                CaError::Chain(_)
+                    | CaError::NotARenewal(_)
+                    | CaError::NoChainExpected(_)
+                    | CaError::NoRequest(_)
+                    | CaError::PolicyOutsideCaScope(_)
+                    | CaError::AlreadyInitialised(_)
+            )
         )
     }
 }

@@ -5,7 +5,8 @@
 //! through one [`Authority`]; its methods take `&self` and may be called from many threads.
 //!
 //! Reading order: [`issue`] (the pipeline, and why a certificate is logged before anyone sees
-//! it) → [`reconcile`] (what a crash at any step leaves, and how a start settles it) →
+//! it) → [`setup`] (the CA's own certificate: a site root, or an intermediate under an
+//! offline root) → [`reconcile`] (what a crash at any step leaves, and how a start settles it) →
 //! [`store`] and [`records`] (the SQLite store) → [`revocation`] and [`crl`] → [`status`]
 //! (sealed, lockdown, and what each stops) → [`audit`] (domain-separated signatures for the
 //! other services' audit logs) → [`transparency`] (tree heads, proofs, the periodic checkpoint).
@@ -21,6 +22,7 @@ pub mod issue;
 pub mod reconcile;
 pub mod records;
 pub mod revocation;
+pub mod setup;
 pub mod status;
 pub mod store;
 pub mod transparency;
@@ -29,7 +31,7 @@ pub mod transparency;
 mod tests;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use appliance::state::StateDir;
@@ -44,11 +46,12 @@ pub use issue::Issued;
 pub use reconcile::Reconciliation;
 pub use records::{CertificateFacts, CertificateRecord, CertificateStatus, ListFilter, Revocation};
 pub use revocation::RevocationReason;
+pub use setup::{CaSetup, SetUpOutcome};
 pub use status::{AuthorityState, AuthorityStatus, Operation, PolicySummary};
 pub use store::{CertStore, STORE_FILE, SerialState};
 pub use transparency::Checkpoint;
 
-use crate::ca::{CaKind, CertificateAuthority, IssuancePolicy, SerialLedger, SiteIdentity};
+use crate::ca::{CaKind, CertificateAuthority, IssuancePolicy, SerialLedger};
 use crate::ca_key::CaKey;
 use crate::tpm::TpmCaKey;
 use crate::translog::LogStore;
@@ -187,53 +190,6 @@ impl Authority {
             .map(pem::Pem::into_contents)
     }
 
-    /// Makes the CA a self-signed site root (see [`CertificateAuthority::create_root`]), and
-    /// signs its first CRL. Refused in lockdown.
-    pub fn create_root(&self, site: &SiteIdentity) -> Result<(), AuthorityError> {
-        self.ensure_may_sign(Operation::SetUpCa)?;
-        {
-            let mut ca = self.ca.write().unwrap_or_else(PoisonError::into_inner);
-            let scope = self.store.reservations(None, None);
-            let result = ca.create_root(site);
-            let reserved = scope.finish();
-            match &result {
-                Ok(()) => self.store.mark_ca(&reserved)?,
-                Err(crate::ca::CaError::Sealed(reason)) => {
-                    self.remember_seal(Some(reason.clone()));
-                    self.store.release(&reserved)?;
-                }
-                Err(_) => self.store.abandon(&reserved)?,
-            }
-            result?;
-        }
-        self.catch_up();
-        Ok(())
-    }
-
-    /// Writes a request for an offline root to sign (see
-    /// [`CertificateAuthority::csr_for_offline_root`]). Refused in lockdown.
-    pub fn csr_for_offline_root(&self, site: &SiteIdentity) -> Result<String, AuthorityError> {
-        self.ensure_may_sign(Operation::SetUpCa)?;
-        let mut ca = self.ca.write().unwrap_or_else(PoisonError::into_inner);
-        Ok(ca.csr_for_offline_root(site)?)
-    }
-
-    /// Installs the chain the offline root returned (see
-    /// [`CertificateAuthority::install_chain`]), and signs a CRL under it. Refused in lockdown.
-    pub fn install_chain(&self, chain_pem: &str) -> Result<(), AuthorityError> {
-        self.ensure_may_sign(Operation::SetUpCa)?;
-        self.ca
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .install_chain(chain_pem)?;
-        // A new CA certificate: the CRL must be signed again under it.
-        if let Err(error) = self.sign_next_crl(OffsetDateTime::now_utc(), true) {
-            tracing::warn!(%error, "no CRL under the new CA certificate yet; the checkpoint retries");
-        }
-        self.catch_up();
-        Ok(())
-    }
-
     /// Best-effort upkeep after a start or a change of the CA: a tree head over entries not yet
     /// covered, and a CRL if none is current. Failures are logged; the checkpoint retries.
     fn catch_up(&self) {
@@ -248,6 +204,10 @@ impl Authority {
 
     fn ca_read(&self) -> RwLockReadGuard<'_, CertificateAuthority> {
         self.ca.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ca_write(&self) -> RwLockWriteGuard<'_, CertificateAuthority> {
+        self.ca.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_log(&self) -> MutexGuard<'_, LogStore> {

@@ -264,3 +264,20 @@ fn the_acme_table_is_the_acme_servers_configuration() {
     // a disabled ACME server is not checked
     load_site("[acme]\nenabled = false\nbase_url = \"http://x\"\n").unwrap();
 }
+
+#[test]
+fn the_ca_is_a_root_unless_the_site_asks_for_an_intermediate() {
+    assert_eq!(TrustdConfig::default().site.ca, CaKind::Root);
+    let config = load_site("[site]\nca = \"intermediate\"\n").unwrap();
+    let setup = config.site.ca_setup().unwrap();
+    assert_eq!(setup.kind, CaKind::Intermediate);
+    assert_eq!(setup.site.ca_common_name(), "bunker BunkerOS Site CA");
+
+    let err = load_site("[site]\nsite_name = \"Oslo-1\"\nca = \"offline\"\n").unwrap_err();
+    assert!(
+        err.starts_with(
+            "SITE/trustd.toml:3:6: unknown value `offline`, expected `root` or `intermediate`"
+        ),
+        "{err}"
+    );
+}

@@ -11,6 +11,7 @@ mod rate;
 mod recovery;
 mod revocation;
 mod sealed;
+mod setup;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
