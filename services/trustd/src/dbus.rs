@@ -6,10 +6,11 @@
 //! Every call runs on tokio's blocking pool, because the TPM signs in milliseconds and SQLite
 //! writes with `fsync`: the bus connection keeps serving other callers meanwhile.
 //!
-//! Who may call what is the bus policy's job (`image/dbus-1/org.bunkeros.Trust1.conf`: `Issue`
-//! and `Revoke` for root and `bunkeros-operators`, the rest for everyone); trustd records the
-//! caller's uid, as the bus daemon vouches for it, as the requester of every issuance and
-//! revocation (`dbus:uid=N`), so the store says who asked.
+//! Who may call what is the bus policy's job (`image/dbus-1/org.bunkeros.Trust1.conf`: `Issue`,
+//! `Revoke`, `IntermediateRequest` and `InstallChain` for root and `bunkeros-operators`, the rest
+//! for everyone); trustd records the caller's uid, as the bus daemon vouches for it, as the
+//! requester of every issuance and revocation (`dbus:uid=N`), so the store says who asked, and
+//! logs it with every change of the CA's own certificate.
 //!
 //! Lockdown is not set over this interface: [`crate::site_lockdown`] drives
 //! [`Authority::set_lockdown`] from sited's `org.bunkeros.Site1` state.
@@ -25,7 +26,7 @@ use zbus::{Connection, interface};
 use crate::authority::{
     Authority, AuthorityError, CertificateRecord, CertificateStatus, ListFilter, RevocationReason,
 };
-use crate::ca::{CertificateSerial, IssueError, Lifetime, Profile};
+use crate::ca::{CertificateSerial, InstalledChain, IssueError, Lifetime, Profile};
 use crate::metrics::TrustMetrics;
 use crate::status_report::{rfc3339, status_json};
 use crate::translog::SignedTreeHead;
@@ -266,6 +267,41 @@ impl Trust1 {
         .await
     }
 
+    /// `IntermediateRequest() -> s`: the request (PEM) for the offline root to sign: the
+    /// outstanding one while the CA waits for its chain, a fresh one to renew an installed
+    /// intermediate. Changes nothing.
+    async fn intermediate_request(&self) -> Result<String, TrustError> {
+        self.call("IntermediateRequest", |authority| {
+            Ok(authority.intermediate_request()?)
+        })
+        .await
+    }
+
+    /// `InstallChain(chain_pem s) -> s`: installs the chain the offline root returned (PEM,
+    /// this CA's certificate first, the root last) once it verifies for this CA's key, and
+    /// returns what was installed (see [`installed_json`]). A refused chain changes nothing.
+    async fn install_chain(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        chain_pem: String,
+    ) -> Result<String, TrustError> {
+        let requester = requester(connection, &header).await?;
+        self.call("InstallChain", move |authority| {
+            let installed = authority.install_chain(&chain_pem)?;
+            tracing::info!(
+                %requester,
+                subject = %installed.subject,
+                root = %installed.root_subject,
+                root_fingerprint = %installed.root_fingerprint,
+                "the CA certificate was {} over D-Bus",
+                if installed.renewal { "renewed" } else { "installed" }
+            );
+            Ok(installed_json(&installed).to_string())
+        })
+        .await
+    }
+
     /// `RootCertificate() -> s`: the root certificate (PEM).
     async fn root_certificate(&self) -> Result<String, TrustError> {
         self.call("RootCertificate", |authority| {
@@ -402,6 +438,22 @@ fn parse_filter(text: &str) -> Result<ListFilter, TrustError> {
             .limit
             .unwrap_or(ListFilter::default().limit)
             .min(ListFilter::MAX_LIMIT),
+    })
+}
+
+/// What `InstallChain` installed, as JSON: `kind`, `renewal` (whether it replaced an installed
+/// certificate), `subject`, `issuer`, `not_before`, `not_after`, `root_subject`,
+/// `root_fingerprint` (SHA-256 of the root certificate, what relying parties pin).
+pub fn installed_json(installed: &InstalledChain) -> Value {
+    json!({
+        "kind": "intermediate",
+        "renewal": installed.renewal,
+        "subject": installed.subject,
+        "issuer": installed.issuer,
+        "not_before": rfc3339(installed.not_before),
+        "not_after": rfc3339(installed.not_after),
+        "root_subject": installed.root_subject,
+        "root_fingerprint": installed.root_fingerprint,
     })
 }
 

@@ -62,7 +62,8 @@ pub const ALL: [BusService; 5] = [TRUST, HUB, MINING, SITE, UPDATE];
 /// said; their fields are only ever added. Refusals are D-Bus errors named in [`trust_errors`],
 /// whose message is a sentence for the operator. The bus policy
 /// (`/usr/share/dbus-1/system.d/org.bunkeros.Trust1.conf`) lets only root and members of
-/// `bunkeros-operators` call `Issue` and `Revoke`; everything else is readable by anyone.
+/// `bunkeros-operators` call `Issue`, `Revoke`, `IntermediateRequest` and `InstallChain`;
+/// everything else is readable by anyone.
 #[zbus::proxy(
     interface = "org.bunkeros.Trust1",
     default_service = "org.bunkeros.Trust1",
@@ -112,6 +113,18 @@ pub trait Trust1 {
 
     /// The site's root certificate (PEM): the trust anchor relying parties pin.
     fn root_certificate(&self) -> zbus::Result<String>;
+
+    /// For a CA under an offline root (`[site] ca = "intermediate"`): the request (PEM) the
+    /// offline root signs. The outstanding one while the CA waits for its chain; a fresh one,
+    /// with the same names, to renew an installed intermediate. Changes nothing.
+    fn intermediate_request(&self) -> zbus::Result<String>;
+
+    /// Installs the chain the offline root returned for that request (PEM: this CA's
+    /// certificate first, then the offline root), once it verifies for the CA's TPM key.
+    /// Replacing an installed intermediate is accepted only as a renewal: same subject, same
+    /// trust anchor. Returns what was installed (JSON: `kind`, `renewal`, `subject`, `issuer`,
+    /// `not_before`, `not_after`, `root_subject`, `root_fingerprint`).
+    fn install_chain(&self, chain_pem: &str) -> zbus::Result<String>;
 }
 
 /// `org.bunkeros.Site1`, sited's interface at [`SITE`], as its clients call it.
