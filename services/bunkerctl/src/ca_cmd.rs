@@ -17,6 +17,11 @@ use crate::ca_log::{self, VerifyArgs};
 use crate::ca_view;
 use crate::terminal::Palette;
 
+/// What the operator does with the request `bunkerctl ca csr` printed.
+const NEXT_STEP: &str = "have the offline root sign it as a CA (basicConstraints critical \
+    CA:TRUE, pathlen:0; keyUsage keyCertSign, cRLSign), then `bunkerctl ca install-chain \
+    chain.pem` with the intermediate first and the offline root after it";
+
 /// How long trustd may take to answer (an issuance waits for the TPM and an fsync).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -51,6 +56,26 @@ yet), 1 when trustd cannot be reached.")]
     Log {
         #[command(subcommand)]
         cmd: LogCommand,
+    },
+    /// Print the request (PEM) for the offline root to sign, when the CA is an intermediate
+    /// (`[site] ca = "intermediate"`): the outstanding one, or a fresh one to renew
+    #[command(after_help = "\
+The offline root signs it as a CA certificate (basicConstraints critical CA:TRUE, pathlen:0; \
+keyUsage keyCertSign, cRLSign); `bunkerctl ca install-chain` takes the result back.")]
+    Csr {
+        /// Write the request here; default: standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Install the chain the offline root signed: this CA's certificate first, then the root
+    #[command(after_help = "\
+trustd checks the chain before it counts: the first certificate must be for the CA's TPM key and \
+a CA, every signature must verify up to a self-signed root, and every certificate must be valid \
+now. A CA that already has an intermediate certificate takes only a renewal of it (same subject, \
+same offline root); a self-signed root takes no chain.")]
+    InstallChain {
+        /// The chain, PEM (`-` reads standard input)
+        chain: PathBuf,
     },
 }
 
@@ -223,7 +248,44 @@ async fn ask(trust: &Trust1Proxy<'_>, cmd: CaCommand) -> Result<ExitCode> {
             }
             LogCommand::Verify(_) => unreachable!("verified offline above"),
         },
+        CaCommand::Csr { out } => {
+            let request = trust.intermediate_request().await.map_err(refused)?;
+            match out {
+                Some(path) => {
+                    write_file(&path, &request)?;
+                    writeln!(
+                        stdout,
+                        "wrote the request for the offline root to {}; {NEXT_STEP}",
+                        path.display()
+                    )?;
+                }
+                None => {
+                    write!(stdout, "{request}")?;
+                    eprintln!("the request for the offline root; {NEXT_STEP}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CaCommand::InstallChain { chain } => install_chain(trust, &chain, &mut stdout).await,
     }
+}
+
+async fn install_chain(
+    trust: &Trust1Proxy<'_>,
+    path: &Path,
+    stdout: &mut impl Write,
+) -> Result<ExitCode> {
+    let chain = read_input(path)?;
+    let chain = String::from_utf8(chain).map_err(|_| {
+        anyhow!(
+            "{} is not PEM text; give the chain as PEM certificates, the intermediate first, then the offline root",
+            path.display()
+        )
+    })?;
+    let text = trust.install_chain(&chain).await.map_err(refused)?;
+    let installed: Value = serde_json::from_str(&text).context("trustd's answer")?;
+    write!(stdout, "{}", ca_view::render_installed(&installed))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn issue(
@@ -304,7 +366,7 @@ fn refused(error: zbus::Error) -> anyhow::Error {
                 anyhow!("trustd is not running (org.bunkeros.Trust1 is not on the system bus)")
             } else if name == "org.freedesktop.DBus.Error.AccessDenied" {
                 anyhow!(
-                    "the system bus refused the call: issuing and revoking are for root and members of bunkeros-operators"
+                    "the system bus refused the call: issuing, revoking and setting up the CA are for root and members of bunkeros-operators"
                 )
             } else {
                 let short = name.rsplit('.').next().unwrap_or(name);

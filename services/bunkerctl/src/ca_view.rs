@@ -141,6 +141,42 @@ pub fn render_list(rows: &Value) -> String {
     out
 }
 
+/// What `bunkerctl ca install-chain` installed, from trustd's answer to `InstallChain`, e.g.
+///
+/// ```text
+/// installed the intermediate CA certificate; trustd issues under it now
+///   subject      CN=bunker BunkerOS Site CA, O=BunkerOS
+///   issuer       CN=Nordic Bunkers Offline Root, O=Nordic Bunkers AS
+///   valid        2026-01-01T00:00:00Z to 2027-01-01T00:00:00Z
+///   root         CN=Nordic Bunkers Offline Root, O=Nordic Bunkers AS
+///   root SHA-256 5f3a…
+/// ```
+pub fn render_installed(installed: &Value) -> String {
+    let what = if installed["renewal"] == Value::Bool(true) {
+        "renewed the intermediate CA certificate"
+    } else {
+        "installed the intermediate CA certificate"
+    };
+    let mut out = format!("{what}; trustd issues under it now\n");
+    for (label, value) in [
+        ("subject", text(&installed["subject"])),
+        ("issuer", text(&installed["issuer"])),
+        (
+            "valid",
+            format!(
+                "{} to {}",
+                text(&installed["not_before"]),
+                text(&installed["not_after"])
+            ),
+        ),
+        ("root", text(&installed["root_subject"])),
+        ("root SHA-256", text(&installed["root_fingerprint"])),
+    ] {
+        out.push_str(&format!("  {label:<13}{value}\n"));
+    }
+    out
+}
+
 /// A JSON value as plain text (`-` for null).
 fn text(value: &Value) -> String {
     match value {
@@ -212,6 +248,29 @@ mod tests {
         assert!(out.contains("CA           no certificate yet"), "{out}");
         assert!(out.contains("CRL          none signed yet"), "{out}");
         assert!(out.contains("The TPM refuses the CA key"), "{out}");
+    }
+
+    #[test]
+    fn an_installed_chain_reads_as_what_relying_parties_see() {
+        let installed = json!({
+            "kind": "intermediate", "renewal": false,
+            "subject": "CN=bunker BunkerOS Site CA, O=BunkerOS",
+            "issuer": "CN=Offline Root", "not_before": "2026-01-01T00:00:00Z",
+            "not_after": "2027-01-01T00:00:00Z", "root_subject": "CN=Offline Root",
+            "root_fingerprint": "5f3a"
+        });
+        assert_eq!(
+            render_installed(&installed),
+            "installed the intermediate CA certificate; trustd issues under it now\n\
+             \x20 subject      CN=bunker BunkerOS Site CA, O=BunkerOS\n\
+             \x20 issuer       CN=Offline Root\n\
+             \x20 valid        2026-01-01T00:00:00Z to 2027-01-01T00:00:00Z\n\
+             \x20 root         CN=Offline Root\n\
+             \x20 root SHA-256 5f3a\n"
+        );
+        let mut renewed = installed;
+        renewed["renewal"] = json!(true);
+        assert!(render_installed(&renewed).starts_with("renewed the intermediate CA certificate"));
     }
 
     #[test]

@@ -182,6 +182,23 @@ mod tests {
             ca(&["ca", "log", "verify", "b.json"]).is_none(),
             "a key is required"
         );
+        assert_eq!(ca(&["ca", "csr"]), Some(CaCommand::Csr { out: None }));
+        assert_eq!(
+            ca(&["ca", "csr", "--out", "site-ca.csr"]),
+            Some(CaCommand::Csr {
+                out: Some("site-ca.csr".into())
+            })
+        );
+        assert_eq!(
+            ca(&["ca", "install-chain", "chain.pem"]),
+            Some(CaCommand::InstallChain {
+                chain: "chain.pem".into()
+            })
+        );
+        assert!(
+            ca(&["ca", "install-chain"]).is_none(),
+            "the chain file is required"
+        );
         assert!(
             ca(&[
                 "ca",

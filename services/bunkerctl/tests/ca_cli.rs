@@ -12,8 +12,8 @@ use appliance::dbus::testbus::TestBus;
 use appliance::state::StateDir;
 use appliance::testtpm::Swtpm;
 use tempfile::TempDir;
-use trustd::authority::{Authority, AuthorityConfig};
-use trustd::ca::{DnsName, IssuancePolicy, SiteIdentity};
+use trustd::authority::{Authority, AuthorityConfig, CaSetup};
+use trustd::ca::{CaKind, DnsName, IssuancePolicy, SiteIdentity};
 use trustd::dbus::Trust1;
 use trustd::metrics::TrustMetrics;
 use trustd::tpm::{PolicyMode, TpmCaKey, TpmConnection};
@@ -27,7 +27,14 @@ struct Site {
 }
 
 impl Site {
+    /// A CA set up as a self-signed site root.
     async fn start() -> Self {
+        Self::start_as(CaKind::Root).await
+    }
+
+    /// A CA set up as trustd's first start does for `kind`: a root, or an intermediate that
+    /// waits for its offline root.
+    async fn start_as(kind: CaKind) -> Self {
         let tpm = Swtpm::start().expect("swtpm starts (Debian package swtpm)");
         let bus = TestBus::start().expect("dbus-daemon starts (Debian package dbus-daemon)");
         let dir = TempDir::new().unwrap();
@@ -43,7 +50,10 @@ impl Site {
         )
         .unwrap();
         authority
-            .create_root(&SiteIdentity::new("bunker", "BunkerOS").unwrap())
+            .set_up(&CaSetup {
+                kind,
+                site: SiteIdentity::new("bunker", "BunkerOS").unwrap(),
+            })
             .unwrap();
         let served = appliance::dbus::serve(
             &bus.bus(),
@@ -316,5 +326,264 @@ fn without_trustd_the_operator_is_told_so() {
     assert_eq!(
         stderr(&output),
         "bunkerctl: trustd is not running (org.bunkeros.Trust1 is not on the system bus)\n"
+    );
+}
+
+/// The offline root's keeper: a self-signed root, and the extensions for the site CA.
+const OFFLINE_ROOT_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+x509_extensions = offline_root
+prompt = no
+[dn]
+CN = Nordic Bunkers Offline Root
+O = Nordic Bunkers AS
+[offline_root]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+[site_ca]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = keyCertSign, cRLSign
+";
+
+/// Makes an offline root in `dir` (`offline-root.pem`, `offline-root.key`) with openssl.
+fn make_offline_root(dir: &Path) {
+    std::fs::write(dir.join("offline-root.cnf"), OFFLINE_ROOT_CONFIG).unwrap();
+    let made = openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-config",
+            "offline-root.cnf",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            "offline-root.key",
+            "-out",
+            "offline-root.pem",
+            "-days",
+            "3650",
+        ],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csr_and_install_chain_put_the_ca_under_an_offline_root() {
+    let site = Site::start_as(CaKind::Intermediate).await;
+
+    // The status tells the operator what to do, and exits 3: not ready.
+    let waiting = site.bunkerctl(&["ca", "status"]);
+    assert_eq!(waiting.status.code(), Some(3), "{}", stderr(&waiting));
+    let text = stdout(&waiting);
+    assert!(
+        text.starts_with(
+            "trustd: initialised: waiting for the offline root to sign this CA: run \
+             `bunkerctl ca csr > site-ca.csr`, have the offline root sign it as a CA"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("`bunkerctl ca install-chain chain.pem`"),
+        "{text}"
+    );
+    assert!(text.contains("CA           no certificate yet"), "{text}");
+
+    // The request: PEM on stdout with the next step on stderr, or into a file.
+    let printed = site.bunkerctl(&["ca", "csr"]);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    let request = stdout(&printed);
+    assert!(
+        request.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"),
+        "{request}"
+    );
+    assert!(
+        stderr(&printed).contains("then `bunkerctl ca install-chain chain.pem`"),
+        "{}",
+        stderr(&printed)
+    );
+    let wrote = site.ok(&["ca", "csr", "--out", "site-ca.csr"]);
+    assert!(
+        wrote.starts_with("wrote the request for the offline root to site-ca.csr; "),
+        "{wrote}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.path("site-ca.csr")).unwrap(),
+        request
+    );
+
+    // The keeper signs it with openssl.
+    let dir = site.dir.path();
+    make_offline_root(dir);
+    let signed = openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "site-ca.csr",
+            "-CA",
+            "offline-root.pem",
+            "-CAkey",
+            "offline-root.key",
+            "-extfile",
+            "offline-root.cnf",
+            "-extensions",
+            "site_ca",
+            "-days",
+            "365",
+            "-out",
+            "intermediate.pem",
+        ],
+    );
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let intermediate = std::fs::read_to_string(site.path("intermediate.pem")).unwrap();
+    let root = std::fs::read_to_string(site.path("offline-root.pem")).unwrap();
+
+    // Wrong inputs: each refused with a sentence and exit 1, and the CA still waits.
+    std::fs::write(site.path("garbage.pem"), "not a chain at all\n").unwrap();
+    std::fs::write(site.path("binary.der"), [0x30, 0x82, 0xff, 0xfe, 0x00]).unwrap();
+    std::fs::write(site.path("no-root.pem"), &intermediate).unwrap();
+    for (file, says) in [
+        (
+            "garbage.pem",
+            "bunkerctl: trustd refused (InvalidRequest): the certificate chain is refused: the chain holds no PEM certificate\n",
+        ),
+        (
+            "binary.der",
+            "bunkerctl: binary.der is not PEM text; give the chain as PEM certificates, the intermediate first, then the offline root\n",
+        ),
+        (
+            "no-root.pem",
+            "bunkerctl: trustd refused (InvalidRequest): the certificate chain is refused: the chain ends without a root; append the offline root's certificate\n",
+        ),
+    ] {
+        let output = site.bunkerctl(&["ca", "install-chain", file]);
+        assert_eq!(output.status.code(), Some(1), "{file}");
+        assert_eq!(stderr(&output), says, "{file}");
+        assert_eq!(stdout(&output), "", "{file}");
+    }
+    let missing = site.bunkerctl(&["ca", "install-chain", "missing.pem"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).starts_with("bunkerctl: reading missing.pem: "));
+    assert_eq!(site.bunkerctl(&["ca", "status"]).status.code(), Some(3));
+
+    // The chain, intermediate first, then the root: installed, and what was installed shown.
+    std::fs::write(site.path("chain.pem"), format!("{intermediate}{root}")).unwrap();
+    let installed = site.ok(&["ca", "install-chain", "chain.pem"]);
+    let lines: Vec<&str> = installed.lines().collect();
+    assert_eq!(
+        lines[0],
+        "installed the intermediate CA certificate; trustd issues under it now"
+    );
+    assert_eq!(
+        lines[1],
+        "  subject      CN=bunker BunkerOS Site CA, O=BunkerOS"
+    );
+    assert_eq!(
+        lines[2],
+        "  issuer       CN=Nordic Bunkers Offline Root, O=Nordic Bunkers AS"
+    );
+    assert!(lines[3].starts_with("  valid        20"), "{installed}");
+    assert_eq!(
+        lines[4],
+        "  root         CN=Nordic Bunkers Offline Root, O=Nordic Bunkers AS"
+    );
+    let fingerprint = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            "offline-root.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    let fingerprint = stdout(&fingerprint)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase();
+    assert_eq!(lines[5], format!("  root SHA-256 {fingerprint}"));
+
+    // Ready; the root relying parties install is the offline one; leaves verify under it.
+    let status = site.ok(&["ca", "status"]);
+    assert!(
+        status.starts_with("trustd: ready: issuing as bunker BunkerOS Site CA (policy pcr 16)\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains("CA           intermediate CN=bunker BunkerOS Site CA, O=BunkerOS"),
+        "{status}"
+    );
+    assert_eq!(site.ok(&["ca", "root"]).trim(), root.trim());
+    site.write_csr("web.csr", "web.bunker.test");
+    site.ok(&[
+        "ca",
+        "issue",
+        "web.csr",
+        "--profile",
+        "service",
+        "--cert",
+        "web.pem",
+    ]);
+    let verify = openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "offline-root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "-purpose",
+            "sslserver",
+            "web.pem",
+        ],
+    );
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+
+    // The same chain again is a renewal of itself: accepted, and said so.
+    let again = site.ok(&["ca", "install-chain", "chain.pem"]);
+    assert!(
+        again.starts_with("renewed the intermediate CA certificate"),
+        "{again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_ca_refuses_csr_and_install_chain() {
+    let site = Site::start().await;
+    let csr = site.bunkerctl(&["ca", "csr"]);
+    assert_eq!(csr.status.code(), Some(1));
+    assert_eq!(
+        stderr(&csr),
+        "bunkerctl: trustd refused (InvalidRequest): there is no request for an offline root: \
+         this CA is a self-signed site root; it answers to no offline root\n"
+    );
+    make_offline_root(site.dir.path());
+    let chain = site.bunkerctl(&["ca", "install-chain", "offline-root.pem"]);
+    assert_eq!(chain.status.code(), Some(1));
+    assert!(
+        stderr(&chain).contains("a chain from an offline root would replace that anchor"),
+        "{}",
+        stderr(&chain)
+    );
+    let status = site.ok(&["ca", "status"]);
+    assert!(
+        status.contains("CA           root CN=bunker BunkerOS Site CA"),
+        "{status}"
     );
 }
