@@ -84,11 +84,11 @@ pub struct SiteSection {
     pub site_name: String,
     /// The organisation (`O=` of the CA certificate).
     pub organisation: String,
-}
     /// `root`: the CA certificate is a self-signed site root, made on the first start.
     /// `intermediate`: an offline root signs it; the first start writes the request and the CA
     /// waits for the chain (`bunkerctl ca csr`, `bunkerctl ca install-chain`).
     pub ca: CaKind,
+}
 
 impl Default for SiteSection {
     fn default() -> Self {
@@ -96,8 +96,8 @@ impl Default for SiteSection {
             domain: DnsName::parse("bunker.test").expect("a valid built-in domain"),
             site_name: "bunker".to_owned(),
             organisation: "BunkerOS".to_owned(),
-        }
             ca: CaKind::Root,
+        }
     }
 }
 
@@ -106,7 +106,6 @@ impl SiteSection {
     pub fn identity(&self) -> Result<SiteIdentity, crate::ca::SiteIdentityError> {
         SiteIdentity::new(self.site_name.clone(), self.organisation.clone())
     }
-}
 
     /// How the first start sets the CA's own certificate up.
     pub fn ca_setup(&self) -> Result<CaSetup, crate::ca::SiteIdentityError> {
@@ -115,6 +114,7 @@ impl SiteSection {
             site: self.identity()?,
         })
     }
+}
 
 /// `[tpm]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
