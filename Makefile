@@ -22,8 +22,13 @@ DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 
 # One timestamp for every image build of this make run (so the builds a comparison makes agree):
 # the time of the last commit that changed what goes into the image.
-SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct -- image hardware services Cargo.toml Cargo.lock 2>/dev/null)
-BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct -- image hardware services tools Cargo.toml Cargo.lock 2>/dev/null)
+
+# The release signing key (PKCS#8 PEM, P-256): it signs each image's PCR 11 prediction, so that
+# trustd's CA key stays usable on every image the release key signed. A development key is made
+# on first use; a production build points RELEASE_KEY at the release key, kept offline.
+RELEASE_KEY ?= build/keys/release-key.pem
+BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh --release-key $(RELEASE_KEY)
 
 # Release binaries go into the image: strip build paths so they do not depend on where we build.
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
@@ -60,14 +65,19 @@ release: deps
 	@echo "==> release binaries (target/release)"
 	RUSTFLAGS="$(RELEASE_RUSTFLAGS)" $(CARGO) build --workspace --release --locked
 
-image: release
+build/keys/release-key.pem:
+	@echo "==> no release key: making a DEVELOPMENT release key at $@ (production: RELEASE_KEY=<path>)"
+	@mkdir -p $(@D) && chmod 0700 $(@D)
+	@(umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $@.tmp) && mv $@.tmp $@
+
+image: release $(RELEASE_KEY)
 	@echo "==> image for profile $(PROFILE)"
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out $(IMAGE_DIR)
 
-image-lock: release
+image-lock: release $(RELEASE_KEY)
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out $(IMAGE_DIR) --refresh-lock
 
-image-verify: release
+image-verify: release $(RELEASE_KEY)
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/first --force
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/second --force
 	@a=$$(sha256sum < build/verify/first/bunkeros.img | cut -d' ' -f1); \
@@ -97,8 +107,8 @@ test-rust: deps
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
 
 # The image build's own faults: a missing tool, a bad profile, a step failing midway.
-test-image-faults: release
-	$(SUDO) python3 tests/image/build_faults_test.py
+test-image-faults: release $(RELEASE_KEY)
+	$(SUDO) env RELEASE_KEY=$(RELEASE_KEY) python3 tests/image/build_faults_test.py
 
 test-boot: image
 	python3 tests/boot/boot_test.py $(IMAGE_DIR) build/test/boot

@@ -1,13 +1,15 @@
 #!/bin/bash
 # Build the BunkerOS disk image for one hardware profile.
 #
-#   image/build.sh [--profile FILE] [--out DIR] [--force] [--refresh-lock]
+#   image/build.sh --release-key KEY [--profile FILE] [--out DIR] [--force] [--refresh-lock]
 #
-# Needs root (mmdebstrap chroots), the release binaries in target/release (make image builds them)
-# and the host tools that `make deps` installs. Writes the finished image and its companions into
-# OUT (default build/image/<profile>) only when every step succeeded: a failed build leaves nothing
-# under the final name. When OUT already holds an image built from the same inputs (image/, the
-# profile, the binaries, SOURCE_DATE_EPOCH), nothing is rebuilt unless --force is given.
+# Needs root (mmdebstrap chroots), the release binaries in target/release (make image builds them),
+# the host tools that `make deps` installs, and the release signing key KEY (PKCS#8 PEM, P-256),
+# which signs the image's PCR 11 prediction; only its public half goes into the image. Writes the
+# finished image and its companions into OUT (default build/image/<profile>) only when every step
+# succeeded: a failed build leaves nothing under the final name. When OUT already holds an image
+# built from the same inputs (image/, the profile, the binaries, the release key, SOURCE_DATE_EPOCH),
+# nothing is rebuilt unless --force is given.
 # See the README's "The image" for the layout.
 set -euo pipefail
 repo=$(cd "$(dirname "$(realpath "$0")")/.." && pwd)
@@ -15,13 +17,15 @@ profile_file=$repo/hardware/profiles/qemu-x86_64.toml
 out=
 mode=locked
 force=0
+release_key=
 while (($#)); do
     case "$1" in
     --profile) profile_file=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
+    --release-key) release_key=$(realpath -m "$2"); shift 2 ;;
     --refresh-lock) mode=refresh; force=1; shift ;;
     --force) force=1; shift ;;
-    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "image/build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -52,7 +56,12 @@ if [[ $(id -u) != 0 ]]; then
     exit 1
 fi
 bunkerctl=$repo/target/release/bunkerctl
-[[ -x $bunkerctl ]] || { echo "error: $bunkerctl is missing: run cargo build --release (make image does)" >&2; exit 1; }
+release_tool=$repo/target/release/bunkeros-release
+for tool in "$bunkerctl" "$release_tool"; do
+    [[ -x $tool ]] || { echo "error: $tool is missing: run cargo build --release (make image does)" >&2; exit 1; }
+done
+[[ -n $release_key ]] || { echo "error: no release key: pass --release-key KEY (make image passes RELEASE_KEY)" >&2; exit 2; }
+[[ -r $release_key ]] || { echo "error: cannot read the release key $release_key" >&2; exit 1; }
 
 # The profile: validated by the same code the appliance uses, exported as BUNKER_* variables.
 profile_env=$("$bunkerctl" profile env "$profile_file") || exit 78
@@ -60,7 +69,7 @@ eval "$profile_env"
 export $(sed -n 's/^\(BUNKER_[A-Z0-9_]*\)=.*/\1/p' <<<"$profile_env")
 
 # The time of the last commit that changed what goes into the image (not README-only commits).
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct -- image hardware services Cargo.toml Cargo.lock 2>/dev/null || true)}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct -- image hardware services tools Cargo.toml Cargo.lock 2>/dev/null || true)}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 export BUNKER_VERSION=${BUNKER_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)}
 export BUNKER_IMAGE_DIR=$repo/image
@@ -74,15 +83,22 @@ fi
 export BUNKER_APT_SOURCES=${BUNKER_APT_SOURCES:?no apt sources on this host: set BUNKER_APT_SOURCES}
 
 out=${out:-$repo/build/image/$BUNKER_PROFILE_NAME}
+work=$repo/build/work/$(basename "$out")
+mkdir -p "$work"
+# The release key's public half, as trustd reads it; a key that cannot be read stops the build here.
+"$release_tool" public-key --key "$release_key" >"$work/release-key.pem" ||
+    { echo "error: the release key $release_key is unusable (see above)" >&2; exit 1; }
+export BUNKER_RELEASE_KEY=$release_key BUNKER_RELEASE_TOOL=$release_tool
+export BUNKER_RELEASE_PUBKEY=$work/release-key.pem
 inputs=$( (cd "$repo" && find image -type f -print0 | sort -z | xargs -0 sha256sum
-    sha256sum "$profile_file" target/release/{trustd,hubd,minerd,sited,updated,bunkerctl} 2>/dev/null
+    sha256sum "$profile_file" target/release/{trustd,hubd,minerd,sited,updated,bunkerctl,bunkeros-release} 2>/dev/null
+    sha256sum <"$BUNKER_RELEASE_PUBKEY"
     echo "$SOURCE_DATE_EPOCH $BUNKER_VERSION $mode") | sha256sum | cut -d' ' -f1)
 if ((!force)) && [[ -f $out/bunkeros.img ]] && grep -qx "inputs=$inputs" "$out/build-info" 2>/dev/null; then
     echo "==> $out/bunkeros.img is up to date (same inputs); --force rebuilds"
     exit 0
 fi
-work=$repo/build/work/$(basename "$out")
-mkdir -p "$(dirname "$out")" "$work"
+mkdir -p "$(dirname "$out")"
 staging=$(mktemp -d "$(dirname "$out")/.$(basename "$out").partial.XXXXXX")
 chmod 0755 "$staging"
 trap 'rm -rf "$staging"' EXIT
@@ -117,6 +133,7 @@ echo "==> disk image"
 "$repo/image/scripts/assemble.sh" "$work/root" "$work/assemble" "$staging"
 zstd -q -3 -T0 -f "$staging/bunkeros.img" -o "$staging/bunkeros.img.zst"
 cp "$profile_file" "$staging/profile.toml"
+cp "$BUNKER_RELEASE_PUBKEY" "$staging/release-key.pem"
 (cd "$staging" && sha256sum bunkeros.img bunkeros.img.zst bunkeros.uki.efi root.squashfs root.verity >SHA256SUMS)
 cat >"$staging/build-info" <<INFO
 inputs=$inputs

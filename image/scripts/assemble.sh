@@ -3,14 +3,16 @@
 #
 #   assemble.sh ROOT_TREE WORK_DIR OUT_DIR
 #
-# Reads the hardware profile from BUNKER_* variables (see `bunkerctl profile env`) and
-# SOURCE_DATE_EPOCH. Writes into OUT_DIR:
+# Reads the hardware profile from BUNKER_* variables (see `bunkerctl profile env`),
+# SOURCE_DATE_EPOCH, and BUNKER_RELEASE_TOOL / BUNKER_RELEASE_KEY (bunkeros-release and the key
+# that signs the PCR 11 prediction). Writes into OUT_DIR:
 #   bunkeros.img          GPT disk: esp, root-a (squashfs), root-a-verity, root-b, root-b-verity, data
 #   bunkeros.uki.efi      the unified kernel image of this build (kernel + initrd + cmdline + os-release)
 #   root.squashfs         root file system, and root.verity its dm-verity hash tree (release artefacts)
 #   roothash              the dm-verity root hash baked into the UKI's command line
 #   pcr11.json            expected PCR 11 values for every boot phase (systemd-measure calculate)
 #   pcr11.expected        the PCR 11 value once the system is up (phase enter-initrd:leave-initrd:sysinit:ready)
+#   pcr11.policy.json     that value signed by the release key (trustd's `authorized` CA policy)
 #   cmdline               the kernel command line baked into the UKI
 #
 # Why it looks the way it does (measured in shared/notes/image-pipeline-probe.md):
@@ -85,12 +87,18 @@ step "expected PCR 11 (systemd-measure calculate)"
     awk -F'=' '/^11:sha256=/ {print $2}' >"$work/pcr11.expected"
 [[ -s "$work/pcr11.expected" ]] || { echo "error: systemd-measure printed no PCR 11 value" >&2; exit 1; }
 
-step "EFI system partition: systemd-boot + the slot A UKI and its PCR 11 prediction"
+step "PCR 11 policy signed by the release key (deterministic ECDSA: same inputs, same bytes)"
+"${BUNKER_RELEASE_TOOL:?}" sign-pcr-policy --key "${BUNKER_RELEASE_KEY:?}" \
+    --pcr "11=$(cat "$work/pcr11.expected")" --out "$work/pcr11.policy.json"
+
+step "EFI system partition: systemd-boot + the slot A UKI, its root hash and signed PCR 11 policy"
 cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi "$work/esp/EFI/BOOT/BOOTX64.EFI"
-# The prediction travels with the slot it describes, where the appliance (trustd) can read it at
-# /efi/bunkeros/a/; it cannot live in the root, whose hash is part of what PCR 11 measures.
+# What the appliance needs to know of each slot travels with it on the ESP (/efi/bunkeros/<slot>/):
+# it cannot live in the root, whose hash is part of what PCR 11 measures. bunkeros-slot.service
+# finds the booted slot by its root hash and publishes these under /run/bunkeros/slot/.
 mkdir -p "$work/esp/bunkeros/a"
-cp "$work/pcr11.json" "$work/pcr11.expected" "$work/esp/bunkeros/a/"
+printf '%s\n' "$roothash" >"$work/esp/bunkeros/a/roothash"
+cp "$work/pcr11.json" "$work/pcr11.expected" "$work/pcr11.policy.json" "$work/esp/bunkeros/a/"
 # No menu, no editor: the kernel command line is the one measured into the UKI.
 printf 'timeout 0\neditor no\ndefault bunkeros-a.efi\n' >"$work/esp/loader/loader.conf"
 find "$work/esp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
@@ -149,4 +157,4 @@ cp "$uki" "$out/bunkeros.uki.efi"
 mv "$work/root.squashfs" "$out/root.squashfs"
 mv "$work/root.verity" "$out/root.verity"
 printf '%s\n' "$roothash" >"$out/roothash"
-cp "$work/pcr11.json" "$work/pcr11.expected" "$work/cmdline" "$out/"
+cp "$work/pcr11.json" "$work/pcr11.expected" "$work/pcr11.policy.json" "$work/cmdline" "$out/"

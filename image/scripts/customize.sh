@@ -5,6 +5,7 @@
 #
 # Environment: BUNKER_IMAGE_DIR (this repository's image/), BUNKER_BIN_DIR (release binaries),
 # BUNKER_PROFILE_FILE, BUNKER_VERSION, BUNKER_MANIFEST (where to write the installed package list),
+# BUNKER_RELEASE_PUBKEY (the release key's public half, PEM),
 # SOURCE_DATE_EPOCH, and the profile's BUNKER_* variables.
 set -euo pipefail
 root=$1
@@ -44,7 +45,9 @@ put 0644 "$img/tmpfiles.d/bunkeros.conf" /usr/lib/tmpfiles.d/bunkeros.conf
 put 0644 "${BUNKER_PROFILE_FILE:?}" /usr/share/bunkeros/profile.toml
 for c in "$img"/config/*.toml; do put 0644 "$c" "/usr/share/bunkeros/$(basename "$c")"; done
 for d in "$img"/dbus-1/*.conf; do put 0644 "$d" "/usr/share/dbus-1/system.d/$(basename "$d")"; done
-put 0755 "$img/selftest/bunkeros-selftest" /usr/libexec/bunkeros/bunkeros-selftest
+for x in "$img"/libexec/*; do put 0755 "$x" "/usr/libexec/bunkeros/$(basename "$x")"; done
+# The release key's public half: trustd's `authorized` CA policy accepts the PCR policies it signed.
+put 0644 "${BUNKER_RELEASE_PUBKEY:?}" /usr/share/bunkeros/release-key.pem
 put 0644 "$img/fstab" /etc/fstab
 # /etc is read-only on the appliance: create the system users now, not at first boot.
 systemd-sysusers --root="$root"
@@ -53,7 +56,8 @@ put 0644 "$root/usr/share/systemd/tmp.mount" /etc/systemd/system/tmp.mount
 mkdir -p "$root/efi"
 
 step "enable units"
-systemctl --root="$root" enable tmp.mount bunkeros-console.service bunkeros-selftest.service >/dev/null
+systemctl --root="$root" enable tmp.mount bunkeros-slot.service bunkeros-console.service \
+    bunkeros-selftest.service >/dev/null
 # Services are enabled as their binaries land in the image.
 for service in trustd; do
     if [[ -x $root/usr/bin/$service ]]; then systemctl --root="$root" enable "$service.service" >/dev/null; fi

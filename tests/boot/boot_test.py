@@ -9,7 +9,8 @@ IMAGE_DIR is an image build's output (bunkeros.img, pcr11.expected, ...). Two bo
    facts on its second serial port and powers off; every check below compares them with the build;
    the guest's TPM state is kept, so that trustd's CA key blob (printed by the guest) can be tried
    on the host in a fresh software TPM (it must not load) and in a clone of the guest's own TPM
-   (it loads, but without the boot's PCR values it cannot sign);
+   (it loads, the release key's signature over the build's PCR 11 verifies in it, but without the
+   boot's PCR values the TPM refuses the authorization);
 2. the same image with one byte of the root squashfs flipped: it must not boot (dm-verity with
    panic-on-corruption), and the console must say why.
 
@@ -33,6 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 VM = REPO / "tests" / "vm" / "vm.sh"
 BOOT_TIMEOUT_S = int(os.environ.get("BUNKER_BOOT_TIMEOUT", "900"))
 MAX_EXPOSURE = 2.0
+# trustd's STATUS= line once it issues: the image's CA key policy is `authorized` (PCR 11 signed by
+# the release key, PCR 7 fixed at enrolment).
+TRUSTD_READY = "ready: issuing as bunker BunkerOS Site CA (policy authorized 7+11)"
 
 
 class Checks:
@@ -124,8 +128,13 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
     c.check("PCR 11 equals the build's prediction", first(f, "pcr11").lower() == expected,
             f"guest {first(f, 'pcr11').lower()} / predicted {expected}")
 
-    c.check("PCR 11 prediction is shipped on the ESP (/efi/bunkeros/a)",
+    c.check("bunkeros-slot found the booted slot (a) by its root hash",
+            first(f, "boot-slot") == f"a {roothash}", first(f, "boot-slot"))
+    c.check("the slot's PCR 11 prediction is published in /run/bunkeros/slot",
             first(f, "pcr11-shipped").lower() == expected, first(f, "pcr11-shipped"))
+    shipped_policy = json.dumps(json.loads((image_dir / "pcr11.policy.json").read_text()), separators=(",", ":"))
+    c.check("...with the build's release-signed PCR 11 policy",
+            first(f, "pcr11-policy-shipped") == shipped_policy, first(f, "pcr11-policy-shipped")[:120])
     c.check("no package manager on the root", first(f, "package-manager") == "",
             first(f, "package-manager") or "apt, apt-get, dpkg: absent")
     c.check("no SSH server", first(f, "ssh-server") == "", first(f, "ssh-server") or "absent")
@@ -173,14 +182,14 @@ def judge_trustd(c, image_dir, f, status):
     line = unit.get("status_text") or ""
     c.check("trustd is installed and active", unit.get("active_state") == "active",
             f"{unit.get('load_state')}/{unit.get('active_state')}/{unit.get('sub_state')}")
-    c.check("trustd is READY and issuing under PCRs 7 and 11 (its STATUS= line)",
-            line == "ready: issuing as bunker BunkerOS Site CA (policy pcr 7+11)", repr(line))
+    c.check("trustd is READY and issuing under its authorized policy (its STATUS= line)",
+            line == TRUSTD_READY, repr(line))
     try:
         ca = json.loads(first(f, "ca-status-json"))
     except json.JSONDecodeError:
         ca = {}
-    c.check("bunkerctl ca status says ready, policy pcr 7+11, a site root",
-            ca.get("state") == "ready" and ca.get("policy", {}).get("mode") == "pcr"
+    c.check("bunkerctl ca status says ready, policy authorized over PCRs 7 and 11, a site root",
+            ca.get("state") == "ready" and ca.get("policy", {}).get("mode") == "authorized"
             and ca.get("policy", {}).get("pcrs") == [7, 11] and (ca.get("ca") or {}).get("kind") == "root",
             first(f, "ca-status-json")[:300])
     c.check("a CSR made in the guest by openssl is issued through bunkerctl ca issue (D-Bus)",
@@ -201,6 +210,26 @@ def judge_trustd(c, image_dir, f, status):
     c.check("trustd's metrics say ready on 127.0.0.1:9101",
             'trustd_state{state="ready"} 1' in first(f, "trustd-metrics"), first(f, "trustd-metrics"))
     judge_pcr_binding(c, image_dir, f)
+    judge_tamper(c, f)
+
+
+def judge_tamper(c, f):
+    """PCR 7 extended in the guest: trustd reports sealed, refuses to issue, issues nothing."""
+    def status(key):
+        try:
+            return json.loads(first(f, key))
+        except json.JSONDecodeError:
+            return {}
+    before, after = status("ca-pretamper-status-json"), status("ca-tamper-status-json")
+    refused = first(f, "ca-tamper-issue")
+    c.check("PCR 7 extended in the guest: bunkerctl ca issue is refused because the CA is sealed",
+            "Sealed" in refused and "PCR 7" in refused and first(f, "ca-tamper-cert-written") == "no", refused[:300])
+    c.check("...trustd's status says sealed, naming PCR 7",
+            after.get("state") == "sealed" and "PCR 7" in (after.get("reason") or ""),
+            f"{after.get('state')}: {after.get('reason')}")
+    c.check("...and nothing was issued (certificate count unchanged)",
+            bool(before) and before.get("certificates") == after.get("certificates"),
+            f"{before.get('certificates')} / {after.get('certificates')}")
 
 
 def ca_key_blob(f):
@@ -212,17 +241,29 @@ def ca_key_blob(f):
 
 
 def judge_pcr_binding(c, image_dir, f):
-    """The CA key's policy binds PCR 11 to the build's prediction and PCR 7 to this boot's value."""
+    """The CA key's policy: PolicyAuthorize by the build's release key (which signs PCR 11), then
+    PCR 7 fixed to this boot's value."""
     blob = ca_key_blob(f)
     c.check("the guest printed the CA key blob", blob is not None, first(f, "ca-key-blob")[:80])
     if blob is None:
         return
-    expected = {v["pcr"]: v["sha256"].lower() for v in blob.get("policy", {}).get("expected", [])}
-    predicted = (image_dir / "pcr11.expected").read_text().strip().lower()
-    c.check("the CA key is bound to PCR 11 as the build predicted it", expected.get(11) == predicted,
-            f"key {expected.get(11)} / predicted {predicted}")
-    c.check("the CA key is bound to PCR 7 as this boot measured it", expected.get(7) == first(f, "pcr7").lower(),
-            f"key {expected.get(7)} / guest {first(f, 'pcr7').lower()}")
+    policy = blob.get("policy", {})
+    c.check("the CA key's policy is `authorized` by the build's release key, over signed PCR 11",
+            policy.get("mode") == "authorized" and policy.get("selection") == [11]
+            and policy.get("release_key", "").lower() == release_key_sec1(image_dir),
+            f"mode {policy.get('mode')}, signed PCRs {policy.get('selection')}, "
+            f"release key {policy.get('release_key', '')[:20]}...")
+    fixed = {v["pcr"]: v["sha256"].lower() for v in policy.get("fixed", [])}
+    c.check("...and PCR 7 is fixed to the value this boot measured", fixed.get(7) == first(f, "pcr7").lower(),
+            f"key {fixed.get(7)} / guest {first(f, 'pcr7').lower()}")
+
+
+def release_key_sec1(image_dir):
+    """The build's release public key as an uncompressed SEC1 point in hex, via openssl."""
+    key = image_dir / "release-key.pem"
+    out = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(key), "-outform", "DER"],
+                         capture_output=True, timeout=30)
+    return out.stdout[-65:].hex() if out.returncode == 0 else f"(openssl: {out.stderr.decode().strip()})"
 
 
 def free_port_pair():
@@ -279,23 +320,53 @@ SRK = ["-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
        "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt"]
 
 
+# The policyRef trustd's CA key policy and the release tool's signatures use
+# (services/trustd/src/enrolment.rs, POLICY_REF).
+POLICY_REF = b"bunkeros-trustd-ca"
+
+
 def try_blob(tpm, work, sign):
-    """Recreates trustd's SRK in `tpm`, loads the CA key blob under it and, if asked, tries to
-    sign under the key's PolicyPCR over PCRs 7 and 11. Returns the steps' (ok, output)."""
+    """Recreates trustd's SRK in `tpm`, loads the CA key blob under it and, if asked, walks the
+    key's authorized policy with the image's own release-signed PCR 11 policy: PolicyPCR(11) over
+    this TPM's PCRs, the release signature checked by the TPM (VerifySignature), PolicyAuthorize,
+    then an attempt to sign. Returns the steps' (ok, output); a refused step ends the walk."""
     steps = {}
     steps["createprimary"] = tpm.tools(["tpm2_createprimary", "-Q", *SRK, "-c", "srk.ctx"], work)
     steps["load"] = tpm.tools(["tpm2_load", "-C", "srk.ctx", "-u", "ca.pub", "-r", "ca.priv", "-c", "ca.ctx"], work)
-    if sign and steps["load"][0]:
-        (work / "msg").write_bytes(b"bunkeros boot test")
-        tpm.tools(["tpm2_flushcontext", "-t"], work)
-        steps["session"] = tpm.tools(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"], work)
-        steps["policypcr"] = tpm.tools(["tpm2_policypcr", "-S", "session.ctx", "-l", "sha256:7,11"], work)
-        steps["sign"] = tpm.tools(["tpm2_sign", "-c", "ca.ctx", "-g", "sha256", "-p", "session:session.ctx",
-                                   "-o", "sig", "msg"], work)
+    if not (sign and steps["load"][0]):
+        return steps
+    (work / "msg").write_bytes(b"bunkeros boot test")
+    walk = [
+        ("flush", ["tpm2_flushcontext", "-t"]),
+        # The release key in the owner hierarchy: a key in the null hierarchy gives null tickets.
+        ("loadexternal", ["tpm2_loadexternal", "-C", "o", "-G", "ecc", "-u", "release-key.pem",
+                          "-c", "release.ctx", "-n", "release.name"]),
+        # approvedPolicy: PolicyPCR over the build's PCR 11 (a trial session with the given value).
+        ("trial", ["tpm2_startauthsession", "-S", "trial.ctx"]),
+        ("approved", ["tpm2_policypcr", "-S", "trial.ctx", "-l", "sha256:11", "-f", "pcr11.bin",
+                      "-L", "approved.policy"]),
+        ("endtrial", ["tpm2_flushcontext", "trial.ctx"]),
+        ("verifysignature", ["tpm2_verifysignature", "-c", "release.ctx", "-g", "sha256", "-m", "signed.msg",
+                             "-s", "signature.der", "-f", "ecdsa", "-t", "verified.ticket"]),
+        ("session", ["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]),
+        ("policypcr", ["tpm2_policypcr", "-S", "session.ctx", "-l", "sha256:11"]),
+        ("policyauthorize", ["tpm2_policyauthorize", "-S", "session.ctx", "-i", "approved.policy",
+                             "-q", "policy.ref", "-n", "release.name", "-t", "verified.ticket"]),
+        ("policypcr7", ["tpm2_policypcr", "-S", "session.ctx", "-l", "sha256:7"]),
+        ("sign", ["tpm2_sign", "-c", "ca.ctx", "-g", "sha256", "-p", "session:session.ctx", "-o", "sig", "msg"]),
+    ]
+    for name, args in walk:
+        if name == "verifysignature":
+            approved = (work / "approved.policy").read_bytes()
+            (work / "signed.msg").write_bytes(approved + POLICY_REF)
+            (work / "policy.ref").write_bytes(POLICY_REF)
+        steps[name] = tpm.tools(args, work)
+        if not steps[name][0]:
+            break
     return steps
 
 
-def judge_key_blob(c, f, guest_tpm, log_dir):
+def judge_key_blob(c, image_dir, f, guest_tpm, log_dir):
     """The CA key blob is worthless elsewhere: it does not load in another TPM, and in a clone of
     the guest's own TPM (same seeds, but a fresh power-on: no boot measurements) it loads but the
     TPM refuses to sign with it."""
@@ -308,6 +379,10 @@ def judge_key_blob(c, f, guest_tpm, log_dir):
     private = bytes.fromhex(blob["private"])  # TPM2B_PRIVATE contents: tpm2_load wants the size first
     (work / "ca.pub").write_bytes(public)
     (work / "ca.priv").write_bytes(struct.pack(">H", len(private)) + private)
+    signed = json.loads((image_dir / "pcr11.policy.json").read_text())
+    (work / "signature.der").write_bytes(bytes.fromhex(signed["signature"]))
+    (work / "pcr11.bin").write_bytes(bytes.fromhex((image_dir / "pcr11.expected").read_text().strip()))
+    shutil.copy(image_dir / "release-key.pem", work / "release-key.pem")
     fresh_state = work / "fresh-tpm"
     fresh_state.mkdir()
     clone_state = work / "clone-tpm"
@@ -330,11 +405,20 @@ def judge_key_blob(c, f, guest_tpm, log_dir):
         ok, out = steps["load"]
         c.check("control: the same blob loads in a clone of the guest's own TPM (the SRK template is trustd's)",
                 ok, out.splitlines()[0] if out else "")
-        sign_ok, sign_out = steps.get("sign", (True, "not attempted"))
-        c.check("...but even there it cannot sign: PCRs 7 and 11 are not the boot's (policy check fails)",
-                ok and not sign_ok, sign_out.splitlines()[-2] if len(sign_out.splitlines()) > 1 else sign_out)
+        verified, verify_out = steps.get("verifysignature", (False, "not attempted"))
+        c.check("...the TPM verifies the release key's signature over the build's PCR 11 policy",
+                verified, last_line(verify_out))
+        authorized, authorize_out = steps.get("policyauthorize", (True, "not attempted"))
+        c.check("...but PolicyAuthorize refuses it there: PCR 11 is not the boot's, the key cannot sign",
+                verified and not authorized and "sign" not in steps, last_line(authorize_out))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def last_line(text):
+    """The line of a tool's output that says what happened (tpm2-tools ends with a summary)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-2] if len(lines) > 1 and lines[-1].startswith("ERROR: Unable to run") else (lines[-1] if lines else "")
 
 
 def print_security_tables(selftest_text):
@@ -392,7 +476,7 @@ def main():
     shutil.rmtree(guest_tpm, ignore_errors=True)
     seconds, _, console, selftest = boot(image, log_dir, "normal", tpm_state=guest_tpm)
     judge_normal_boot(c, image_dir, seconds, console, selftest)
-    judge_key_blob(c, facts(selftest), guest_tpm, log_dir)
+    judge_key_blob(c, image_dir, facts(selftest), guest_tpm, log_dir)
     normal_failed = c.failed
 
     corrupted = log_dir / "corrupted.img"

@@ -3,10 +3,12 @@
 
   build_faults_test.py
 
-Runs image/build.sh (it needs root and target/release/bunkerctl, as `make image` does) with:
+Runs image/build.sh (it needs root, target/release/bunkerctl and bunkeros-release, and the release
+key in $RELEASE_KEY or build/keys/release-key.pem, as `make image` does) with:
 1. a host tool missing from PATH: the error names the tool and its Debian package, exit 1;
 2. a bad hardware profile: the profile's file:line error, exit 78;
-3. a step that fails midway (mmdebstrap exits 1): the build fails, nothing exists under the final
+3. a release key that is not a P-256 private key: refused before anything is built;
+4. a step that fails midway (mmdebstrap exits 1): the build fails, nothing exists under the final
    name and no partial directory is left behind.
 The last line is "image build faults: N passed, M failed".
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "image" / "build.sh"
 PROFILE = REPO / "hardware" / "profiles" / "qemu-x86_64.toml"
+RELEASE_KEY = Path(os.environ.get("RELEASE_KEY") or REPO / "build" / "keys" / "release-key.pem").resolve()
 
 
 def tool_dir(tmp, name, leave_out=(), replace=None):
@@ -45,9 +48,10 @@ def tool_dir(tmp, name, leave_out=(), replace=None):
     return bin_dir
 
 
-def run_build(path_dir, out, profile=PROFILE):
+def run_build(path_dir, out, profile=PROFILE, release_key=RELEASE_KEY):
     env = dict(os.environ, PATH=str(path_dir))
-    return subprocess.run(["bash", str(BUILD), "--profile", str(profile), "--out", str(out), "--force"],
+    return subprocess.run(["bash", str(BUILD), "--release-key", str(release_key), "--profile", str(profile),
+                           "--out", str(out), "--force"],
                           env=env, capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
@@ -81,6 +85,13 @@ def main():
         check("bad profile: exit status 78", r.returncode == 78, f"exit {r.returncode}")
         check("bad profile: file:line and the problem", f"{bad}:" in r.stderr and "unknown key `consol`" in r.stderr,
               r.stderr.strip()[:200])
+
+        not_a_key = Path(tmp) / "not-a-key.pem"
+        not_a_key.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+        r = run_build(tool_dir(tmp, "bad-key"), out, release_key=not_a_key)
+        check("bad release key: refused with the key's path", r.returncode != 0 and str(not_a_key) in r.stderr,
+              f"exit {r.returncode}: {r.stderr.strip()[:200]}")
+        check("bad release key: nothing under the final name", leftovers(out) == [], str(leftovers(out)))
 
         failing = {"mmdebstrap": 'echo "E: simulated download failure" >&2; exit 1'}
         r = run_build(tool_dir(tmp, "failing-mmdebstrap", replace=failing), out)

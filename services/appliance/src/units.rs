@@ -35,6 +35,10 @@ pub const BUNKEROS_UNITS: &[BunkerUnit] = &[
         role: "signed A/B image updates",
     },
     BunkerUnit {
+        name: "bunkeros-slot.service",
+        role: "booted slot and its signed PCR policy",
+    },
+    BunkerUnit {
         name: "bunkeros-console.service",
         role: "console status screen",
     },

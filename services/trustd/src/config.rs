@@ -29,8 +29,15 @@ mod tests;
 /// The service name: the config file stem, the log identifier, the state directory.
 pub const SERVICE: &str = "trustd";
 
-/// Where the image puts PCR 11 as `systemd-measure` predicted it for the booted slot.
-pub const PCR11_PREDICTION: &str = "/efi/bunkeros/a/pcr11.expected";
+/// Where the appliance publishes PCR 11 as `systemd-measure` predicted it for the booted slot
+/// (bunkeros-slot.service copies it there from the slot's directory on the ESP).
+pub const PCR11_PREDICTION: &str = "/run/bunkeros/slot/pcr11.expected";
+
+/// Where the image installs the release key's public half.
+pub const RELEASE_KEY: &str = "/usr/share/bunkeros/release-key.pem";
+
+/// Where the appliance publishes the booted slot's release-signed PCR 11 policy.
+pub const SIGNED_POLICY: &str = "/run/bunkeros/slot/pcr11.policy.json";
 
 /// The PCR the UKI measures into: the one whose value the build predicts.
 pub const PREDICTED_PCR: u8 = 11;
@@ -156,14 +163,14 @@ pub struct PolicySection {
     pub pcrs: Vec<u8>,
     /// `pcr` mode: the file holding PCR 11 as the image build predicted it; PCR 11 is bound to
     /// that value, every other PCR to its value when the key is created. Empty: PCR 11 too is
-    /// bound to its value at creation (development machines without a prediction). Under
-    /// systemd the unit passes this file as the credential `pcr11.expected`, which trustd reads
-    /// instead (the ESP is readable by root only).
+    /// bound to its value at creation (development machines without a prediction).
     pub pcr11_prediction: PathBuf,
-    /// `authorized` mode: the release signing key, a PEM P-256 public key.
-    pub release_key: Option<PathBuf>,
-    /// `authorized` mode: the image's PCR policy signed by the release key (JSON).
-    pub signed_policy: Option<PathBuf>,
+    /// `authorized` mode: the release signing key, a PEM P-256 public key (the image installs
+    /// it). Ignored in `pcr` mode.
+    pub release_key: PathBuf,
+    /// `authorized` mode: the booted image's PCR policy signed by the release key (JSON); read
+    /// at every start. Ignored in `pcr` mode.
+    pub signed_policy: PathBuf,
     /// `authorized` mode: which of `pcrs` the release-signed policy covers (PCR 11, the one the
     /// build predicts, by default); the others are fixed to their values at enrolment. Ignored
     /// in `pcr` mode, where every PCR is fixed.
@@ -173,11 +180,11 @@ pub struct PolicySection {
 impl Default for PolicySection {
     fn default() -> Self {
         Self {
-            mode: PolicyKind::Pcr,
+            mode: PolicyKind::Authorized,
             pcrs: vec![7, PREDICTED_PCR],
             pcr11_prediction: PathBuf::from(PCR11_PREDICTION),
-            release_key: None,
-            signed_policy: None,
+            release_key: PathBuf::from(RELEASE_KEY),
+            signed_policy: PathBuf::from(SIGNED_POLICY),
             signed_pcrs: vec![PREDICTED_PCR],
         }
     }
@@ -460,32 +467,20 @@ impl TrustdConfig {
             problems.push(Invalid::new("policy.pcrs", error.to_string()));
         }
         match policy.mode {
-            PolicyKind::Pcr => {
-                for key in ["release_key", "signed_policy"] {
-                    let set = match key {
-                        "release_key" => policy.release_key.is_some(),
-                        _ => policy.signed_policy.is_some(),
-                    };
-                    if set {
+            // `release_key`, `signed_policy` and `signed_pcrs` have defaults (the image's) and are
+            // ignored here, so a site can switch modes without unsetting keys TOML cannot unset.
+            PolicyKind::Pcr => {}
+            PolicyKind::Authorized => {
+                for (key, path) in [
+                    ("release_key", &policy.release_key),
+                    ("signed_policy", &policy.signed_policy),
+                ] {
+                    if !path.is_absolute() {
                         problems.push(Invalid::new(
                             format!("policy.{key}"),
-                            "applies only to mode = \"authorized\"; remove it or change the mode",
+                            "must be an absolute path",
                         ));
                     }
-                }
-            }
-            PolicyKind::Authorized => {
-                if policy.release_key.is_none() {
-                    problems.push(Invalid::new(
-                        "policy.mode",
-                        "mode = \"authorized\" needs `release_key`, the PEM file of the release signing key",
-                    ));
-                }
-                if policy.signed_policy.is_none() {
-                    problems.push(Invalid::new(
-                        "policy.mode",
-                        "mode = \"authorized\" needs `signed_policy`, the image's PCR policy signed by the release key",
-                    ));
                 }
                 policy.check_signed_pcrs(problems);
             }

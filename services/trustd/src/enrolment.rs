@@ -22,12 +22,6 @@ use crate::tpm::{
     PcrValue, PolicyError, PolicyMode, SignedPcrPolicy, TpmCaKey, TpmConnection, TpmError, pcr,
 };
 
-/// The systemd credential under which the unit hands trustd the PCR 11 prediction
-/// (`LoadCredential=pcr11.expected:/efi/bunkeros/a/pcr11.expected`): the ESP is mounted
-/// readable by root only, and a credential is how systemd passes such a file to a sandboxed
-/// service without widening what the service can read.
-pub const PREDICTION_CREDENTIAL: &str = "pcr11.expected";
-
 /// The `policyRef` of every release-signed PCR policy for the CA key: a signature the release
 /// key made for another purpose does not unlock the CA.
 pub const POLICY_REF: &[u8] = b"bunkeros-trustd-ca";
@@ -103,11 +97,7 @@ pub fn policy_for_enrolment(
             connection, config, &selection,
         )?)?),
         PolicyKind::Authorized => {
-            let path = config
-                .release_key
-                .as_deref()
-                .expect("validated: authorized mode has a release key");
-            let release = read_release_key(path)?;
+            let release = read_release_key(&config.release_key)?;
             let signed =
                 pcr::normalise_selection(&config.signed_pcrs).map_err(PolicyError::from)?;
             let fixed: Vec<u8> = selection
@@ -156,14 +146,11 @@ fn bound_values(
     Ok(values)
 }
 
-/// Where the prediction is read from: the systemd credential when the unit passed one,
-/// otherwise `policy.pcr11_prediction`; `None` when the prediction is switched off.
+/// Where the prediction is read from: `policy.pcr11_prediction` (on the appliance, the booted
+/// slot's copy that bunkeros-slot.service publishes in /run/bunkeros/slot); `None` when the
+/// prediction is switched off.
 pub fn prediction_source(config: &PolicySection) -> Option<PathBuf> {
-    let configured = config.prediction_file()?;
-    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
-        .map(|dir| Path::new(&dir).join(PREDICTION_CREDENTIAL))
-        .filter(|path| path.is_file());
-    Some(credential.unwrap_or_else(|| configured.to_path_buf()))
+    config.prediction_file().map(Path::to_path_buf)
 }
 
 /// Installs the image's release-signed PCR policy (`authorized` mode; nothing to do in `pcr`
@@ -173,14 +160,7 @@ pub fn install_signed_policy(key: &TpmCaKey, config: &PolicySection) -> Result<(
     if !matches!(key.policy(), PolicyMode::Authorized { .. }) {
         return Ok(());
     }
-    let Some(path) = config.signed_policy.as_deref() else {
-        return Err(PolicyError::File {
-            path: "policy.signed_policy".to_owned(),
-            reason: "the CA key is bound to a release key, but no signed PCR policy is configured"
-                .to_owned(),
-        });
-    };
-    let signed = SignedPcrPolicy::load(path)?;
+    let signed = SignedPcrPolicy::load(&config.signed_policy)?;
     key.install_signed_policy(&signed)
 }
 
@@ -279,6 +259,7 @@ mod tests {
 
     fn section(pcrs: &[u8], prediction: &Path) -> PolicySection {
         PolicySection {
+            mode: PolicyKind::Pcr,
             pcrs: pcrs.to_vec(),
             pcr11_prediction: prediction.to_path_buf(),
             ..PolicySection::default()
@@ -375,8 +356,8 @@ mod tests {
         std::fs::write(&key_file, pem).unwrap();
         let config = PolicySection {
             mode: PolicyKind::Authorized,
-            release_key: Some(key_file),
-            signed_policy: Some(dir.join("pcr-policy.json")),
+            release_key: key_file,
+            signed_policy: dir.join("pcr-policy.json"),
             signed_pcrs: signed_pcrs.to_vec(),
             ..section(pcrs, prediction)
         };
@@ -411,11 +392,7 @@ mod tests {
         let signed =
             SignedPcrPolicy::sign(&release, connection.read_pcrs(&[11]).unwrap(), POLICY_REF)
                 .unwrap();
-        std::fs::write(
-            config.signed_policy.as_ref().unwrap(),
-            serde_json::to_vec(&signed).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(&config.signed_policy, serde_json::to_vec(&signed).unwrap()).unwrap();
         install_signed_policy(&enrolled.key, &config).unwrap();
         assert!(enrolled.key.policy_satisfied().unwrap());
 

@@ -10,7 +10,8 @@ use tempfile::TempDir;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn acme_clients_get_logged_certificates_through_the_daemon() {
-    let mut appliance = Appliance::new("[policy]\npcrs = [16]\npcr11_prediction = \"\"\n");
+    let mut appliance =
+        Appliance::new("[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n");
     appliance.start();
     let trust = appliance.proxy().await;
     let work = TempDir::new().unwrap();

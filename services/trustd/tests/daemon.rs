@@ -15,7 +15,8 @@ use tempfile::TempDir;
 #[tokio::test(flavor = "multi_thread")]
 async fn issues_over_dbus_logs_revokes_and_stops_cleanly() {
     // PCR 16 only: swtpm has no boot measurements, and the test must not depend on them.
-    let mut appliance = Appliance::new("[policy]\npcrs = [16]\npcr11_prediction = \"\"\n");
+    let mut appliance =
+        Appliance::new("[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n");
     let ready = appliance.start();
     assert_eq!(
         ready,
@@ -191,7 +192,7 @@ async fn a_ca_enrolled_on_an_unpredicted_boot_starts_sealed_and_refuses() {
         .join("root/var/lib/bunkeros/config/trustd.toml");
     let mut text = std::fs::read_to_string(&site).unwrap();
     text.push_str(&format!(
-        "[policy]\npcrs = [11]\npcr11_prediction = \"{}\"\n",
+        "[policy]\nmode = \"pcr\"\npcrs = [11]\npcr11_prediction = \"{}\"\n",
         prediction.display()
     ));
     std::fs::write(&site, text).unwrap();

@@ -223,7 +223,7 @@ async fn refused(trust: &Trust1Proxy<'_>, chain: &str, says: &str) {
 async fn an_intermediate_waits_for_its_offline_root_and_issues_under_the_chain() {
     // PCR 16 only: swtpm has no boot measurements, and the test must not depend on them.
     let mut appliance = Appliance::new(
-        "[policy]\npcrs = [16]\npcr11_prediction = \"\"\n[site]\nca = \"intermediate\"\n",
+        "[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n[site]\nca = \"intermediate\"\n",
     );
     let waiting = appliance.start();
     for step in [
@@ -414,7 +414,8 @@ async fn an_intermediate_waits_for_its_offline_root_and_issues_under_the_chain()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_root_ca_writes_no_request_and_takes_no_chain() {
-    let mut appliance = Appliance::new("[policy]\npcrs = [16]\npcr11_prediction = \"\"\n");
+    let mut appliance =
+        Appliance::new("[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n");
     let ready = appliance.start();
     assert!(ready.starts_with("ready: "), "{ready}");
     let trust = appliance.proxy().await;

@@ -50,7 +50,8 @@ async fn issue_is_refused_for_lockdown(trust: &Trust1Proxy<'_>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn issuance_stops_while_sited_has_the_site_in_lockdown() {
     // PCR 16 only: swtpm has no boot measurements, and the test must not depend on them.
-    let mut appliance = Appliance::new("[policy]\npcrs = [16]\npcr11_prediction = \"\"\n");
+    let mut appliance =
+        Appliance::new("[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n");
     let bus = appliance.bus.bus();
     let sited = StandInSite::start(&bus, SiteState::Normal, "")
         .await

@@ -93,29 +93,19 @@ fn a_bad_policy_mode_and_pcr_are_refused() {
 }
 
 #[test]
-fn authorized_mode_needs_its_release_key_and_signed_policy() {
-    let err = load_site("[policy]\nmode = \"authorized\"\n").unwrap_err();
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
+fn authorized_mode_reads_the_images_release_key_and_signed_policy() {
+    let defaults = load_site("").unwrap();
+    assert_eq!(defaults.policy.mode, PolicyKind::Authorized);
+    assert_eq!(defaults.policy.release_key, Path::new(RELEASE_KEY));
+    assert_eq!(defaults.policy.signed_policy, Path::new(SIGNED_POLICY));
+    let err = load_site("[policy]\nrelease_key = \"release.pem\"\n").unwrap_err();
     assert!(
-        lines[0].starts_with("SITE/trustd.toml:2:1: `policy.mode`"),
+        err.contains("SITE/trustd.toml:2:1: `policy.release_key`: must be an absolute path"),
         "{err}"
     );
-    assert!(lines[0].contains("release_key"), "{err}");
-    assert!(lines[1].contains("signed_policy"), "{err}");
-    let ok = load_site(
-        "[policy]\nmode = \"authorized\"\nrelease_key = \"/usr/share/bunkeros/release.pem\"\n\
-         signed_policy = \"/efi/bunkeros/a/pcr-policy.json\"\n",
-    )
-    .unwrap();
-    assert_eq!(ok.policy.mode, PolicyKind::Authorized);
-    let err = load_site("[policy]\nrelease_key = \"/k.pem\"\n").unwrap_err();
-    assert!(
-        err.contains(
-            "SITE/trustd.toml:2:1: `policy.release_key`: applies only to mode = \"authorized\""
-        ),
-        "{err}"
-    );
+    // A site that switches to `pcr` mode cannot unset the image's keys; they are ignored.
+    let pcr = load_site("[policy]\nmode = \"pcr\"\nrelease_key = \"relative.pem\"\n").unwrap();
+    assert_eq!(pcr.policy.mode, PolicyKind::Pcr);
 }
 
 #[test]

@@ -81,7 +81,7 @@ impl SignedPcrPolicy {
         serde_json::from_slice(bytes)
     }
 
-    /// Reads the JSON file an image ships (e.g. `/efi/bunkeros/a/pcr-policy.json`).
+    /// Reads the JSON file an image ships (e.g. `/run/bunkeros/slot/pcr11.policy.json`).
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let file_error = |reason: String| PolicyError::File {
             path: path.display().to_string(),
