@@ -1,0 +1,30 @@
+//! `hubd`: secure hub routing between BunkerOS sites.
+//!
+//! The control plane, in the order data flows (advertisements → topology → paths):
+//! [`advertisement`] (signed link-state advertisements and their wire encoding) →
+//! [`trust`] (who is trusted: pinned peers, then hubs vouched for hop by hop; whether an
+//! advertisement is accepted) → [`topology`] (the link-state database and the graph of
+//! bidirectional links) → [`path_selection`] (the fastest path that follows a
+//! [`path_policy::PathPolicy`], and a link-disjoint backup, or a refusal that says why).
+//!
+//! Beside them, the vocabulary: [`hub_id`], [`jurisdiction`] (ISO 3166-1 alpha-2), [`link`]
+//! (link ids, latencies), [`hub_certificate`] (what a hub certificate chain proves), and the
+//! bilateral agreements: [`peering`] (one per peer hub) with the [`grant`] each peer receives.
+//! [`config`] reads `hubd.toml` and the peering files. None of these modules touches a socket,
+//! D-Bus or the clock: the daemon's edges pass time and bytes in.
+
+pub mod advertisement;
+pub mod config;
+pub mod grant;
+pub mod hub_certificate;
+pub mod hub_id;
+pub mod jurisdiction;
+pub mod link;
+pub mod path_policy;
+pub mod path_selection;
+pub mod peering;
+pub mod topology;
+pub mod trust;
+
+#[cfg(test)]
+pub(crate) mod testing;
