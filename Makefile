@@ -129,6 +129,8 @@ bench: deps
 	$(CARGO) bench -p trustd --bench issuance --locked
 	@echo "==> trustd: issuance through D-Bus (org.bunkeros.Trust1) against the raw TPM signature rate"
 	$(CARGO) bench -p trustd --bench dbus_issuance --locked
+	@echo "==> hubd: path computation on a synthetic 1,000-hub graph against plain Dijkstra"
+	$(CARGO) bench -p hubd --bench path_selection --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
