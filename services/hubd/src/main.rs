@@ -1,9 +1,9 @@
 //! `hubd`: secure hub routing between BunkerOS sites.
 //!
-//! Wiring only. This build holds hubd's control plane (peering, signed advertisements, trust,
-//! topology, path selection) but not yet its links or forwarding, so the binary does the one
-//! thing that is real today: `--check-config` reads `hubd.toml` and every peering file, and
-//! prints what it read or every problem as FILE:LINE:COLUMN: sentence (exit status 78).
+//! Wiring only. The crate holds hubd's control plane (peering, signed advertisements, trust,
+//! topology, path selection); the binary checks a hub's configuration: `--check-config` reads
+//! `hubd.toml` and every peering file, and prints what it read or every problem as
+//! FILE:LINE:COLUMN: sentence (exit status 78). It is required: there is no daemon mode yet.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// BunkerOS secure hub routing: bilateral peering with pinned site roots, signed link-state
-/// advertisements, paths chosen by jurisdiction. This build checks the configuration only.
+/// advertisements, paths chosen by jurisdiction. Checks a hub's configuration and peering files.
 #[derive(Debug, Parser)]
 #[command(name = "hubd", version, about, long_about = None)]
 struct Cli {
@@ -22,19 +22,13 @@ struct Cli {
 
     /// Check hubd.toml and the peering files and exit: prints what was read (status 0) or
     /// every problem as FILE:LINE:COLUMN: sentence (status 78)
-    #[arg(long)]
+    #[arg(long, required = true)]
     check_config: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.check_config {
-        eprintln!(
-            "hubd: this build has no links or forwarding yet, so it does not run as a daemon; \
-             use `hubd --check-config` to check hubd.toml and the peering files"
-        );
-        return ExitCode::from(2);
-    }
+    debug_assert!(cli.check_config, "clap requires --check-config");
     match hubd::config::load(cli.config.as_deref()) {
         Ok(setup) => {
             print!("{}", setup.report());
@@ -63,6 +57,7 @@ mod tests {
         assert_eq!(cli.config, Some(PathBuf::from("/x.toml")));
         assert!(cli.check_config);
         assert!(Cli::try_parse_from(["hubd", "--config"]).is_err());
+        assert!(Cli::try_parse_from(["hubd"]).is_err(), "--check-config is required");
         assert!(Cli::try_parse_from(["hubd", "--bogus"]).is_err());
     }
 }
