@@ -57,7 +57,10 @@ mod tests {
         assert_eq!(cli.config, Some(PathBuf::from("/x.toml")));
         assert!(cli.check_config);
         assert!(Cli::try_parse_from(["hubd", "--config"]).is_err());
-        assert!(Cli::try_parse_from(["hubd"]).is_err(), "--check-config is required");
+        assert!(
+            Cli::try_parse_from(["hubd"]).is_err(),
+            "--check-config is required"
+        );
         assert!(Cli::try_parse_from(["hubd", "--bogus"]).is_err());
     }
 }
