@@ -96,7 +96,11 @@ fn without_check_config_hubd_does_not_pretend_to_run() {
     let dir = TempDir::new().unwrap();
     let out = hubd(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--check-config"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--check-config"),
+        "{}",
+        text(&out.stderr)
+    );
     let version = hubd(dir.path(), &["--version"]);
     assert!(version.status.success());
     assert!(text(&version.stdout).starts_with("hubd "));
