@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::values::{LoopbackAddr, Port};
+
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
@@ -216,9 +218,76 @@ pub fn register_build_info(registry: &mut Registry, service: &str, version: &str
     );
 }
 
+/// `[metrics]` of a service's configuration: where its endpoint listens, `127.0.0.1:PORT` unless
+/// the site says otherwise (loopback only: [`LoopbackAddr`] refuses anything else, with file:line).
+/// `PORT` is the service's own (trustd 9101, hubd 9102, … updated 9105).
+///
+/// Serde's derives do not take const generics, hence the hand-written impls below: they read and
+/// write exactly what `#[serde(deny_unknown_fields, default)]` on the struct would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSection<const PORT: u16> {
+    /// Loopback address Prometheus scrapes.
+    pub listen: LoopbackAddr,
+}
+
+/// The table as written in the file: every key optional, no other key allowed.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsTable {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<LoopbackAddr>,
+}
+
+impl<'de, const PORT: u16> serde::Deserialize<'de> for MetricsSection<PORT> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = MetricsTable::deserialize(deserializer)?;
+        Ok(Self {
+            listen: table.listen.unwrap_or_else(|| Self::default().listen),
+        })
+    }
+}
+
+impl<const PORT: u16> serde::Serialize for MetricsSection<PORT> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let table = MetricsTable {
+            listen: Some(self.listen),
+        };
+        table.serialize(serializer)
+    }
+}
+
+impl<const PORT: u16> Default for MetricsSection<PORT> {
+    fn default() -> Self {
+        Self {
+            listen: LoopbackAddr::localhost(Port::from_const(PORT)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_section_defaults_to_the_services_loopback_port() {
+        #[derive(Debug, serde::Deserialize)]
+        struct File {
+            #[serde(default)]
+            metrics: MetricsSection<9104>,
+        }
+        let parse = |text: &str| toml::from_str::<File>(text).map(|file| file.metrics.listen);
+        let default = LoopbackAddr::localhost(Port::from_const(9104));
+        assert_eq!(parse("").unwrap(), default);
+        assert_eq!(parse("[metrics]\n").unwrap(), default);
+        let moved = parse("[metrics]\nlisten = \"127.0.0.2:9200\"\n").unwrap();
+        assert_eq!(moved.to_string(), "127.0.0.2:9200");
+        let err = parse("[metrics]\nlisten = \"0.0.0.0:9104\"\n").unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let err = parse("[metrics]\nport = 9104\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `port`"), "{err}");
+        let written = toml::to_string(&MetricsSection::<9104>::default()).unwrap();
+        assert_eq!(written, "listen = \"127.0.0.1:9104\"\n");
+    }
     use prometheus_client::metrics::counter::Counter;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::task::JoinHandle;

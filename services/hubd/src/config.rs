@@ -18,9 +18,8 @@ use std::fmt::Write as _;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
-use appliance::config::{
-    Bounded, ConfigError, ConfigPaths, Invalid, LoopbackAddr, Port, ServiceConfig,
-};
+use appliance::config::{Bounded, ConfigError, ConfigPaths, Invalid, Port, ServiceConfig};
+use appliance::metrics::MetricsSection;
 use appliance::tls::Identity;
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +53,7 @@ pub struct HubdConfig {
     /// `[certificate]`: where this hub's certificate and key come from.
     pub certificate: CertificateSource,
     /// `[metrics]`: the loopback Prometheus endpoint.
-    pub metrics: MetricsSection,
+    pub metrics: MetricsSection<{ DEFAULT_METRICS_PORT.get() }>,
     /// `[path_policy.<name>]`: named path policies for services and flows.
     pub path_policy: BTreeMap<String, PolicySection>,
 }
@@ -104,22 +103,6 @@ pub enum CertificateSource {
         /// The hub certificate's private key (PKCS#8 or SEC1, P-256).
         key: PathBuf,
     },
-}
-
-/// `[metrics]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSection {
-    /// Loopback address of the Prometheus endpoint.
-    pub listen: LoopbackAddr,
-}
-
-impl Default for MetricsSection {
-    fn default() -> Self {
-        Self {
-            listen: LoopbackAddr::localhost(DEFAULT_METRICS_PORT),
-        }
-    }
 }
 
 /// `[path_policy.<name>]`: one [`PathPolicy`] as written.

@@ -15,7 +15,8 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
-use appliance::config::{Invalid, LoopbackAddr, Port, ServiceConfig};
+use appliance::config::{Invalid, Port, ServiceConfig};
+use appliance::metrics::MetricsSection;
 use serde::{Deserialize, Serialize};
 
 use crate::acme::{AcmeConfig, Limits, ProfileRule, ValidationConfig};
@@ -77,7 +78,7 @@ pub struct TrustdConfig {
     /// `[http]`: the read-only HTTP listener for CRL, root and log proofs.
     pub http: HttpSection,
     /// `[metrics]`: the loopback Prometheus endpoint.
-    pub metrics: MetricsSection,
+    pub metrics: MetricsSection<{ DEFAULT_METRICS_PORT.get() }>,
 }
 
 /// `[site]`: the names the CA certificate carries and the domain it is constrained to.
@@ -384,22 +385,6 @@ impl Default for HttpSection {
         Self {
             enabled: true,
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_HTTP_PORT)),
-        }
-    }
-}
-
-/// `[metrics]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSection {
-    /// Loopback address Prometheus scrapes.
-    pub listen: LoopbackAddr,
-}
-
-impl Default for MetricsSection {
-    fn default() -> Self {
-        Self {
-            listen: LoopbackAddr::localhost(DEFAULT_METRICS_PORT),
         }
     }
 }
