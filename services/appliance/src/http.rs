@@ -1,9 +1,12 @@
-//! Serving one HTTP/1.1 connection with hyper, the same way for every BunkerOS listener: headers
-//! must arrive within a deadline (a slow client cannot hold a connection open), and a stop lets
-//! the request in flight finish before the connection closes.
+//! Serving HTTP/1.1 with hyper, the same way for every BunkerOS listener: at most a bounded
+//! number of connections at once ([`serve_listener`]), headers within a deadline so a slow client
+//! cannot hold a connection open ([`serve_connection`]), and on stop the requests in flight finish
+//! (briefly) before the connections close.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -11,7 +14,68 @@ use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// How long a stop waits for connections in flight before cutting them off.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts connections on `listener` until `cancel` fires, handing each to `connection` as its
+/// own task, at most `max_connections` at once (further clients wait in the kernel's backlog).
+/// On stop, connections in flight get a few seconds to finish, then are cut off. `name` names
+/// the listener in log lines.
+pub async fn serve_listener<F, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    cancel: &CancellationToken,
+    name: &str,
+    mut connection: F,
+) where
+    F: FnMut(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            () = cancel.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let served = connection(stream);
+                    connections.spawn(async move {
+                        served.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "{name}: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("{name}: cutting off connections still running at stop");
+        connections.abort_all();
+    }
+}
 
 /// Serves `service` on `io` until the client closes or `cancel` fires (then gracefully).
 /// `listener` names the listener in the debug log line of a connection that ended with an error.

@@ -27,7 +27,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// The content type of the OpenMetrics text format, which prometheus-client encodes.
@@ -36,10 +35,8 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 
 /// A client that has not sent its request headers by then is dropped (slow or stuck scraper).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a stop waits for scrapes in flight before cutting them off.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Scrapers served at once: Prometheus opens one connection per scrape; a few suffice.
+const MAX_CONNECTIONS: usize = 16;
 
 /// Why the metrics endpoint could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -113,35 +110,15 @@ impl MetricsEndpoint {
 
     /// Serves scrapes until `cancel` fires, then lets scrapes in flight finish (briefly).
     pub async fn serve(self, cancel: CancellationToken) {
-        let mut connections = JoinSet::new();
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        connections.spawn(serve_connection(
-                            stream,
-                            Arc::clone(&self.registry),
-                            cancel.clone(),
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                },
-                // Reap finished connections so the set does not grow without bound.
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while connections.join_next().await.is_some() {}
-        })
+        let registry = self.registry;
+        crate::http::serve_listener(
+            self.listener,
+            MAX_CONNECTIONS,
+            &cancel.clone(),
+            "metrics endpoint",
+            |stream| serve_connection(stream, Arc::clone(&registry), cancel.clone()),
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!("metrics endpoint: cutting off scrapes still running at stop");
-            connections.abort_all();
-        }
     }
 }
 

@@ -27,17 +27,12 @@ use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::authority::{Authority, AuthorityError};
 
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a stop waits for requests in flight.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause after a failed `accept`, so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Most connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
 
@@ -113,35 +108,15 @@ impl PublicHttp {
 
     /// Serves until `cancel` fires, then lets requests in flight finish (briefly).
     pub async fn serve(self, cancel: CancellationToken) {
-        let mut connections = JoinSet::new();
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                accepted = self.listener.accept(), if connections.len() < MAX_CONNECTIONS => {
-                    match accepted {
-                        Ok((stream, _peer)) => {
-                            connections.spawn(serve_connection(
-                                stream,
-                                Arc::clone(&self.authority),
-                                cancel.clone(),
-                            ));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "HTTP listener: accept failed");
-                            tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        }
-                    }
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while connections.join_next().await.is_some() {}
-        })
+        let authority = self.authority;
+        appliance::http::serve_listener(
+            self.listener,
+            MAX_CONNECTIONS,
+            &cancel.clone(),
+            "HTTP listener",
+            |stream| serve_connection(stream, Arc::clone(&authority), cancel.clone()),
+        )
         .await;
-        if drained.is_err() {
-            connections.abort_all();
-        }
     }
 }
 

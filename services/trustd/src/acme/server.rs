@@ -25,8 +25,6 @@ use hyper::{Request, Response};
 use rustls::ServerConfig;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -42,10 +40,6 @@ use crate::ca::DnsName;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 512;
-/// Time requests in flight get to finish at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Why the ACME server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -137,44 +131,22 @@ impl AcmeServer {
     /// Serves until `cancel` fires, then lets requests in flight finish (briefly).
     pub async fn serve(self, cancel: CancellationToken) {
         tracing::info!(directory = %self.directory_url(), "ACME server listening");
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut connections = JoinSet::new();
-        loop {
-            let permit = tokio::select! {
-                () = cancel.cancelled() => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        let acceptor = self.acceptor.clone();
-                        let service = Arc::clone(&self.service);
-                        let cancel = cancel.clone();
-                        connections.spawn(async move {
-                            serve_connection(stream, acceptor, service, cancel).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ACME: accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                },
-            }
-            while connections.try_join_next().is_some() {}
-        }
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while connections.join_next().await.is_some() {}
-        })
+        let (acceptor, service) = (self.acceptor, self.service);
+        appliance::http::serve_listener(
+            self.listener,
+            MAX_CONNECTIONS,
+            &cancel.clone(),
+            "ACME",
+            |stream| {
+                serve_connection(
+                    stream,
+                    acceptor.clone(),
+                    Arc::clone(&service),
+                    cancel.clone(),
+                )
+            },
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!("ACME: cutting off requests still running at stop");
-            connections.abort_all();
-        }
     }
 }
 
