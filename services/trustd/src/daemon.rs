@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acme::{AcmeBackend, AcmeConfig, AcmeServer};
 use crate::acme_backend::{AcmeIdentity, AuthorityBackend, ListenerName, listener_names};
-use crate::authority::{Authority, AuthorityConfig, AuthorityError};
+use crate::authority::{Authority, AuthorityConfig, AuthorityError, CaSetup, SetUpOutcome};
 use crate::ca::DnsName;
 use crate::config::{SERVICE, TrustdConfig};
 use crate::dbus::Trust1;
@@ -62,7 +62,7 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     let cancel = shutdown.token();
     say(notifier.status("starting: opening the TPM and the CA key"));
 
-    let authority = {
+    let (authority, setup) = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || open_authority(&config))
             .await
@@ -84,6 +84,16 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     let site = SiteLockdown::follow(Bus::System, Arc::clone(&authority))
         .await
         .context("following the site's state from sited (org.bunkeros.Site1)")?;
+    // The CA's own certificate (the first start's root or request) is signed only now that
+    // sited's lockdown, if any, applies to it.
+    let pending_setup = {
+        let authority = Arc::clone(&authority);
+        let retry = setup.clone();
+        tokio::task::spawn_blocking(move || set_up_ca_if_missing(&authority, &setup))
+            .await
+            .context("the CA set-up task panicked")??
+            .then_some(retry)
+    };
 
     if config.http.enabled {
         let http = PublicHttp::bind(config.http.listen, Arc::clone(&authority))
@@ -113,7 +123,7 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     tracing::info!("serving metrics on {}", endpoint.local_addr());
     tasks.spawn(endpoint.serve(cancel.clone()));
 
-    let mut line = refresh_status(&authority, &metrics).await;
+    let line = refresh_status(&authority, &metrics).await;
     notifier
         .ready(&line)
         .context("telling systemd that trustd is ready")?;
@@ -121,10 +131,14 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
 
     let heartbeat = Heartbeat::new();
     let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
-    main_loop(
-        &authority, &metrics, &notifier, &heartbeat, &cancel, &site, &mut line,
-    )
-    .await;
+    let mut upkeep = Upkeep {
+        authority: &authority,
+        metrics: &metrics,
+        notifier: &notifier,
+        line,
+        pending_setup,
+    };
+    main_loop(&mut upkeep, &heartbeat, &cancel, &site).await;
 
     // STOPPING=1 was sent by the signal handler; let the listeners drain, release the name.
     if tokio::time::timeout(STOP_TIMEOUT, async {
@@ -144,8 +158,9 @@ pub async fn run(config: TrustdConfig) -> Result<()> {
     Ok(())
 }
 
-/// Everything up to an authority that can answer: state, TPM, key, store, root.
-fn open_authority(config: &TrustdConfig) -> Result<Arc<Authority>> {
+/// Everything up to an authority that can answer: state, TPM, key, store; and what the site
+/// configured the CA certificate to be (set up once the site's state is known).
+fn open_authority(config: &TrustdConfig) -> Result<(Arc<Authority>, CaSetup)> {
     let state = state_dir()?;
     let connection =
         Arc::new(TpmConnection::open(config.tpm.tcti.as_deref()).context("opening the TPM")?);
@@ -170,8 +185,11 @@ fn open_authority(config: &TrustdConfig) -> Result<Arc<Authority>> {
         },
     )
     .context("opening the certificate authority")?;
-    set_up_ca_if_missing(&authority, config)?;
-    Ok(Arc::new(authority))
+    let setup = config
+        .site
+        .ca_setup()
+        .context("the site identity ([site])")?;
+    Ok((Arc::new(authority), setup))
 }
 
 fn state_dir() -> Result<StateDir> {
@@ -180,30 +198,75 @@ fn state_dir() -> Result<StateDir> {
 
 /// Sets the CA's certificate up on the first start: the site root, or the request for the
 /// offline root (see [`crate::authority::setup`]). A sealed CA or a site in lockdown cannot sign
-/// either: that is reported in the status, not a reason to stop.
-fn set_up_ca_if_missing(authority: &Authority, config: &TrustdConfig) -> Result<()> {
-    let setup = config
-        .site
-        .ca_setup()
-        .context("the site identity ([site])")?;
-    match authority.set_up(&setup) {
-        Ok(_) => Ok(()),
+/// either: that is reported in the status, not a reason to stop, and the main loop tries again
+/// once it can (returns true while the set-up is still to do).
+fn set_up_ca_if_missing(authority: &Authority, setup: &CaSetup) -> Result<bool> {
+    match authority.set_up(setup) {
+        Ok(SetUpOutcome::AlreadySetUp) => Ok(false),
+        Ok(outcome) => {
+            tracing::info!(?outcome, "set up the CA certificate");
+            Ok(false)
+        }
         Err(error @ (AuthorityError::Sealed { .. } | AuthorityError::Lockdown(_))) => {
-            tracing::error!(%error, "cannot set up the CA certificate now");
-            Ok(())
+            tracing::error!(%error, "cannot set up the CA certificate now; trying again later");
+            Ok(true)
         }
         Err(error) => Err(error).context("setting up the CA certificate"),
     }
 }
 
+/// What the main loop keeps up to date: the status line (and metrics), and a CA set-up the
+/// first start could not do.
+struct Upkeep<'a> {
+    authority: &'a Arc<Authority>,
+    metrics: &'a TrustMetrics,
+    notifier: &'a Notifier,
+    line: String,
+    pending_setup: Option<CaSetup>,
+}
+
+impl Upkeep<'_> {
+    /// Tells systemd (and the journal) when the status line changed.
+    async fn refresh(&mut self) {
+        let fresh = refresh_status(self.authority, self.metrics).await;
+        if fresh != self.line {
+            tracing::info!("trustd's status changed: {fresh}");
+            say(self.notifier.status(&fresh));
+            self.line = fresh;
+        }
+    }
+
+    /// Retries the CA set-up the first start could not do; true once it is done.
+    async fn retry_setup(&mut self) -> bool {
+        let Some(setup) = self.pending_setup.clone() else {
+            return false;
+        };
+        let authority = Arc::clone(self.authority);
+        let result =
+            tokio::task::spawn_blocking(move || set_up_ca_if_missing(&authority, &setup)).await;
+        match result {
+            Ok(Ok(false)) => {
+                self.pending_setup = None;
+                true
+            }
+            Ok(Ok(true)) => false,
+            Ok(Err(error)) => {
+                tracing::error!("{error:#}");
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "the CA set-up task failed");
+                false
+            }
+        }
+    }
+}
+
 async fn main_loop(
-    authority: &Arc<Authority>,
-    metrics: &TrustMetrics,
-    notifier: &Notifier,
+    upkeep: &mut Upkeep<'_>,
     heartbeat: &Heartbeat,
     cancel: &CancellationToken,
     site: &SiteLockdown,
-    line: &mut String,
 ) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -215,18 +278,17 @@ async fn main_loop(
             _ = ticker.tick() => false,
             () = site.applied() => true,
         };
+        let mut set_up = false;
+        if lockdown_changed || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            set_up = upkeep.retry_setup().await;
+        }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             last_checkpoint = Instant::now();
-            checkpoint(authority).await;
+            checkpoint(upkeep.authority).await;
         }
-        if lockdown_changed || last_status.elapsed() >= STATUS_EVERY {
+        if set_up || lockdown_changed || last_status.elapsed() >= STATUS_EVERY {
             last_status = Instant::now();
-            let fresh = refresh_status(authority, metrics).await;
-            if fresh != *line {
-                tracing::info!("trustd's status changed: {fresh}");
-                say(notifier.status(&fresh));
-                *line = fresh;
-            }
+            upkeep.refresh().await;
         }
         heartbeat.beat();
     }

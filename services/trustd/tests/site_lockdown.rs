@@ -139,3 +139,33 @@ async fn issuance_stops_while_sited_has_the_site_in_lockdown() {
     issue_is_refused_for_lockdown(&trust).await;
     appliance.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_start_in_lockdown_sets_the_ca_up_once_the_site_leaves_it() {
+    let mut appliance =
+        Appliance::new("[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n");
+    let bus = appliance.bus.bus();
+    let sited = StandInSite::start(&bus, SiteState::Lockdown, "commissioning")
+        .await
+        .expect("the stand-in owns org.bunkeros.Site1");
+
+    // The very first start: the root cannot be signed in lockdown, so there is none yet.
+    let ready = appliance.start();
+    assert!(ready.starts_with("lockdown: "), "{ready}");
+    let trust = appliance.proxy().await;
+    let before = status(&trust).await;
+    assert!(before["ca"].is_null(), "no CA certificate yet: {before}");
+    assert!(trust.root_certificate().await.is_err(), "no root yet");
+
+    // The site leaves lockdown: trustd makes its root without a restart, and issues.
+    sited.set(SiteState::Normal, "").await.unwrap();
+    let line = status_line_starting(&mut appliance, "ready: ");
+    assert!(line.contains("BunkerOS Site CA"), "{line}");
+    let after = status(&trust).await;
+    assert_eq!(after["ca"]["kind"], "root", "{after}");
+    trust
+        .issue(&csr(&["web.bunker.test"]), "service", "")
+        .await
+        .expect("issuance works once the root exists");
+    appliance.stop();
+}
