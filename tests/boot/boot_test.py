@@ -416,9 +416,11 @@ def judge_key_blob(c, image_dir, f, guest_tpm, log_dir):
 
 
 def last_line(text):
-    """The line of a tool's output that says what happened (tpm2-tools ends with a summary)."""
+    """The line of a tool's output that says what happened: the TPM's own error when there is
+    one (`ERROR: Esys_…(0x…) - tpm:…`), else the last line."""
     lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-2] if len(lines) > 1 and lines[-1].startswith("ERROR: Unable to run") else (lines[-1] if lines else "")
+    tpm = [line for line in lines if line.startswith("ERROR: Esys_") or line.startswith("ERROR: Eys_")]
+    return tpm[-1] if tpm else (lines[-1] if lines else "")
 
 
 def print_security_tables(selftest_text):
