@@ -12,6 +12,9 @@
 //! bilateral agreements: [`peering`] (one per peer hub) with the [`grant`] each peer receives.
 //! [`config`] reads `hubd.toml` and the peering files. None of these modules touches a socket,
 //! D-Bus or the clock: the daemon's edges pass time and bytes in.
+//!
+//! Apart from the control plane, [`links`]: the QUIC connections to the direct peers (mutual TLS
+//! against each peer's pinned root, keep-alives, RTT, loss detection), reported as events.
 
 pub mod advertisement;
 pub mod config;
@@ -20,6 +23,7 @@ pub mod hub_certificate;
 pub mod hub_id;
 pub mod jurisdiction;
 pub mod link;
+pub mod links;
 pub mod path_policy;
 pub mod path_selection;
 pub mod peering;
