@@ -227,22 +227,57 @@ impl LinkEndpoint {
         Ok(link)
     }
 
-    /// The next link a peer brings up, or why it was refused; `None` once the endpoint is closed.
-    pub async fn accept(&self) -> Option<Result<Link, LinkError>> {
+    /// The next peer knocking, or `None` once the endpoint is closed. Admit each
+    /// [`IncomingLink`] on its own task, so that a slow or hostile peer delays only itself.
+    pub async fn accept(&self) -> Option<IncomingLink> {
         let incoming = self.endpoint.accept().await?;
-        let admitted = within(self.timing.handshake_timeout, self.admit(incoming)).await;
-        if let Ok(link) = &admitted {
-            keepalive::monitor(
-                link.connection.clone(),
-                link.key.clone(),
-                self.timing,
-                self.events.clone(),
-            );
-        }
-        Some(admitted)
+        Some(IncomingLink {
+            incoming,
+            peers: Arc::clone(&self.peers),
+            timing: self.timing,
+            events: self.events.clone(),
+        })
     }
 
-    async fn admit(&self, incoming: Incoming) -> Result<Link, LinkError> {
+    /// Closes every link and stops accepting; peers see the links close at once.
+    pub fn close(&self) {
+        self.endpoint.close(CLOSE_NORMAL, b"hub stopping");
+    }
+
+    /// Waits until every connection of the endpoint is gone (after [`close`](Self::close)).
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// A peer knocking on the endpoint: its handshake and hello are still to be checked.
+#[derive(Debug)]
+pub struct IncomingLink {
+    incoming: Incoming,
+    peers: Arc<Peers>,
+    timing: LinkTiming,
+    events: EventSink,
+}
+
+impl IncomingLink {
+    /// Where the peer knocks from.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.incoming.remote_address()
+    }
+
+    /// Completes the handshake and the hello: the link, or why the peer was refused. Gives up
+    /// after the timing's handshake timeout.
+    pub async fn admit(self) -> Result<Link, LinkError> {
+        let (timing, events) = (self.timing, self.events.clone());
+        let link = within(timing.handshake_timeout, self.handshake()).await?;
+        keepalive::monitor(link.connection.clone(), link.key.clone(), timing, events);
+        Ok(link)
+    }
+
+    async fn handshake(self) -> Result<Link, LinkError> {
+        let Self {
+            incoming, peers, ..
+        } = self;
         let connection = incoming
             .await
             .map_err(|error| LinkError::Refused(LinkRefusal::from_handshake(&error)))?;
@@ -252,9 +287,9 @@ impl LinkEndpoint {
             .map(|chain| *chain)
             .unwrap_or_default();
         let now = Timestamp::from(SystemTime::now());
-        let peer = identify_client(&chain, &self.peers, now)
-            .map_err(|refusal| refuse(&connection, refusal))?;
-        let (send, mut recv) = connection
+        let peer =
+            identify_client(&chain, &peers, now).map_err(|refusal| refuse(&connection, refusal))?;
+        let (mut send, mut recv) = connection
             .accept_bi()
             .await
             .map_err(|error| refused(None, &error))?;
@@ -270,7 +305,7 @@ impl LinkEndpoint {
             ));
         }
         let number = u16::from_be_bytes([rest[1], rest[2]]);
-        let agreed = self.peers.get(&peer).and_then(|agreement| {
+        let agreed = peers.get(&peer).and_then(|agreement| {
             agreement
                 .links()
                 .iter()
@@ -283,21 +318,10 @@ impl LinkEndpoint {
                 LinkRefusal::UnknownLink { peer, link: number },
             ));
         };
-        let mut send = send;
         send.write_all(&[HELLO_ACCEPTED])
             .await
             .map_err(|_| lost(&connection))?;
         Ok(Link::new(connection, LinkKey { peer, link }, send, recv))
-    }
-
-    /// Closes every link and stops accepting; peers see the links close at once.
-    pub fn close(&self) {
-        self.endpoint.close(CLOSE_NORMAL, b"hub stopping");
-    }
-
-    /// Waits until every connection of the endpoint is gone (after [`close`](Self::close)).
-    pub async fn wait_idle(&self) {
-        self.endpoint.wait_idle().await;
     }
 }
 

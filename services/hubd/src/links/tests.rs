@@ -22,6 +22,7 @@ fn patient() -> LinkTiming {
     LinkTiming {
         idle_timeout: Duration::from_secs(5),
         rtt_report: Duration::from_millis(20),
+        handshake_timeout: GUARD * 3,
         ..LinkTiming::default()
     }
 }
@@ -111,7 +112,12 @@ async fn connect(
     let peer = hub(peer);
     guarded(async {
         tokio::join!(dialer.dial(&peer, link(id)), async {
-            acceptor.accept().await.expect("endpoint open")
+            acceptor
+                .accept()
+                .await
+                .expect("endpoint open")
+                .admit()
+                .await
         })
     })
     .await
@@ -395,7 +401,7 @@ async fn a_client_without_a_certificate_is_refused() {
         .unwrap();
     let (accepted, _client) = guarded(async {
         tokio::join!(
-            async { lisbon.accept().await.expect("endpoint open") },
+            async { lisbon.accept().await.expect("endpoint open").admit().await },
             async {
                 // The client may see its handshake complete before the server refuses it.
                 if let Ok(connection) = connecting.await {
@@ -409,6 +415,40 @@ async fn a_client_without_a_certificate_is_refused() {
         accepted.unwrap_err().refusal(),
         Some(&LinkRefusal::NoCertificate)
     );
+}
+
+#[tokio::test]
+async fn a_peer_that_stalls_its_hello_delays_only_itself() {
+    let mut pair = Pair::new();
+    let madrid_1 = pair.madrid.hub("madrid-1");
+    let (madrid, _madrid_events) = pair.madrid(&madrid_1, patient());
+    let (lisbon, _lisbon_events) = pair.lisbon(&pair.lisbon.hub("lisbon-1"), patient());
+    // Madrid's own certificate, but a client that completes TLS and never sends the hello.
+    let verifier =
+        peer_verifier::HubServerVerifier::new(pair.lisbon.root().clone(), hub("lisbon-1"));
+    let mut tls =
+        appliance::tls::client_config(madrid_1.identity(), &pair.lisbon.pinned()).unwrap();
+    tls.dangerous().set_certificate_verifier(Arc::new(verifier));
+    tls.alpn_protocols = vec![LINK_ALPN.to_vec()];
+    let config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+    let staller = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stalled = guarded(async {
+        let connecting = staller
+            .connect_with(config, pair.lisbon_address, "lisbon-1")
+            .unwrap();
+        let knocking = lisbon.accept().await.expect("endpoint open");
+        let admission = tokio::spawn(knocking.admit());
+        (connecting.await.unwrap(), admission)
+    })
+    .await;
+    // While that admission waits, a real link comes up on the same endpoint.
+    let (dialed, accepted) = connect(&madrid, "lisbon-1", 1, &lisbon).await;
+    assert_eq!(accepted.unwrap().key(), &key("madrid-1", 1));
+    assert_eq!(dialed.unwrap().key(), &key("lisbon-1", 1));
+    assert!(!stalled.1.is_finished());
+    stalled.0.close(quinn::VarInt::from_u32(0), b"done");
+    let refused = guarded(stalled.1).await.unwrap();
+    assert!(refused.is_err());
 }
 
 #[tokio::test]
