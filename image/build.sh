@@ -91,7 +91,10 @@ mkdir -p "$work"
 export BUNKER_RELEASE_KEY=$release_key BUNKER_RELEASE_TOOL=$release_tool
 export BUNKER_RELEASE_PUBKEY=$work/release-key.pem
 inputs=$( (cd "$repo" && find image -type f -print0 | sort -z | xargs -0 sha256sum
-    sha256sum "$profile_file" target/release/{trustd,hubd,minerd,sited,updated,bunkerctl,bunkeros-release} 2>/dev/null
+    sha256sum "$profile_file" target/release/{trustd,bunkerctl,bunkeros-release}
+    for b in hubd minerd sited updated; do
+        if [[ -f image/units/$b.service ]]; then sha256sum "target/release/$b"; fi
+    done
     sha256sum <"$BUNKER_RELEASE_PUBKEY"
     echo "$SOURCE_DATE_EPOCH $BUNKER_VERSION $mode") | sha256sum | cut -d' ' -f1)
 if ((!force)) && [[ -f $out/bunkeros.img ]] && grep -qx "inputs=$inputs" "$out/build-info" 2>/dev/null; then
@@ -103,11 +106,14 @@ staging=$(mktemp -d "$(dirname "$out")/.$(basename "$out").partial.XXXXXX")
 chmod 0755 "$staging"
 trap 'rm -rf "$staging"' EXIT
 
-# Only the binaries that exist go in: services land in the image as their issues land.
+# The binaries of the image: a service goes in together with its unit (image/units/), so a
+# daemon that is still a library with a config checker (hubd today) stays out.
 export BUNKER_BIN_DIR=$work/bin
 rm -rf "$BUNKER_BIN_DIR"; mkdir -p "$BUNKER_BIN_DIR"
 for b in trustd hubd minerd sited updated bunkerctl; do
-    [[ -x $repo/target/release/$b ]] && cp "$repo/target/release/$b" "$BUNKER_BIN_DIR/"
+    if [[ $b == bunkerctl || -f $repo/image/units/$b.service ]]; then
+        cp "$repo/target/release/$b" "$BUNKER_BIN_DIR/"
+    fi
 done
 export BUNKER_MANIFEST=$staging/packages.installed
 
