@@ -14,10 +14,13 @@
 //! D-Bus or the clock: the daemon's edges pass time and bytes in.
 //!
 //! Apart from the control plane, [`links`]: the QUIC connections to the direct peers (mutual TLS
-//! against each peer's pinned root, keep-alives, RTT, loss detection), reported as events.
+//! against each peer's pinned root, keep-alives, RTT, loss detection), reported as events; and
+//! between links and the topology, [`flooding`]: this hub's own advertisement originated from its
+//! links, and every advertisement admitted, stored and forwarded over the links.
 
 pub mod advertisement;
 pub mod config;
+pub mod flooding;
 pub mod grant;
 pub mod hub_certificate;
 pub mod hub_id;

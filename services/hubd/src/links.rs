@@ -23,7 +23,9 @@ use std::fmt;
 use crate::hub_id::HubId;
 use crate::link::LinkId;
 
-pub use endpoint::{IncomingLink, Link, LinkEndpoint, LinkError};
+pub use endpoint::{
+    IncomingLink, Link, LinkCloser, LinkEndpoint, LinkError, LinkReceiver, LinkSender,
+};
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use keepalive::{DownReason, LinkEvent, LinkEvents, LinkTiming};
 pub use peer_verifier::LinkRefusal;

@@ -368,13 +368,23 @@ impl Link {
     /// Receives one frame. A peer announcing a frame over the limit gets the link closed
     /// (reason `frame_too_large`), and this returns [`FrameError::TooLarge`].
     pub async fn recv_frame(&mut self) -> Result<Vec<u8>, FrameError> {
-        let received = frame::read_frame(&mut self.recv).await;
-        if let Err(error @ FrameError::TooLarge { .. }) = &received {
-            tracing::warn!(link = %self.key, "closing the link: {error}");
-            self.connection
-                .close(CLOSE_FRAME_TOO_LARGE, b"frame_too_large");
-        }
-        received
+        receive_frame(&self.key, &self.connection, &mut self.recv).await
+    }
+
+    /// The link as two halves, so that one task can send frames while another waits for them
+    /// (receiving is not cancel-safe: a frame half read would be lost).
+    pub fn split(self) -> (LinkSender, LinkReceiver) {
+        let sender = LinkSender {
+            key: self.key.clone(),
+            connection: self.connection.clone(),
+            send: self.send,
+        };
+        let receiver = LinkReceiver {
+            key: self.key,
+            connection: self.connection,
+            recv: self.recv,
+        };
+        (sender, receiver)
     }
 
     /// Closes the link; the peer sees it go down at once.
@@ -388,6 +398,90 @@ impl Link {
     pub(crate) async fn send_raw(&mut self, bytes: &[u8]) {
         self.send.write_all(bytes).await.unwrap();
     }
+}
+
+/// The sending half of a [`Link`].
+#[derive(Debug)]
+pub struct LinkSender {
+    key: LinkKey,
+    connection: Connection,
+    send: SendStream,
+}
+
+impl LinkSender {
+    /// Which link this is.
+    pub fn key(&self) -> &LinkKey {
+        &self.key
+    }
+
+    /// QUIC's current smoothed RTT estimate.
+    pub fn rtt(&self) -> Duration {
+        self.connection.rtt()
+    }
+
+    /// As [`Link::send_frame`].
+    pub async fn send_frame(&mut self, payload: &[u8]) -> Result<(), FrameError> {
+        frame::write_frame(&mut self.send, payload).await
+    }
+
+    /// Closes the link (both halves); the peer sees it go down at once.
+    pub fn close(&self) {
+        self.connection.close(CLOSE_NORMAL, b"link closed");
+    }
+
+    /// A handle that can close the link while this half is busy sending.
+    pub fn closer(&self) -> LinkCloser {
+        LinkCloser {
+            connection: self.connection.clone(),
+        }
+    }
+}
+
+/// Closes a link from wherever it is held (see [`LinkSender::closer`]).
+#[derive(Debug, Clone)]
+pub struct LinkCloser {
+    connection: Connection,
+}
+
+impl LinkCloser {
+    /// Closes the link; the peer sees it go down at once.
+    pub fn close(&self) {
+        self.connection.close(CLOSE_NORMAL, b"link closed");
+    }
+}
+
+/// The receiving half of a [`Link`].
+#[derive(Debug)]
+pub struct LinkReceiver {
+    key: LinkKey,
+    connection: Connection,
+    recv: RecvStream,
+}
+
+impl LinkReceiver {
+    /// Which link this is.
+    pub fn key(&self) -> &LinkKey {
+        &self.key
+    }
+
+    /// As [`Link::recv_frame`].
+    pub async fn recv_frame(&mut self) -> Result<Vec<u8>, FrameError> {
+        receive_frame(&self.key, &self.connection, &mut self.recv).await
+    }
+}
+
+/// One frame from `recv`; a frame over the bound closes the connection (`frame_too_large`).
+async fn receive_frame(
+    key: &LinkKey,
+    connection: &Connection,
+    recv: &mut RecvStream,
+) -> Result<Vec<u8>, FrameError> {
+    let received = frame::read_frame(recv).await;
+    if let Err(error @ FrameError::TooLarge { .. }) = &received {
+        tracing::warn!(link = %key, "closing the link: {error}");
+        connection.close(CLOSE_FRAME_TOO_LARGE, b"frame_too_large");
+    }
+    received
 }
 
 /// The roots of every peer, each once (several peers of one site pin the same root).
