@@ -4,8 +4,9 @@
 //! The steps, and why in this order:
 //! 1. refuse in lockdown, after a write failure, or while sealed — before touching anything;
 //! 2. parse and check the request (hostile input; refusals change nothing);
-//! 3. the CA checks names, profile and lifetime, reserves a serial in the store *durably*, and
-//!    has the TPM sign ([`crate::ca::CertificateAuthority::issue`]);
+//! 3. the CA checks names, profile and lifetime, takes a serial that the store reserved
+//!    *durably* (many at a time, see [`super::store`]), and has the TPM sign
+//!    ([`crate::ca::CertificateAuthority::issue`]);
 //! 4. append the certificate to the transparency log and wait for the flush;
 //! 5. record it in the store with its log index;
 //! 6. return it.
@@ -14,11 +15,11 @@
 //! certificate that auditors cannot see. What a crash between the steps leaves, and how the
 //! next start settles it, is in [`super::reconcile`].
 //!
-//! If the CA fails after reserving a serial, the serial is abandoned (never reused); if the TPM
-//! refused to sign at all (sealed), no certificate carries it and the reservation is removed,
-//! so a refused issuance leaves the store as it was. A failed log append or store write stops
-//! the authority until a restart checks the state again (`Stopped`), because the state on disk
-//! is then not known for certain.
+//! If the CA fails after it was given a serial, the serial is abandoned (never reused); if the
+//! TPM refused to sign at all (sealed), no certificate carries it and it is handed back for the
+//! next issuance, so a refused issuance leaves the store as it was. A failed log append or
+//! store write stops the authority until a restart checks the state again (`Stopped`), because
+//! the state on disk is then not known for certain.
 //!
 //! Tree heads are not signed per certificate: that would double the TPM work of every issuance
 //! (the TPM is the bottleneck). The log entry is durable before the certificate is returned,
@@ -110,9 +111,9 @@ impl Authority {
         })
     }
 
-    /// Settles the serials an issuance reserved before it failed, and returns the error to
-    /// report. A sealed refusal means the TPM signed nothing, so its reservations are removed;
-    /// after any other failure a signature may exist, so they are abandoned for good.
+    /// Settles the serials an issuance was given before it failed, and returns the error to
+    /// report. A sealed refusal means the TPM signed nothing, so they are handed back; after
+    /// any other failure a signature may exist, so they are abandoned for good.
     fn settle_refusal(&self, error: IssueError, reserved: &[CertificateSerial]) -> AuthorityError {
         let settled = match &error {
             _ if reserved.is_empty() => Ok(()),

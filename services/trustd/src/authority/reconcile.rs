@@ -12,11 +12,15 @@
 //! | after the log, before the row     | entry without a row             | row rebuilt from the entry  |
 //! | after the row                     | consistent                      | nothing to do               |
 //!
-//! A serial that was `reserved` is never deleted at start, only abandoned, so no crash can make
-//! a serial drawable again. Everything else is a state no crash produces, and trustd refuses
-//! to start with [`AuthorityError::Integrity`]: a row whose certificate is not at its index in
-//! the log (truncated or swapped log), a signed tree head the log does not contain, a log entry
-//! the CA key did not sign, or one serial in two entries.
+//! Serials are reserved durably in blocks, before any of them is signed with
+//! ([`super::store`]): the unused rest of a block is `reserved` like the serial of an issuance
+//! cut short, and is abandoned with it. A serial that was `reserved` is never deleted at start,
+//! only abandoned, so no crash can make a serial drawable again.
+//!
+//! Everything else is a state no crash produces, and trustd refuses to start with
+//! [`AuthorityError::Integrity`]: a row whose certificate is not at its index in the log
+//! (truncated or swapped log), a signed tree head the log does not contain, a log entry the CA
+//! key did not sign, or one serial in two entries.
 
 use std::collections::HashMap;
 

@@ -192,12 +192,17 @@ impl CertStore {
     /// Records a certificate trustd just logged, and marks its serial issued. The commit is
     /// not flushed: the log entry already is, and rebuilds the row if it is lost.
     pub(super) fn record_issued(&self, new: &NewRecord<'_>) -> Result<(), AuthorityError> {
-        self.write_rebuildable("record an issued certificate", |tx| {
-            let (profile, requester): (Option<String>, Option<String>) = tx.query_row(
-                "UPDATE serials SET state = 'issued' WHERE serial = ?1 RETURNING profile, requester",
-                [new.facts.serial.as_bytes()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
+        self.write_unflushed("record an issued certificate", |tx| {
+            // Statements of the issuance path are cached: compiling them costs as much as
+            // running them.
+            let (profile, requester): (Option<String>, Option<String>) = tx
+                .prepare_cached(
+                    "UPDATE serials SET state = 'issued' WHERE serial = ?1 \
+                     RETURNING profile, requester",
+                )?
+                .query_row([new.facts.serial.as_bytes()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
             insert_certificate(tx, new, profile, requester, false)
         })
     }
@@ -246,8 +251,8 @@ impl CertStore {
     }
 
     /// Marks every serial still `reserved` as `abandoned`; returns how many. Only at start,
-    /// when no issuance is running: such a serial was drawn by a process that died before its
-    /// certificate reached the log.
+    /// when no issuance is running: such a serial was given to an issuance of a process that
+    /// died before the certificate reached the log, or was reserved in a block and never used.
     pub(super) fn abandon_unlogged(&self) -> Result<usize, AuthorityError> {
         self.write("abandon serials that never reached the log", |tx| {
             tx.execute(
@@ -400,25 +405,25 @@ fn insert_certificate(
     recovered: bool,
 ) -> rusqlite::Result<()> {
     let names = serde_json::to_string(&new.facts.names).expect("a list of strings serialises");
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO certificates (serial, log_index, leaf_hash, logged_at_ms, profile, requester,
              common_name, names, not_before, not_after, der, recovered)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            new.facts.serial.as_bytes(),
-            new.log_index as i64,
-            &new.leaf_hash[..],
-            new.logged_at_ms as i64,
-            profile,
-            requester,
-            new.facts.common_name,
-            names,
-            new.facts.not_before.unix_timestamp(),
-            new.facts.not_after.unix_timestamp(),
-            new.der,
-            recovered,
-        ],
-    )?;
+    )?
+    .execute(params![
+        new.facts.serial.as_bytes(),
+        new.log_index as i64,
+        &new.leaf_hash[..],
+        new.logged_at_ms as i64,
+        profile,
+        requester,
+        new.facts.common_name,
+        names,
+        new.facts.not_before.unix_timestamp(),
+        new.facts.not_after.unix_timestamp(),
+        new.der,
+        recovered,
+    ])?;
     Ok(())
 }
 

@@ -9,28 +9,30 @@
 //! **Durability.** The database runs in WAL mode with `synchronous=FULL`: a transaction that
 //! returned is on disk. That matters most for serial reservations, which [`SerialLedger`]
 //! requires to be durable *before* the TPM signs, and for revocations and CRLs, which exist
-//! nowhere else. The one exception is the row recorded after a certificate was logged
-//! (`CertStore::record_issued`): the log entry is already on disk and a lost row is rebuilt
-//! from it at the next start, so that commit skips its `fsync` (the next durable commit, at
-//! the latest the next reservation, carries it to disk). That saves one of the three disk
-//! flushes an issuance would otherwise cost.
+//! nowhere else. Two kinds of write skip the `fsync` (`CertStore::write_unflushed`): the row
+//! recorded after a certificate was logged (`CertStore::record_issued`), which the log entry
+//! already on disk rebuilds if it is lost, and the label saying who asked for a serial (see
+//! `store/serials.rs`). Both survive the death of the process (they are in the kernel's page
+//! cache); only a power cut before the next durable commit can lose them.
 //!
-//! **Serials** go through these states: `reserved` (drawn, durable, not yet known to be in a
-//! certificate) → `issued` (the certificate is in the log) or `abandoned` (never logged:
-//! issuance failed, or the process died first). A row is never deleted except when the TPM
-//! refused to sign at all (`CertStore::release`): then no certificate carries the serial.
-//! `ca` marks the serial of the CA's own self-signed certificate.
+//! **Serials** (`store/serials.rs`) are reserved durably in blocks, so one `fsync` covers many
+//! certificates, and go through these states: `reserved` (drawn, durable, not yet known to be
+//! in a certificate) → `issued` (the certificate is in the log) or `abandoned` (never logged:
+//! issuance failed, or the process stopped or died first — the unused rest of a block with it).
+//! A row is never deleted. `ca` marks the serial of the CA's own self-signed certificate.
 
-use std::collections::HashMap;
+mod serials;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::thread::ThreadId;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::error::AuthorityError;
-use crate::ca::{CertificateSerial, Profile, SerialError, SerialLedger};
+#[cfg(doc)]
+use crate::ca::SerialLedger;
 use crate::translog::{SignedTreeHead, TreeHead};
+pub use serials::SerialState;
 
 /// Name of the database in the state directory.
 pub const STORE_FILE: &str = "certificates.sqlite";
@@ -86,36 +88,6 @@ CREATE TABLE settings (
 ) STRICT;
 ";
 
-/// The state of a serial number in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SerialState {
-    /// Drawn and durable; not (yet) known to be in a logged certificate.
-    Reserved,
-    /// In a certificate in the transparency log.
-    Issued,
-    /// Never in a logged certificate, and never to be used.
-    Abandoned,
-    /// The serial of the CA's own certificate.
-    Ca,
-}
-
-impl SerialState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Reserved => "reserved",
-            Self::Issued => "issued",
-            Self::Abandoned => "abandoned",
-            Self::Ca => "ca",
-        }
-    }
-
-    pub(super) fn parse(text: &str) -> Option<Self> {
-        [Self::Reserved, Self::Issued, Self::Abandoned, Self::Ca]
-            .into_iter()
-            .find(|state| state.as_str() == text)
-    }
-}
-
 /// The CRL as stored: the signed DER and what status reports need without parsing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCrl {
@@ -129,23 +101,18 @@ pub struct StoredCrl {
     pub der: Vec<u8>,
 }
 
-/// Who asked for the serials the current thread reserves, so a row rebuilt from the log after
-/// a crash still knows its profile and requester.
-#[derive(Debug, Default)]
-struct Pending {
-    profile: Option<Profile>,
-    requester: Option<String>,
-    serials: Vec<CertificateSerial>,
-}
-
 /// The SQLite store; see the module documentation.
 pub struct CertStore {
     path: PathBuf,
     db: Mutex<Connection>,
-    /// Reservations made by [`SerialLedger::reserve`] during an issuance, by the thread running
-    /// it: the CA draws the serial inside its own `issue`, and the authority must learn which
-    /// serial that was to settle it if issuance fails.
-    pending: Mutex<HashMap<ThreadId, Pending>>,
+    /// Serials reserved in advance, and those each running issuance was given.
+    serials: serials::Reservations,
+}
+
+impl Drop for CertStore {
+    fn drop(&mut self) {
+        self.abandon_unused();
+    }
 }
 
 impl std::fmt::Debug for CertStore {
@@ -200,99 +167,13 @@ impl CertStore {
         Ok(Self {
             path,
             db: Mutex::new(db),
-            pending: Mutex::new(HashMap::new()),
+            serials: serials::Reservations::default(),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Starts collecting the serials this thread reserves, labelled with who asked; the
-    /// returned scope hands them back.
-    pub(super) fn reservations(
-        &self,
-        profile: Option<Profile>,
-        requester: Option<&str>,
-    ) -> ReservationScope<'_> {
-        let pending = Pending {
-            profile,
-            requester: requester.map(str::to_owned),
-            serials: Vec::new(),
-        };
-        lock(&self.pending).insert(std::thread::current().id(), pending);
-        ReservationScope { store: self }
-    }
-
-    /// Marks reserved `serials` as never used by a logged certificate.
-    pub(super) fn abandon(&self, serials: &[CertificateSerial]) -> Result<(), AuthorityError> {
-        self.set_reserved_state(serials, SerialState::Abandoned)
-    }
-
-    /// Marks reserved `serials` as used by the CA's own certificate.
-    pub(super) fn mark_ca(&self, serials: &[CertificateSerial]) -> Result<(), AuthorityError> {
-        self.set_reserved_state(serials, SerialState::Ca)
-    }
-
-    /// Forgets reserved `serials`: only for serials the TPM refused to sign with, which no
-    /// certificate can carry. A crash before this leaves them `reserved`, and the next start
-    /// abandons them.
-    pub(super) fn release(&self, serials: &[CertificateSerial]) -> Result<(), AuthorityError> {
-        self.write("release unused serial numbers", |tx| {
-            for serial in serials {
-                tx.execute(
-                    "DELETE FROM serials WHERE serial = ?1 AND state = 'reserved'",
-                    [serial.as_bytes()],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
-    fn set_reserved_state(
-        &self,
-        serials: &[CertificateSerial],
-        state: SerialState,
-    ) -> Result<(), AuthorityError> {
-        self.write("settle reserved serial numbers", |tx| {
-            for serial in serials {
-                tx.execute(
-                    "UPDATE serials SET state = ?2 WHERE serial = ?1 AND state = 'reserved'",
-                    params![serial.as_bytes(), state.as_str()],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
-    /// The state of `serial`, if it was ever drawn.
-    pub fn serial_state(
-        &self,
-        serial: &CertificateSerial,
-    ) -> Result<Option<SerialState>, AuthorityError> {
-        let state: Option<String> = self.read("look up a serial number", |db| {
-            db.query_row(
-                "SELECT state FROM serials WHERE serial = ?1",
-                [serial.as_bytes()],
-                |row| row.get(0),
-            )
-            .optional()
-        })?;
-        Ok(state.as_deref().and_then(SerialState::parse))
-    }
-
-    /// How many serials are in each state, for diagnostics and tests.
-    pub fn serial_counts(&self) -> Result<HashMap<SerialState, u64>, AuthorityError> {
-        let rows: Vec<(String, i64)> = self.read("count serial numbers", |db| {
-            let mut statement = db.prepare("SELECT state, count(*) FROM serials GROUP BY state")?;
-            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect()
-        })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(state, count)| Some((SerialState::parse(&state)?, count as u64)))
-            .collect())
     }
 
     /// Whether the site was in lockdown when last told; `false` if never told.
@@ -394,9 +275,10 @@ impl CertStore {
         Ok(value)
     }
 
-    /// Runs `work` in one transaction that is atomic but not flushed to disk on commit: only
-    /// for what the transparency log can rebuild.
-    pub(super) fn write_rebuildable<T>(
+    /// Runs `work` in one transaction that is atomic but not flushed to disk on commit: it
+    /// survives the process being killed, but a power cut before the next durable commit may
+    /// lose it. Only for what the transparency log rebuilds, or whose loss costs a label.
+    pub(super) fn write_unflushed<T>(
         &self,
         action: &'static str,
         work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
@@ -431,55 +313,6 @@ impl CertStore {
             action,
             source,
         }
-    }
-}
-
-impl SerialLedger for CertStore {
-    /// Inserts the serial as `reserved`, durably, labelled with the profile and requester of
-    /// the issuance running on this thread (see `CertStore::reservations`).
-    fn reserve(&self, serial: &CertificateSerial) -> Result<bool, SerialError> {
-        let thread = std::thread::current().id();
-        let (profile, requester) = lock(&self.pending)
-            .get(&thread)
-            .map(|p| (p.profile.map(|p| p.name()), p.requester.clone()))
-            .unwrap_or_default();
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let inserted = self
-            .write("reserve a serial number", |tx| {
-                tx.execute(
-                    "INSERT INTO serials (serial, state, profile, requester, reserved_at)
-                     VALUES (?1, 'reserved', ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
-                    params![serial.as_bytes(), profile, requester, now],
-                )
-            })
-            .map_err(|e| SerialError::Ledger(e.to_string()))?;
-        if inserted == 1
-            && let Some(pending) = lock(&self.pending).get_mut(&thread)
-        {
-            pending.serials.push(*serial);
-        }
-        Ok(inserted == 1)
-    }
-}
-
-/// The serials one thread reserved during one operation; dropping it stops the collection.
-pub(super) struct ReservationScope<'a> {
-    store: &'a CertStore,
-}
-
-impl ReservationScope<'_> {
-    /// The serials reserved since the scope began.
-    pub(super) fn finish(self) -> Vec<CertificateSerial> {
-        lock(&self.store.pending)
-            .remove(&std::thread::current().id())
-            .map(|pending| pending.serials)
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for ReservationScope<'_> {
-    fn drop(&mut self) {
-        lock(&self.store.pending).remove(&std::thread::current().id());
     }
 }
 

@@ -125,6 +125,14 @@ pub trait SerialLedger: Send + Sync {
     /// Records `serial` as used. `Ok(true)` if it was unused, `Ok(false)` if it was already
     /// recorded (the caller draws another), `Err` if the record could not be made.
     fn reserve(&self, serial: &CertificateSerial) -> Result<bool, SerialError>;
+
+    /// A fresh serial for one certificate, already durably reserved. By default one is drawn
+    /// and reserved on the spot ([`assign_serial_from`]); a ledger may instead hand out serials
+    /// it reserved earlier, in a block, provided each goes to one caller only and none that a
+    /// crash left unused is ever handed out again.
+    fn assign(&self) -> Result<CertificateSerial, SerialError> {
+        assign_serial_from(self, CertificateSerial::random)
+    }
 }
 
 /// Serials remembered for the life of the process: for tests, and for one-shot tools whose
@@ -172,14 +180,15 @@ impl SerialLedger for MemorySerialLedger {
     }
 }
 
-/// Draws serials until `ledger` accepts one.
+/// A fresh serial from `ledger` ([`SerialLedger::assign`]).
 pub fn assign_serial(ledger: &dyn SerialLedger) -> Result<CertificateSerial, SerialError> {
-    assign_serial_from(ledger, CertificateSerial::random)
+    ledger.assign()
 }
 
-/// [`assign_serial`] with the source of candidates given (tests use a broken one).
-pub fn assign_serial_from(
-    ledger: &dyn SerialLedger,
+/// Draws serials until `ledger` accepts one, at most [`SERIAL_ATTEMPTS`] (tests give a broken
+/// source of candidates).
+pub fn assign_serial_from<L: SerialLedger + ?Sized>(
+    ledger: &L,
     mut draw: impl FnMut() -> Result<CertificateSerial, SerialError>,
 ) -> Result<CertificateSerial, SerialError> {
     for _ in 0..SERIAL_ATTEMPTS {
