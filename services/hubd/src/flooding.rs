@@ -7,8 +7,8 @@
 //!
 //! - **Origination**: this hub's advertisement lists the links that are up (neighbour, link
 //!   number, half the link's RTT), vouches for every direct peer, carries no-transit when
-//!   [`Flooding::set_transit`] withdrew transit, a sequence from [`next_sequence`] and an expiry
-//!   [`FloodingSettings::lifetime`] ahead. It is re-originated when a link comes up or goes
+//!   [`Flooding::set_transit`] withdrew transit, a sequence from
+//!   [`crate::advertisement::next_sequence`] and an expiry [`FloodingSettings::lifetime`] ahead. It is re-originated when a link comes up or goes
 //!   down, when transit changes, when a link's latency moves beyond the
 //!   [`LatencyHysteresis`] from what was advertised (not on every RTT sample), when half its
 //!   lifetime has passed, and when another copy of it with a sequence at least as high comes
@@ -18,14 +18,16 @@
 //!   on the link it came from); refused, it is counted by [`Rejection::reason`] and nothing else
 //!   changes. A copy of what is already held (flooding delivers many) is counted as a duplicate,
 //!   not a refusal; an older copy arriving late over a longer path is refused as `stale`, as a
-//!   replay is (the two cannot be told apart). A link that comes up is sent the whole database and this hub's own
-//!   advertisement, so a new or restarted neighbour converges at once.
-//! - **Held back**: an advertisement from a hub nobody vouches for yet ([`held_back`]) waits,
-//!   bounded in count and time, and is admitted when the database changes and it can be.
+//!   replay is (the two cannot be told apart). A link that comes up is sent the whole database
+//!   and this hub's own advertisement, so a new or restarted neighbour converges at once.
+//! - **Held back**: an advertisement from a hub nobody vouches for yet (its voucher is still on
+//!   the way) waits, the newest per origin, bounded in count and time, and is admitted as soon as
+//!   the database changes so that it can be; one that leaves unadmitted counts as `unknown_hub`.
 
 pub mod driver;
 mod held_back;
 pub mod message;
+mod origination;
 
 #[cfg(test)]
 mod tests;
@@ -38,9 +40,10 @@ use appliance::tls::Identity;
 
 use self::held_back::{HeldBack, HoldOutcome};
 use self::message::ControlMessage;
+pub use self::origination::{LatencyHysteresis, OriginationError};
+use self::origination::{own_parts, sign};
 use crate::advertisement::{
-    AdvertisedLink, Advertisement, AdvertisementParts, Flags, InvalidAdvertisement, SignError,
-    SignedAdvertisement, Timestamp, Voucher, next_sequence,
+    AdvertisedLink, Advertisement, Flags, SignedAdvertisement, Timestamp, Voucher,
 };
 use crate::hub_id::HubId;
 use crate::jurisdiction::Jurisdiction;
@@ -49,26 +52,6 @@ use crate::links::{LinkEvent, LinkKey};
 use crate::peering::Peers;
 use crate::topology::{LinkStateDatabase, Topology};
 use crate::trust::{AnchorError, MAX_LIFETIME_SECS, Rejection, TrustPath};
-
-/// When a measured latency is far enough from the advertised one to re-originate: it moved by
-/// more than `percent` of the advertised value and by more than `floor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LatencyHysteresis {
-    /// Relative change, in percent of the advertised latency.
-    pub percent: u64,
-    /// Smallest absolute change that counts.
-    pub floor: Latency,
-}
-
-impl LatencyHysteresis {
-    /// Whether `measured` differs materially from `advertised`.
-    pub fn exceeded(&self, advertised: Latency, measured: Latency) -> bool {
-        let (a, m) = (advertised.as_micros(), measured.as_micros());
-        let change = a.abs_diff(m);
-        change > self.floor.as_micros()
-            && change.saturating_mul(100) > a.saturating_mul(self.percent)
-    }
-}
 
 /// How flooding behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,17 +132,6 @@ pub enum FloodingError {
     /// This hub's first advertisement could not be made.
     #[error("cannot originate this hub's advertisement: {0}")]
     Origination(#[from] OriginationError),
-}
-
-/// Why this hub's advertisement could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum OriginationError {
-    /// The values break a bound (e.g. more links up than an advertisement lists).
-    #[error(transparent)]
-    Invalid(#[from] InvalidAdvertisement),
-    /// The hub key did not sign.
-    #[error(transparent)]
-    Sign(#[from] SignError),
 }
 
 /// What the control plane looks like now.
@@ -563,36 +535,6 @@ impl Flooding {
         self.counters.originated += 1;
         self.own = signed;
     }
-}
-
-/// This hub's advertisement values, without links, transit allowed.
-fn own_parts(
-    own: &HubId,
-    jurisdiction: Jurisdiction,
-    vouchers: &[Voucher],
-    settings: FloodingSettings,
-    previous: Option<u64>,
-    now: SystemTime,
-) -> AdvertisementParts {
-    AdvertisementParts {
-        origin: own.clone(),
-        jurisdiction,
-        flags: Flags::default(),
-        sequence: next_sequence(previous, now),
-        expires_at: Timestamp::from(now).plus_secs(settings.lifetime.as_secs()),
-        links: Vec::new(),
-        vouchers: vouchers.to_vec(),
-    }
-}
-
-fn sign(
-    identity: &Identity,
-    parts: AdvertisementParts,
-) -> Result<SignedAdvertisement, OriginationError> {
-    Ok(SignedAdvertisement::sign(
-        Advertisement::new(parts)?,
-        identity,
-    )?)
 }
 
 fn frame_of(signed: &SignedAdvertisement) -> Arc<[u8]> {
