@@ -119,3 +119,66 @@ impl HeldBack {
         self.waiting.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::LinkId;
+    use crate::testing::{Draft, Site, hub};
+
+    fn from() -> LinkKey {
+        LinkKey {
+            peer: hub("lisbon-1"),
+            link: LinkId::new(1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn newest_per_origin_bounded_in_count_and_time() {
+        let site = Site::new("far");
+        let signed = |id: &str, sequence| {
+            site.hub(id)
+                .sign(Draft::new(id, "BR").sequence(sequence).build())
+        };
+        let t = |secs: u64| Timestamp::from_unix_secs(1_000 + secs);
+        let mut held = HeldBack::new(2, 30);
+        let recife_5 = signed("recife-1", 5);
+        assert_eq!(held.hold(recife_5.clone(), from(), t(0)), HoldOutcome::Held);
+        assert_eq!(held.hold(recife_5, from(), t(1)), HoldOutcome::Duplicate);
+        assert_eq!(
+            held.hold(signed("recife-1", 4), from(), t(1)),
+            HoldOutcome::Older
+        );
+        // A newer one of the same origin replaces it, without taking more room.
+        assert_eq!(
+            held.hold(signed("recife-1", 6), from(), t(2)),
+            HoldOutcome::Held
+        );
+        assert_eq!(
+            held.hold(signed("natal-1", 1), from(), t(3)),
+            HoldOutcome::Held
+        );
+        assert_eq!(held.len(), 2);
+        // Full: the one waiting longest (recife-1, since t(2)) makes room.
+        assert_eq!(
+            held.hold(signed("belem-1", 1), from(), t(4)),
+            HoldOutcome::Evicted
+        );
+        let mut origins: Vec<_> = held
+            .take_all()
+            .into_iter()
+            .map(|waiting| {
+                let origin = waiting.signed.advertisement().origin().to_string();
+                held.put_back(waiting);
+                origin
+            })
+            .collect();
+        origins.sort();
+        assert_eq!(origins, ["belem-1", "natal-1"]);
+        // natal-1 waited 30 s at t(33): gone; belem-1 not yet.
+        assert_eq!(held.expire(t(33)), 1);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held.expire(t(34)), 1);
+        assert_eq!(held.len(), 0);
+    }
+}
