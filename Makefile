@@ -125,10 +125,12 @@ test: lint test-rust test-image-faults test-reproducible test-boot
 
 # Benchmarks: each prints absolute figures and ratios against a baseline measured in the same run.
 bench: deps
-	@echo "==> trustd: issuance against the raw TPM signature rate (swtpm)"
+	@echo "==> trustd: issuance in process against the raw TPM signature rate (swtpm), then memory over BENCH_CERTS (default 5000) more certificates"
 	$(CARGO) bench -p trustd --bench issuance --locked
 	@echo "==> trustd: issuance through D-Bus (org.bunkeros.Trust1) against the raw TPM signature rate"
 	$(CARGO) bench -p trustd --bench dbus_issuance --locked
+	@echo "==> trustd: issuance through ACME (RFC 8555 over TLS 1.3, instant-acme clients, http-01) against the raw TPM signature rate"
+	$(CARGO) bench -p trustd --bench acme_issuance --locked
 	@echo "==> hubd: path computation on a synthetic 1,000-hub graph against plain Dijkstra"
 	$(CARGO) bench -p hubd --bench path_selection --locked
 

@@ -1,133 +1,110 @@
 //! `make bench` for trustd: certificate issuance measured against the raw TPM signature rate in
-//! the same run, on the same software TPM (machines here are noisy: only the ratio travels).
+//! the same run, on the same software TPM (see `common` for how the two are interleaved).
 //!
 //! Baseline: ECDSA P-256 signatures by the CA key, one policy session each — the physical limit,
-//! since every certificate costs exactly one. Measured: `Authority::issue` (CSR checks, serial
-//! reservation, the TPM signature, the transparency-log append with fsync, the store row).
-//! Then trustd's memory after issuing many more certificates.
+//! since every certificate costs exactly one. Measured: `Authority::issue` (CSR checks, a serial
+//! from the durably reserved block, the TPM signature, the transparency-log append with
+//! `fdatasync`, the store row), from one caller and from several at once, with the CPU time
+//! each costs here and in swtpm. Then trustd's memory while it issues many more certificates,
+//! and the comparison once more at the end: does issuance slow as the store and log grow?
 //!
-//! Environment: BENCH_SIGNATURES (default 300) per rate, BENCH_CERTS (default 5000; the issue
-//! asks for 100000 — set it for the full figure, about 10 minutes here).
+//! Environment: BENCH_SIGNATURES (default 300) operations per rate, BENCH_CLIENTS (default 4)
+//! concurrent callers, BENCH_CERTS (default 5000; the issue asks for 100000 — about a quarter of
+//! an hour here) for the memory figure.
 
-use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use appliance::state::StateDir;
-use appliance::testtpm::Swtpm;
-use trustd::authority::{Authority, AuthorityConfig};
-use trustd::ca::{DnsName, IssuancePolicy, Profile, SiteIdentity};
-use trustd::ca_key::CaKey;
-use trustd::tpm::{PolicyMode, TpmCaKey, TpmConnection};
+use std::time::Instant;
 
-const SITE: &str = "bench.bunker.test";
+use common::{CpuUse, Lab, SITE, env_count, openssl_csr, rss_kib, same_run};
+use trustd::authority::Authority;
+use trustd::ca::Profile;
 
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Resident memory of this process in KiB, from /proc.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// A P-256 CSR for a service name under the site, made by openssl as a client would.
-fn csr(dir: &std::path::Path) -> Vec<u8> {
-    let out = dir.join("bench.csr");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args(["-keyout", "/dev/null", "-subj", &format!("/CN=api.{SITE}")])
-        .args(["-addext", &format!("subjectAltName=DNS:api.{SITE}"), "-out"])
-        .arg(&out)
-        .output()
-        .expect("openssl runs (Debian package openssl)");
-    assert!(
-        made.status.success(),
-        "openssl made no CSR: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    std::fs::read(out).expect("the CSR was written")
-}
-
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
+fn issue(authority: &Authority, request: &[u8], count: usize) {
+    for _ in 0..count {
+        authority
+            .issue(request, Profile::Service, None, "bench")
+            .expect("issued");
+    }
 }
 
 fn main() {
     let signatures = env_count("BENCH_SIGNATURES", 300);
+    let clients = env_count("BENCH_CLIENTS", 4);
     let certs = env_count("BENCH_CERTS", 5000);
-    let tpm = Swtpm::start().expect("swtpm starts (Debian package swtpm)");
-    let dir = tempfile::TempDir::new().expect("a temporary directory");
-    let state = StateDir::new(dir.path().join("trustd")).expect("a state directory");
-    let connection = Arc::new(TpmConnection::open_tcti(&tpm.tcti()).expect("the TPM answers"));
-    let mode = PolicyMode::from_current_pcrs(&connection, &[7, 11]).expect("PCRs read");
-    let key = Arc::new(TpmCaKey::create(connection, &state, mode).expect("CA key created"));
+    let lab = Lab::start();
+    let authority = lab.authority();
+    let request = openssl_csr(lab.dir.path(), &format!("api.{SITE}")).into_bytes();
+    issue(&authority, &request, 1);
 
-    println!("trustd issuance benchmark: swtpm, release build, {signatures} operations per rate");
-    let message = b"bunkeros bench message";
-    key.sign(message).expect("warm-up signature");
-    let started = Instant::now();
-    for _ in 0..signatures {
-        key.sign(message).expect("the TPM signs");
-    }
-    let raw = rate(signatures, started.elapsed());
-    println!("  baseline  raw TPM ECDSA P-256 signatures (policy session each)   {raw:8.1} /s");
-
-    let policy = IssuancePolicy::for_site(DnsName::parse(SITE).expect("a valid site domain"));
-    let authority = Authority::open(Arc::clone(&key), state, policy, AuthorityConfig::default())
-        .expect("the authority opens");
-    authority
-        .create_root(&SiteIdentity::new("Bench", "BunkerOS bench").expect("a site identity"))
-        .expect("the root is created");
-    let request = csr(dir.path());
-    let started = Instant::now();
-    for _ in 0..signatures {
-        authority
-            .issue(&request, Profile::Service, None, "bench")
-            .expect("issued");
-    }
-    let issued = rate(signatures, started.elapsed());
     println!(
-        "  measured  Authority::issue (checks, TPM signature, log fsync, store) {issued:8.1} /s   ratio {:.2} of the TPM rate (goal >= 0.90)",
-        issued / raw
+        "trustd issuance benchmark: swtpm, release build, {signatures} operations per rate, raw \
+         TPM signatures interleaved"
     );
+    let swtpm = lab.tpm.pid();
+    let (mut raw_cpu, mut issue_cpu) = (CpuUse::default(), CpuUse::default());
+    same_run(
+        signatures,
+        25,
+        |n| raw_cpu.add(swtpm, || lab.raw_signatures(n)),
+        |n| issue_cpu.add(swtpm, || issue(&authority, &request, n)),
+    )
+    .print("Authority::issue, one caller");
+    same_run(
+        signatures,
+        25 * clients,
+        |n| lab.raw_signatures(n),
+        |n| {
+            std::thread::scope(|scope| {
+                for worker in 0..clients {
+                    let share = n / clients + usize::from(worker < n % clients);
+                    let (authority, request) = (&authority, &request);
+                    scope.spawn(move || issue(authority, request, share));
+                }
+            });
+        },
+    )
+    .print(&format!("Authority::issue, {clients} callers at once"));
+    println!("  (goal: issuance >= 0.90 of the raw TPM rate)");
+    raw_cpu.print("raw TPM signature", signatures);
+    issue_cpu.print("Authority::issue", signatures);
 
+    memory(&authority, &request, certs);
+    // Does issuance slow down as the store and the log grow? The same comparison again.
+    same_run(
+        signatures,
+        25,
+        |n| lab.raw_signatures(n),
+        |n| issue(&authority, &request, n),
+    )
+    .print(&format!("Authority::issue, one caller, after {certs} more"));
+}
+
+/// RSS while `certs` more certificates are issued, at five checkpoints, with the issuance
+/// rate of each stretch (a store or log that slows as it grows shows here).
+fn memory(authority: &Authority, request: &[u8], certs: usize) {
     let before = rss_kib();
-    let started = Instant::now();
-    for _ in 0..certs {
-        authority
-            .issue(&request, Profile::Service, None, "bench")
-            .expect("issued");
+    let first = authority.status().expect("status").log_size;
+    println!(
+        "  memory    RSS {:.1} MiB with {first} certificates issued",
+        before as f64 / 1024.0
+    );
+    let stretch = certs.div_ceil(5);
+    let mut done = 0;
+    while done < certs {
+        let n = stretch.min(certs - done);
+        let started = Instant::now();
+        issue(authority, request, n);
+        done += n;
+        let rss = rss_kib();
+        println!(
+            "            RSS {:.1} MiB after {done} more ({:+.0} B per certificate so far; this \
+             stretch {:.1} /s)",
+            rss as f64 / 1024.0,
+            (rss as f64 - before as f64) * 1024.0 / done as f64,
+            n as f64 / started.elapsed().as_secs_f64()
+        );
     }
-    let after = rss_kib();
-    println!(
-        "  memory    RSS {:.1} MiB before, {:.1} MiB after {certs} more certificates ({:.0} B each; {:.0} s)",
-        before as f64 / 1024.0,
-        after as f64 / 1024.0,
-        (after.saturating_sub(before) * 1024) as f64 / certs.max(1) as f64,
-        started.elapsed().as_secs_f64()
-    );
-    let status = authority
-        .status()
-        .expect("the authority reports its status");
-    println!(
-        "  log       {} entries in the transparency log",
-        status.log_size
-    );
+    let status = authority.status().expect("status");
+    println!("  log       {} entries", status.log_size);
 }
