@@ -3,7 +3,7 @@
 use super::*;
 use crate::tpm::{PolicyError, PolicyMode, PolicyStatus, SealedReason, SignedPcrPolicy};
 
-const POLICY_REF: &[u8] = b"bunkeros-trustd-ca";
+use crate::enrolment::POLICY_REF;
 
 /// A machine with a CA key under an `authorized` policy by `release`.
 fn enrol(machine: &Machine, release: &SigningKey) -> (Arc<TpmConnection>, TpmCaKey) {
@@ -12,16 +12,6 @@ fn enrol(machine: &Machine, release: &SigningKey) -> (Arc<TpmConnection>, TpmCaK
         PolicyMode::authorized(release.verifying_key(), POLICY_REF, &SELECTION, vec![]).unwrap();
     let key = TpmCaKey::create_or_load(Arc::clone(&connection), &machine.state, policy).unwrap();
     (connection, key)
-}
-
-/// What the release tool publishes for the PCR values `connection` reads now.
-fn sign_current(
-    connection: &TpmConnection,
-    signer: &SigningKey,
-    policy_ref: &[u8],
-) -> SignedPcrPolicy {
-    let values = connection.read_pcrs(&SELECTION).unwrap();
-    SignedPcrPolicy::sign(signer, values, policy_ref).unwrap()
 }
 
 #[test]
@@ -37,8 +27,13 @@ fn release_signatures_decide_which_boots_may_use_the_key() {
     assert_eq!(reason, SealedReason::NoSignedPolicy.to_string());
 
     // The release key signs this image's PCR values: the CA works.
-    key.install_signed_policy(&sign_current(&connection, &release, POLICY_REF))
-        .unwrap();
+    key.install_signed_policy(&release_signed(
+        &connection,
+        &release,
+        &SELECTION,
+        POLICY_REF,
+    ))
+    .unwrap();
     sign_and_verify(&key, b"first image");
     assert!(key.policy_satisfied().unwrap());
 
@@ -53,8 +48,13 @@ fn release_signatures_decide_which_boots_may_use_the_key() {
     );
 
     // The release key signs the new values: usable again, same key, no re-enrolment.
-    key.install_signed_policy(&sign_current(&connection, &release, POLICY_REF))
-        .unwrap();
+    key.install_signed_policy(&release_signed(
+        &connection,
+        &release,
+        &SELECTION,
+        POLICY_REF,
+    ))
+    .unwrap();
     sign_and_verify(&key, b"second image");
     assert!(key.policy_satisfied().unwrap());
     assert_eq!(key.public_key_sec1(), &public_key[..]);
@@ -68,7 +68,12 @@ fn a_policy_signed_by_another_key_or_for_another_use_is_refused_by_the_tpm() {
     let (connection, key) = enrol(&machine, &release);
 
     // Signed by somebody else: the PCR values are right, the signature is not the release key's.
-    let forged = sign_current(&connection, &software_key("attacker"), POLICY_REF);
+    let forged = release_signed(
+        &connection,
+        &software_key("attacker"),
+        &SELECTION,
+        POLICY_REF,
+    );
     key.install_signed_policy(&forged).unwrap();
     let reason = sealed_reason(key.sign(b"forged"));
     assert_eq!(reason, SealedReason::NotSignedByReleaseKey.to_string());
@@ -78,20 +83,25 @@ fn a_policy_signed_by_another_key_or_for_another_use_is_refused_by_the_tpm() {
     );
 
     // Signed by the release key, but for another purpose (another policyRef).
-    let other_use = sign_current(&connection, &release, b"bunkeros-disk-unlock");
+    let other_use = release_signed(&connection, &release, &SELECTION, b"bunkeros-disk-unlock");
     key.install_signed_policy(&other_use).unwrap();
     sealed_reason(key.sign(b"other use"));
 
     // A garbled signature over the right values.
-    let mut garbled = sign_current(&connection, &release, POLICY_REF);
+    let mut garbled = release_signed(&connection, &release, &SELECTION, POLICY_REF);
     let last = garbled.signature.len() - 1;
     garbled.signature[last] ^= 0x01;
     key.install_signed_policy(&garbled).unwrap();
     sealed_reason(key.sign(b"garbled"));
 
     // The genuine one still works after all that.
-    key.install_signed_policy(&sign_current(&connection, &release, POLICY_REF))
-        .unwrap();
+    key.install_signed_policy(&release_signed(
+        &connection,
+        &release,
+        &SELECTION,
+        POLICY_REF,
+    ))
+    .unwrap();
     sign_and_verify(&key, b"genuine");
 }
 
@@ -111,7 +121,7 @@ fn signed_policies_must_fit_the_key() {
         })
     );
 
-    let mut not_der = sign_current(&connection, &release, POLICY_REF);
+    let mut not_der = release_signed(&connection, &release, &SELECTION, POLICY_REF);
     not_der.signature = vec![0x30, 0x00];
     assert_eq!(
         key.install_signed_policy(&not_der),
@@ -124,7 +134,12 @@ fn signed_policies_must_fit_the_key() {
     let policy = PolicyMode::from_current_pcrs(&other_connection, &SELECTION).unwrap();
     let pcr_key = TpmCaKey::create_or_load(other_connection, &other.state, policy).unwrap();
     assert_eq!(
-        pcr_key.install_signed_policy(&sign_current(&connection, &release, POLICY_REF)),
+        pcr_key.install_signed_policy(&release_signed(
+            &connection,
+            &release,
+            &SELECTION,
+            POLICY_REF
+        )),
         Err(PolicyError::NotAuthorizedMode)
     );
 }
@@ -134,7 +149,7 @@ fn authorized_keys_survive_restarts_and_reboots() {
     let mut machine = Machine::start();
     let release = software_key("release key");
     let (connection, key) = enrol(&machine, &release);
-    let booted = sign_current(&connection, &release, POLICY_REF);
+    let booted = release_signed(&connection, &release, &SELECTION, POLICY_REF);
     key.install_signed_policy(&booted).unwrap();
     sign_and_verify(&key, b"before");
     let public_key = key.public_key_sec1().to_vec();

@@ -7,7 +7,7 @@ use crate::tpm::{
     SignedPcrPolicy,
 };
 
-const POLICY_REF: &[u8] = b"bunkeros-trustd-ca";
+use crate::enrolment::POLICY_REF;
 
 /// The PCR the release key signs.
 const SIGNED: [u8; 1] = [11];
@@ -28,12 +28,6 @@ fn enrol(machine: &Machine, release: &SigningKey) -> (Arc<TpmConnection>, TpmCaK
     (connection, key)
 }
 
-/// What the image build publishes: this boot's PCR 11, signed.
-fn sign_pcr_11(connection: &TpmConnection, signer: &SigningKey) -> SignedPcrPolicy {
-    let values = connection.read_pcrs(&SIGNED).unwrap();
-    SignedPcrPolicy::sign(signer, values, POLICY_REF).unwrap()
-}
-
 #[test]
 fn a_signed_pcr_11_with_pcr_7_as_enrolled_signs_and_survives_updates() {
     let machine = Machine::start();
@@ -45,7 +39,7 @@ fn a_signed_pcr_11_with_pcr_7_as_enrolled_signs_and_survives_updates() {
     let reason = sealed_reason(key.sign(b"nothing signed yet"));
     assert_eq!(reason, SealedReason::NoSignedPolicy.to_string());
 
-    key.install_signed_policy(&sign_pcr_11(&connection, &release))
+    key.install_signed_policy(&release_signed(&connection, &release, &SIGNED, POLICY_REF))
         .unwrap();
     sign_and_verify(&key, b"first image");
     assert!(key.policy_satisfied().unwrap());
@@ -61,7 +55,7 @@ fn a_signed_pcr_11_with_pcr_7_as_enrolled_signs_and_survives_updates() {
     );
 
     // The new image ships its own signed policy: the same key signs, nothing re-enrolled.
-    key.install_signed_policy(&sign_pcr_11(&connection, &release))
+    key.install_signed_policy(&release_signed(&connection, &release, &SIGNED, POLICY_REF))
         .unwrap();
     sign_and_verify(&key, b"second image");
     assert!(key.policy_satisfied().unwrap());
@@ -74,7 +68,7 @@ fn a_changed_fixed_pcr_seals_the_key_whatever_the_release_signed() {
     let mut machine = Machine::start();
     let release = software_key("release key");
     let (connection, key) = enrol(&machine, &release);
-    let booted = sign_pcr_11(&connection, &release);
+    let booted = release_signed(&connection, &release, &SIGNED, POLICY_REF);
     key.install_signed_policy(&booted).unwrap();
     sign_and_verify(&key, b"before");
 
@@ -88,7 +82,7 @@ fn a_changed_fixed_pcr_seals_the_key_whatever_the_release_signed() {
         PolicyStatus::Sealed(SealedReason::PcrMismatch { pcrs: vec![7] })
     );
     // A release signature cannot help: the release key signs PCR 11 only.
-    key.install_signed_policy(&sign_pcr_11(&connection, &release))
+    key.install_signed_policy(&release_signed(&connection, &release, &SIGNED, POLICY_REF))
         .unwrap();
     sealed_reason(key.sign(b"signed again"));
 
@@ -117,7 +111,7 @@ fn a_policy_signed_by_another_key_is_refused_by_the_tpm() {
     let release = software_key("release key");
     let (connection, key) = enrol(&machine, &release);
 
-    let forged = sign_pcr_11(&connection, &software_key("attacker"));
+    let forged = release_signed(&connection, &software_key("attacker"), &SIGNED, POLICY_REF);
     key.install_signed_policy(&forged).unwrap();
     let reason = sealed_reason(key.sign(b"forged"));
     assert_eq!(reason, SealedReason::NotSignedByReleaseKey.to_string());
@@ -126,7 +120,7 @@ fn a_policy_signed_by_another_key_is_refused_by_the_tpm() {
         PolicyStatus::Sealed(SealedReason::NotSignedByReleaseKey)
     );
 
-    key.install_signed_policy(&sign_pcr_11(&connection, &release))
+    key.install_signed_policy(&release_signed(&connection, &release, &SIGNED, POLICY_REF))
         .unwrap();
     sign_and_verify(&key, b"genuine");
 }
@@ -167,7 +161,7 @@ fn the_state_file_keeps_the_fixed_values_across_restarts() {
     let release = software_key("release key");
     let (connection, key) = enrol(&machine, &release);
     let policy = key.policy().clone();
-    let booted = sign_pcr_11(&connection, &release);
+    let booted = release_signed(&connection, &release, &SIGNED, POLICY_REF);
     key.install_signed_policy(&booted).unwrap();
     sign_and_verify(&key, b"before");
     let public_key = key.public_key_sec1().to_vec();
@@ -230,7 +224,7 @@ fn state_files_from_before_fixed_pcrs_still_load() {
         .expect("the enrolled key");
     assert_eq!(key.policy(), &policy);
     assert!(key.policy().fixed().is_empty());
-    key.install_signed_policy(&sign_pcr_11(&connection, &release))
+    key.install_signed_policy(&release_signed(&connection, &release, &SIGNED, POLICY_REF))
         .unwrap();
     sign_and_verify(&key, b"an old key, as before");
     // Without fixed PCRs nothing binds PCR 7: a change there does not seal such a key.

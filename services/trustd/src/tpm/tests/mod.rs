@@ -103,6 +103,18 @@ fn value(pcr: u8, sha256: Sha256Digest) -> PcrValue {
 }
 
 /// A deterministic P-256 key for tests (the release key is an offline software key).
+/// What the release tool publishes: the PCRs of `selection` as `connection` reads them now,
+/// signed by `signer` for `policy_ref`.
+fn release_signed(
+    connection: &TpmConnection,
+    signer: &SigningKey,
+    selection: &[u8],
+    policy_ref: &[u8],
+) -> super::SignedPcrPolicy {
+    let values = connection.read_pcrs(selection).unwrap();
+    super::SignedPcrPolicy::sign(signer, values, policy_ref).unwrap()
+}
+
 fn software_key(seed: &str) -> SigningKey {
     SigningKey::from_slice(&Sha256::digest(seed.as_bytes())).unwrap()
 }
