@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use appliance::tls::Identity;
+use rustls_pki_types::CertificateDer;
 
 use self::held_back::{HeldBack, HoldOutcome};
 use self::message::ControlMessage;
@@ -141,6 +142,10 @@ pub struct ControlPlaneView {
     pub own: Advertisement,
     /// Every advertisement held from other hubs, by origin.
     pub advertisements: BTreeMap<HubId, Advertisement>,
+    /// The certificate chain (leaf first, site root last) each held advertisement was verified
+    /// with, by origin: what the data plane checks end-to-end handshakes and transit receipts
+    /// against.
+    pub chains: BTreeMap<HubId, Vec<CertificateDer<'static>>>,
     /// The hubs trusted now, and how.
     pub trusted: BTreeMap<HubId, TrustPath>,
     /// The graph for path selection.
@@ -252,6 +257,14 @@ impl Flooding {
                 .map(|held| {
                     let advertisement = held.advertisement();
                     (advertisement.origin().clone(), advertisement.clone())
+                })
+                .collect(),
+            chains: self
+                .database
+                .held()
+                .map(|held| {
+                    let origin = held.advertisement().origin().clone();
+                    (origin, held.signed().chain().to_vec())
                 })
                 .collect(),
             trusted: self.database.trusted(now),

@@ -24,10 +24,10 @@ use crate::hub_id::HubId;
 use crate::link::LinkId;
 
 pub use endpoint::{
-    IncomingLink, Link, LinkCloser, LinkEndpoint, LinkError, LinkReceiver, LinkSender,
+    IncomingLink, Link, LinkCloser, LinkEndpoint, LinkError, LinkReceiver, LinkSender, LinkStreams,
 };
 pub use frame::{FrameError, MAX_FRAME_LEN};
-pub use keepalive::{DownReason, LinkEvent, LinkEvents, LinkTiming};
+pub use keepalive::{DownReason, LinkEvent, LinkEvents, LinkTiming, MAX_CIRCUITS_PER_LINK};
 pub use peer_verifier::LinkRefusal;
 
 /// The ALPN protocol every hub link speaks; a peer offering anything else is refused.

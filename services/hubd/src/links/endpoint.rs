@@ -371,6 +371,15 @@ impl Link {
         receive_frame(&self.key, &self.connection, &mut self.recv).await
     }
 
+    /// Opens and accepts this link's circuit streams (the data plane), beside its control
+    /// stream; valid as long as the link is up, whoever holds the link.
+    pub fn streams(&self) -> LinkStreams {
+        LinkStreams {
+            key: self.key.clone(),
+            connection: self.connection.clone(),
+        }
+    }
+
     /// The link as two halves, so that one task can send frames while another waits for them
     /// (receiving is not cancel-safe: a frame half read would be lost).
     pub fn split(self) -> (LinkSender, LinkReceiver) {
@@ -397,6 +406,42 @@ impl Link {
     #[cfg(test)]
     pub(crate) async fn send_raw(&mut self, bytes: &[u8]) {
         self.send.write_all(bytes).await.unwrap();
+    }
+}
+
+/// The circuit streams of a [`Link`]: each circuit of the data plane is one bidirectional QUIC
+/// stream, opened by the hub that extends the circuit over this link. When the link goes down,
+/// every stream on it fails at once (that is how a circuit learns its link is gone).
+#[derive(Debug, Clone)]
+pub struct LinkStreams {
+    key: LinkKey,
+    connection: Connection,
+}
+
+impl LinkStreams {
+    /// Which link this is.
+    pub fn key(&self) -> &LinkKey {
+        &self.key
+    }
+
+    /// Opens a circuit stream to the peer.
+    pub async fn open(&self) -> Result<(SendStream, RecvStream), ConnectionError> {
+        self.connection.open_bi().await
+    }
+
+    /// The next circuit stream the peer opened; an error once the link is down.
+    pub async fn accept(&self) -> Result<(SendStream, RecvStream), ConnectionError> {
+        self.connection.accept_bi().await
+    }
+
+    /// Whether the link is down (closed, timed out, refused).
+    pub fn is_closed(&self) -> bool {
+        self.connection.close_reason().is_some()
+    }
+
+    /// Waits until the link is down.
+    pub async fn closed(&self) {
+        self.connection.closed().await;
     }
 }
 

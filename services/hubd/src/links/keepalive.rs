@@ -19,6 +19,10 @@ use tokio::sync::mpsc;
 use super::LinkKey;
 use crate::link::Latency;
 
+/// Circuits (data-plane streams) one link carries at once in each direction; a peer opening
+/// more waits (QUIC flow control), it cannot exhaust this hub.
+pub const MAX_CIRCUITS_PER_LINK: u32 = 4096;
+
 /// How a link is kept alive and when it is declared down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkTiming {
@@ -55,10 +59,10 @@ impl LinkTiming {
         transport
             .keep_alive_interval(Some(self.keep_alive))
             .max_idle_timeout(Some(idle))
-            // Links carry one control stream (frames) in each direction; streams for traffic
-            // arrive with the data plane.
+            // One control stream (frames), then one bidirectional stream per circuit of the data
+            // plane in each direction; no unidirectional streams.
             .max_concurrent_uni_streams(VarInt::from_u32(0))
-            .max_concurrent_bidi_streams(VarInt::from_u32(1));
+            .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CIRCUITS_PER_LINK + 1));
         Arc::new(transport)
     }
 }
