@@ -30,6 +30,7 @@ pub mod links;
 pub mod path_policy;
 pub mod path_selection;
 pub mod peering;
+pub mod session_id;
 pub mod topology;
 pub mod trust;
 
