@@ -24,6 +24,7 @@ pub mod flooding;
 pub mod grant;
 pub mod hub_certificate;
 pub mod hub_id;
+pub mod hub_identity;
 pub mod jurisdiction;
 pub mod link;
 pub mod links;
