@@ -27,6 +27,7 @@ pub mod hub_id;
 pub mod hub_identity;
 pub mod jurisdiction;
 pub mod link;
+pub mod link_supervisor;
 pub mod links;
 pub mod path_policy;
 pub mod path_selection;
