@@ -18,10 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use appliance::tls::Identity;
 use p256::ecdsa::Signature;
-use rustls::SignatureScheme;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-use crate::hub_certificate::SpkiFingerprint;
+use crate::hub_certificate::{self, SpkiFingerprint};
 use crate::hub_id::HubId;
 use crate::jurisdiction::Jurisdiction;
 use crate::link::{Latency, LinkId};
@@ -319,6 +318,8 @@ impl Advertisement {
 
 /// An ECDSA P-256 signature as the two 32-byte integers `r ‖ s`, with `s` in the lower half of
 /// the group order (so there is exactly one valid signature value per signing).
+/// Every hub-key signature has this form, advertisements' and transit receipts' alike
+/// ([`hub_certificate::sign_message`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct AdvertisementSignature(pub(crate) [u8; 64]);
 
@@ -352,7 +353,8 @@ pub struct SignedAdvertisement {
     signature: AdvertisementSignature,
 }
 
-/// Why this hub cannot sign an advertisement with its identity.
+/// Why this hub cannot sign an advertisement (or any message, see
+/// [`hub_certificate::sign_message`]) with its identity.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// The chain lacks the site root (a leaf alone), or holds more than [`MAX_CHAIN_LEN`].
@@ -387,20 +389,11 @@ impl SignedAdvertisement {
     pub fn sign(advertisement: Advertisement, identity: &Identity) -> Result<Self, SignError> {
         let chain = identity.chain().to_vec();
         check_chain_shape(&chain)?;
-        let signer = identity
-            .key()
-            .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
-            .ok_or(SignError::NotP256)?;
-        let der = signer
-            .sign(&advertisement.signed_message())
-            .map_err(SignError::Signer)?;
-        let signature = Signature::from_der(&der).map_err(|_| SignError::MalformedSignature)?;
-        let signature = signature.normalize_s().unwrap_or(signature);
-        let bytes: [u8; 64] = signature.to_bytes().into();
+        let signature = hub_certificate::sign_message(identity, &advertisement.signed_message())?;
         Ok(Self {
             advertisement,
             chain,
-            signature: AdvertisementSignature(bytes),
+            signature,
         })
     }
 

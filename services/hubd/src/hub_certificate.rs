@@ -8,18 +8,22 @@
 //!
 //! Chains are checked with rustls-webpki (aws-lc-rs algorithms) against exactly one anchor,
 //! chosen by [`crate::trust`]; signatures with p256. Neither ever consults a system store.
+//! [`sign_message`] is the one place a hub key signs: each kind of message starts with its own
+//! domain prefix (advertisements, transit receipts), so no signature passes for another kind.
 
 use std::fmt;
 
-use p256::ecdsa::VerifyingKey;
+use appliance::tls::Identity;
 use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
+use rustls::SignatureScheme;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::advertisement::{AdvertisementSignature, Timestamp};
+use crate::advertisement::{AdvertisementSignature, SignError, Timestamp};
 use crate::hub_id::HubId;
 
 /// The URI prefix of a hub identity in a certificate.
@@ -166,6 +170,22 @@ pub enum SignatureError {
     /// The signature does not match the message and key.
     #[error("the signature does not verify")]
     Mismatch,
+}
+
+/// Signs `message` with the hub key of `identity` (a PEM key or one held by the TPM): ECDSA
+/// P-256 SHA-256, normalised to low-s. `message` must start with its kind's domain prefix.
+pub fn sign_message(
+    identity: &Identity,
+    message: &[u8],
+) -> Result<AdvertisementSignature, SignError> {
+    let signer = identity
+        .key()
+        .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+        .ok_or(SignError::NotP256)?;
+    let der = signer.sign(message).map_err(SignError::Signer)?;
+    let signature = Signature::from_der(&der).map_err(|_| SignError::MalformedSignature)?;
+    let signature = signature.normalize_s().unwrap_or(signature);
+    Ok(AdvertisementSignature(signature.to_bytes().into()))
 }
 
 /// Checks `signature` over `message` with the key certified by `leaf`.

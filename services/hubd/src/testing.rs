@@ -8,7 +8,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
-use rustls::SignatureScheme;
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
@@ -183,14 +182,7 @@ impl HubCert {
 
 /// A low-s signature over `message` by `hub`'s key.
 pub fn sign_bytes(hub: &HubCert, message: &[u8]) -> AdvertisementSignature {
-    let signer = hub
-        .identity
-        .key()
-        .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
-        .unwrap();
-    let signature = p256::ecdsa::Signature::from_der(&signer.sign(message).unwrap()).unwrap();
-    let signature = signature.normalize_s().unwrap_or(signature);
-    AdvertisementSignature(signature.to_bytes().into())
+    crate::hub_certificate::sign_message(&hub.identity, message).unwrap()
 }
 
 /// A hub id, known valid.
