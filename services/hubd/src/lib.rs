@@ -33,6 +33,7 @@ pub mod path_policy;
 pub mod path_selection;
 pub mod peering;
 pub mod session_id;
+pub mod site_transit;
 pub mod topology;
 pub mod trust;
 
