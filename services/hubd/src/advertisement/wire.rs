@@ -117,6 +117,38 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
+/// What a [`Reader`] refuses, whatever encoding it reads (advertisements here, circuit frames in
+/// [`crate::circuit::wire`]); each decoder's own error takes these in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// The input ends inside this field.
+    Truncated(&'static str),
+    /// A hub id that breaks the hub id rule.
+    HubId {
+        field: &'static str,
+        source: HubIdError,
+    },
+    /// Two bytes that are not an assigned country code.
+    Jurisdiction([u8; 2]),
+    /// A count above its bound.
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+}
+
+impl From<ReadError> for DecodeError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Truncated(what) => Self::Truncated(what),
+            ReadError::HubId { field, source } => Self::HubId { field, source },
+            ReadError::Jurisdiction(code) => Self::Jurisdiction(code),
+            ReadError::TooMany { what, count, max } => Self::TooMany { what, count, max },
+        }
+    }
+}
+
 /// The wire encoding of `signed`.
 pub fn encode(signed: &SignedAdvertisement) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
@@ -157,7 +189,8 @@ pub(crate) fn encode_content(advertisement: &Advertisement, out: &mut Vec<u8>) {
     }
 }
 
-fn put_hub_id(out: &mut Vec<u8>, id: &HubId) {
+/// Appends `id` as one length byte and its ASCII bytes.
+pub(crate) fn put_hub_id(out: &mut Vec<u8>, id: &HubId) {
     out.push(u8::try_from(id.as_str().len()).expect("hub ids are at most 63 bytes"));
     out.extend_from_slice(id.as_str().as_bytes());
 }
@@ -172,7 +205,7 @@ pub fn decode(bytes: &[u8]) -> Result<SignedAdvertisement, DecodeError> {
     if bytes.len() > MAX_ENCODED_LEN {
         return Err(DecodeError::TooLarge { len: bytes.len() });
     }
-    let mut reader = Reader { bytes, pos: 0 };
+    let mut reader = Reader::new(bytes);
     if reader.take(MAGIC.len(), "magic")? != MAGIC {
         return Err(DecodeError::BadMagic);
     }
@@ -190,7 +223,7 @@ pub fn decode(bytes: &[u8]) -> Result<SignedAdvertisement, DecodeError> {
     if signature.to_p256().is_none() {
         return Err(DecodeError::SignatureValue);
     }
-    let rest = bytes.len() - reader.pos;
+    let rest = reader.remaining();
     if rest != 0 {
         return Err(DecodeError::TrailingBytes(rest));
     }
@@ -203,11 +236,7 @@ pub fn decode(bytes: &[u8]) -> Result<SignedAdvertisement, DecodeError> {
 
 fn content(reader: &mut Reader<'_>) -> Result<Advertisement, DecodeError> {
     let origin = reader.hub_id("origin")?;
-    let code: [u8; 2] = reader
-        .take(2, "jurisdiction")?
-        .try_into()
-        .expect("take returned 2 bytes");
-    let jurisdiction = Jurisdiction::from_bytes(code).ok_or(DecodeError::Jurisdiction(code))?;
+    let jurisdiction = reader.jurisdiction("jurisdiction")?;
     let bits = reader.u8("flags")?;
     let flags = Flags::from_bits(bits).ok_or(DecodeError::UnknownFlags(bits))?;
     let sequence = reader.u64("sequence")?;
@@ -251,10 +280,7 @@ fn vouchers(reader: &mut Reader<'_>) -> Result<Vec<Voucher>, DecodeError> {
     let mut vouchers: Vec<Voucher> = Vec::with_capacity(count);
     for _ in 0..count {
         let hub = reader.hub_id("voucher hub")?;
-        let root: [u8; 32] = reader
-            .take(32, "voucher fingerprint")?
-            .try_into()
-            .expect("take returned 32 bytes");
+        let root = reader.array::<32>("voucher fingerprint")?;
         if vouchers.last().is_some_and(|previous| previous.hub > hub) {
             return Err(DecodeError::NotCanonical("vouchers"));
         }
@@ -285,71 +311,90 @@ fn chain(reader: &mut Reader<'_>) -> Result<Vec<CertificateDer<'static>>, Decode
 }
 
 /// A cursor over the input that never reads past its end.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    /// How many bytes are left unread.
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    pub(crate) fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], ReadError> {
         let end = self
             .pos
             .checked_add(len)
             .filter(|end| *end <= self.bytes.len())
-            .ok_or(DecodeError::Truncated(what))?;
+            .ok_or(ReadError::Truncated(what))?;
         let taken = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(taken)
     }
 
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], ReadError> {
         Ok(self
             .take(N, what)?
             .try_into()
             .expect("take returned N bytes"))
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, ReadError> {
         Ok(self.array::<1>(what)?[0])
     }
 
-    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, ReadError> {
         Ok(u16::from_be_bytes(self.array(what)?))
     }
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, ReadError> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, ReadError> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 
     /// A count, refused above `max` before anything is allocated for it.
-    fn count(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError> {
+    pub(crate) fn count(&mut self, what: &'static str, max: usize) -> Result<usize, ReadError> {
         let count = usize::from(self.u16(what)?);
         if count > max {
-            return Err(DecodeError::TooMany { what, count, max });
+            return Err(ReadError::TooMany { what, count, max });
         }
         Ok(count)
     }
 
-    fn hub_id(&mut self, field: &'static str) -> Result<HubId, DecodeError> {
+    /// An assigned ISO 3166-1 alpha-2 code, two bytes.
+    pub(crate) fn jurisdiction(&mut self, what: &'static str) -> Result<Jurisdiction, ReadError> {
+        let code = self.array::<2>(what)?;
+        Jurisdiction::from_bytes(code).ok_or(ReadError::Jurisdiction(code))
+    }
+
+    /// A hub id as [`put_hub_id`] writes it, through [`HubId::parse`].
+    pub(crate) fn hub_id(&mut self, field: &'static str) -> Result<HubId, ReadError> {
         let len = usize::from(self.u8(field)?);
         if len == 0 {
-            return Err(DecodeError::HubId {
+            return Err(ReadError::HubId {
                 field,
                 source: HubIdError::Empty,
             });
         }
         if len > MAX_HUB_ID_LEN {
-            return Err(DecodeError::HubId {
+            return Err(ReadError::HubId {
                 field,
                 source: HubIdError::TooLong(len),
             });
         }
         let bytes = self.take(len, field)?;
         HubId::parse(&String::from_utf8_lossy(bytes))
-            .map_err(|source| DecodeError::HubId { field, source })
+            .map_err(|source| ReadError::HubId { field, source })
     }
 }
