@@ -20,6 +20,7 @@
 
 pub mod advertisement;
 pub mod config;
+pub mod daemon;
 pub mod flooding;
 pub mod grant;
 pub mod hub_certificate;
@@ -29,6 +30,7 @@ pub mod jurisdiction;
 pub mod link;
 pub mod link_supervisor;
 pub mod links;
+pub mod metrics;
 pub mod path_policy;
 pub mod path_selection;
 pub mod peering;

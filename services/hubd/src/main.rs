@@ -1,9 +1,8 @@
 //! `hubd`: secure hub routing between BunkerOS sites.
 //!
-//! Wiring only. The crate holds hubd's control plane (peering, signed advertisements, trust,
-//! topology, path selection); the binary checks a hub's configuration: `--check-config` reads
-//! `hubd.toml` and every peering file, and prints what it read or every problem as
-//! FILE:LINE:COLUMN: sentence (exit status 78). It is required: there is no daemon mode yet.
+//! Wiring only: the command line, the configuration and the peering files (refused with exit
+//! status 78 before anything starts: every problem as FILE:LINE:COLUMN: sentence), logging, then
+//! [`hubd::daemon::run`]. `--check-config` reads everything, prints what it read and exits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// BunkerOS secure hub routing: bilateral peering with pinned site roots, signed link-state
-/// advertisements, paths chosen by jurisdiction. Checks a hub's configuration and peering files.
+/// advertisements, paths chosen by jurisdiction.
 #[derive(Debug, Parser)]
 #[command(name = "hubd", version, about, long_about = None)]
 struct Cli {
@@ -22,21 +21,46 @@ struct Cli {
 
     /// Check hubd.toml and the peering files and exit: prints what was read (status 0) or
     /// every problem as FILE:LINE:COLUMN: sentence (status 78)
-    #[arg(long, required = true)]
+    #[arg(long)]
     check_config: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    debug_assert!(cli.check_config, "clap requires --check-config");
-    match hubd::config::load(cli.config.as_deref()) {
-        Ok(setup) => {
-            print!("{}", setup.report());
-            ExitCode::SUCCESS
-        }
+    if !cli.check_config {
+        appliance::logging::init(hubd::config::SERVICE);
+    }
+    let setup = match hubd::config::load(cli.config.as_deref()) {
+        Ok(setup) => setup,
         Err(error) => {
             eprintln!("{error}");
-            error.exit_code()
+            return error.exit_code();
+        }
+    };
+    if cli.check_config {
+        print!("{}", setup.report());
+        return ExitCode::SUCCESS;
+    }
+    for line in setup.report().lines() {
+        tracing::info!("{line}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hubd")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hubd: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(hubd::daemon::run(setup)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("hubd: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -57,10 +81,7 @@ mod tests {
         assert_eq!(cli.config, Some(PathBuf::from("/x.toml")));
         assert!(cli.check_config);
         assert!(Cli::try_parse_from(["hubd", "--config"]).is_err());
-        assert!(
-            Cli::try_parse_from(["hubd"]).is_err(),
-            "--check-config is required"
-        );
+        assert!(!Cli::try_parse_from(["hubd"]).unwrap().check_config);
         assert!(Cli::try_parse_from(["hubd", "--bogus"]).is_err());
     }
 }

@@ -163,6 +163,23 @@ impl LinkEvents {
     pub async fn next(&mut self) -> Option<LinkEvent> {
         self.0.recv().await
     }
+
+    /// The events of several endpoints (a hub listening on several addresses) as one stream,
+    /// each endpoint's in order. Must be called inside a tokio runtime.
+    pub fn merge(all: Vec<LinkEvents>) -> LinkEvents {
+        let (sender, merged) = mpsc::channel(EVENT_QUEUE);
+        for mut events in all {
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.next().await {
+                    if sender.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        LinkEvents(merged)
+    }
 }
 
 /// The sending side, held by the endpoint and each link's monitor.

@@ -1,0 +1,243 @@
+//! The daemon's life: start in order, say `READY=1` once the hub has its identity and listens,
+//! keep the status current, stop cleanly.
+//!
+//! Start: state directory → the site's state from sited ([`SiteTransit`], so the first
+//! advertisement already says "no transit" in a lockdown) → the hub identity
+//! ([`hub_identity`]: from trustd, retried with the reason in `STATUS=` while trustd cannot issue,
+//! or from PEM files) → one [`LinkEndpoint`] per `hub.listen` address → flooding → the link
+//! supervisor (accept, dial, redial) → metrics → `READY=1`.
+//!
+//! Running: links that come up go to flooding; sited's decisions set transit; every [`TICK`] the
+//! main loop reads the control plane, refreshes the metrics and, when it changed, the status
+//! line (`hub madrid-1 (ES): 2/3 links up, 5 hubs trusted, transit offered`), and beats the
+//! watchdog.
+//!
+//! Stop: SIGTERM → `STOPPING=1` → links closed (peers see them go at once) → exit 0.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use appliance::dbus::Bus;
+use appliance::metrics::MetricsEndpoint;
+use appliance::state::StateDir;
+use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{HubdSetup, SERVICE};
+use crate::flooding::driver::FloodingHandle;
+use crate::flooding::{ControlPlaneView, Flooding, FloodingSettings};
+use crate::hub_id::HubId;
+use crate::hub_identity::{self, HubIdentity};
+use crate::link_supervisor::LinkSupervisor;
+use crate::links::{Link, LinkEndpoint, LinkEvents, LinkTiming};
+use crate::metrics::HubMetrics;
+use crate::site_transit::{SiteTransit, TransitDecision};
+
+/// How often the main loop wakes: refreshes metrics and status, beats the watchdog.
+pub const TICK: Duration = Duration::from_secs(1);
+/// How long a hub waits before asking trustd for its certificate again.
+pub const IDENTITY_RETRY: Duration = Duration::from_secs(10);
+/// How long the stop waits for the links to close.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs hubd until SIGTERM or SIGINT. The configuration was loaded and checked by `main`.
+pub async fn run(setup: HubdSetup) -> Result<()> {
+    let notifier = Notifier::new();
+    let shutdown = ShutdownSignal::install(notifier).context("installing the stop handlers")?;
+    let cancel = shutdown.token();
+    let config = &setup.config;
+    let own = config.hub.id.clone().expect("validated: hub.id");
+    let jurisdiction = config
+        .hub
+        .jurisdiction
+        .expect("validated: hub.jurisdiction");
+    let state = StateDir::from_env(SERVICE).context("opening hubd's state directory")?;
+
+    let site = SiteTransit::follow(Bus::System, state)
+        .await
+        .context("following the site's state from sited (org.bunkeros.Site1)")?;
+    let mut transit = site.decisions();
+
+    let Some(identity) = obtain_identity(&setup, &own, &notifier, &cancel).await else {
+        return Ok(());
+    };
+    tracing::info!(
+        "hub {own} ({jurisdiction}) speaks with the certificate from {}",
+        identity.source
+    );
+
+    let peers = setup.peers.clone();
+    let mut endpoints = Vec::new();
+    let mut all_events = Vec::new();
+    for &address in &config.hub.listen {
+        let (endpoint, events) = LinkEndpoint::bind(
+            address,
+            identity.identity.clone(),
+            peers.clone(),
+            LinkTiming::default(),
+        )
+        .with_context(|| format!("cannot listen for links on {address} (hub.listen)"))?;
+        tracing::info!("accepting links on {}", endpoint.local_addr()?);
+        endpoints.push(Arc::new(endpoint));
+        all_events.push(events);
+    }
+
+    let mut flooding = Flooding::new(
+        identity.identity.clone(),
+        jurisdiction,
+        &peers,
+        FloodingSettings::default(),
+        SystemTime::now(),
+    )
+    .context("starting the control plane")?;
+    let first = transit.borrow_and_update().clone();
+    if !first.transit() {
+        flooding.set_transit(false, SystemTime::now());
+    }
+    let flooding = FloodingHandle::spawn(flooding, LinkEvents::merge(all_events));
+
+    let (links_up, mut arriving) = mpsc::channel::<Link>(64);
+    let supervisor = LinkSupervisor::start(&endpoints, &peers, links_up, cancel.clone());
+
+    let mut registry = Registry::default();
+    let metrics = HubMetrics::register(&mut registry);
+    let endpoint = MetricsEndpoint::bind(config.metrics.listen.get(), Arc::new(registry))
+        .await
+        .context("starting the metrics endpoint (metrics.listen)")?;
+    tracing::info!("serving metrics on {}", endpoint.local_addr());
+    let metrics_task = tokio::spawn(endpoint.serve(cancel.clone()));
+
+    let configured: usize = peers.iter().map(|agreement| agreement.links().len()).sum();
+    let status = Status {
+        own: own.clone(),
+        configured,
+        transit: first,
+    };
+    let view = flooding.view().await.context("the control plane stopped")?;
+    let mut line = status.line(&view);
+    notifier
+        .ready(&line)
+        .context("telling systemd that hubd is ready")?;
+    tracing::info!("READY=1; status: {line}");
+
+    let heartbeat = Heartbeat::new();
+    let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
+    let mut status = status;
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut following_site = true;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            Some(link) = arriving.recv() => {
+                if flooding.add_link(link).await.is_err() {
+                    anyhow::bail!("the control plane stopped");
+                }
+                continue;
+            }
+            changed = transit.changed(), if following_site => {
+                if changed.is_err() {
+                    tracing::error!("the watch of sited's site state ended; transit stays as it is");
+                    following_site = false;
+                    continue;
+                }
+                let decision = transit.borrow_and_update().clone();
+                if flooding.set_transit(decision.transit()).await.is_err() {
+                    anyhow::bail!("the control plane stopped");
+                }
+                status.transit = decision;
+            }
+            _ = ticker.tick() => {}
+        }
+        let view = flooding.view().await.context("the control plane stopped")?;
+        metrics.observe(&view, &supervisor.counters(), configured);
+        let fresh = status.line(&view);
+        if fresh != line {
+            tracing::info!("status: {fresh}");
+            if let Err(error) = notifier.status(&fresh) {
+                tracing::warn!(%error, "cannot tell systemd the status");
+            }
+            line = fresh;
+        }
+        heartbeat.beat();
+    }
+
+    // STOPPING=1 was sent by the signal handler.
+    for endpoint in &endpoints {
+        endpoint.close();
+    }
+    let stopped = async {
+        flooding.stop().await;
+        supervisor.stopped().await;
+        for endpoint in &endpoints {
+            endpoint.wait_idle().await;
+        }
+        let _ = metrics_task.await;
+    };
+    if tokio::time::timeout(STOP_TIMEOUT, stopped).await.is_err() {
+        tracing::warn!("links did not close in time");
+    }
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    drop(site);
+    tracing::info!("hubd stopped");
+    Ok(())
+}
+
+/// The hub identity, asking again every [`IDENTITY_RETRY`] while trustd cannot issue it (the
+/// reason is the status line meanwhile); `None` when stopped while waiting. PEM files that do
+/// not make an identity are not retried: `--check-config` refuses them already.
+async fn obtain_identity(
+    setup: &HubdSetup,
+    own: &HubId,
+    notifier: &Notifier,
+    cancel: &CancellationToken,
+) -> Option<HubIdentity> {
+    let source = &setup.config.certificate;
+    loop {
+        match hub_identity::obtain(source, own, &Bus::System).await {
+            Ok(identity) => return Some(identity),
+            Err(error) => {
+                let line = format!("waiting for the hub certificate: {error}");
+                tracing::warn!("{line}; asking again in {IDENTITY_RETRY:?}");
+                if let Err(error) = notifier.status(&line) {
+                    tracing::warn!(%error, "cannot tell systemd the status");
+                }
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            () = tokio::time::sleep(IDENTITY_RETRY) => {}
+        }
+    }
+}
+
+/// What the status line says.
+struct Status {
+    own: HubId,
+    configured: usize,
+    transit: TransitDecision,
+}
+
+impl Status {
+    /// `hub madrid-1 (ES): 2/3 links up, 5 hubs trusted, transit offered`.
+    fn line(&self, view: &ControlPlaneView) -> String {
+        let transit = if view.transit {
+            "transit offered".to_owned()
+        } else {
+            format!("no transit ({})", self.transit.reason)
+        };
+        format!(
+            "hub {} ({}): {}/{} links up, {} hubs trusted, {transit}",
+            self.own,
+            view.own.jurisdiction(),
+            view.links.len(),
+            self.configured,
+            view.trusted.len(),
+        )
+    }
+}
