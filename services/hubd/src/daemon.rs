@@ -35,6 +35,7 @@ use crate::link_supervisor::LinkSupervisor;
 use crate::links::{Link, LinkEndpoint, LinkEvents, LinkTiming};
 use crate::metrics::HubMetrics;
 use crate::site_transit::{SiteTransit, TransitDecision};
+use crate::snapshot::HubSnapshot;
 
 /// How often the main loop wakes: refreshes metrics and status, beats the watchdog.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -118,6 +119,21 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
     };
     let view = flooding.view().await.context("the control plane stopped")?;
     let mut line = status.line(&view);
+    let snapshot_parts = SnapshotParts {
+        own: own.clone(),
+        peers: Arc::new(peers.clone()),
+        policies: Arc::new(
+            config
+                .path_policies()
+                .into_iter()
+                .map(|(name, policy)| (name.to_owned(), policy))
+                .collect(),
+        ),
+        certificate_source: identity.source.clone(),
+        certificate_not_after: identity.not_after,
+    };
+    let (snapshots, _first_reader) =
+        tokio::sync::watch::channel(Arc::new(snapshot_parts.take(view, &status.transit)));
     notifier
         .ready(&line)
         .context("telling systemd that hubd is ready")?;
@@ -155,6 +171,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         let view = flooding.view().await.context("the control plane stopped")?;
         metrics.observe(&view, &supervisor.counters(), configured);
         let fresh = status.line(&view);
+        snapshots.send_replace(Arc::new(snapshot_parts.take(view, &status.transit)));
         if fresh != line {
             tracing::info!("status: {fresh}");
             if let Err(error) = notifier.status(&fresh) {
@@ -212,6 +229,30 @@ async fn obtain_identity(
         tokio::select! {
             () = cancel.cancelled() => return None,
             () = tokio::time::sleep(IDENTITY_RETRY) => {}
+        }
+    }
+}
+
+/// What a snapshot holds that does not change while the daemon runs.
+struct SnapshotParts {
+    own: HubId,
+    peers: Arc<crate::peering::Peers>,
+    policies: Arc<std::collections::BTreeMap<String, crate::path_policy::PathPolicy>>,
+    certificate_source: String,
+    certificate_not_after: SystemTime,
+}
+
+impl SnapshotParts {
+    fn take(&self, view: ControlPlaneView, transit: &TransitDecision) -> HubSnapshot {
+        HubSnapshot {
+            own: self.own.clone(),
+            view,
+            peers: Arc::clone(&self.peers),
+            policies: Arc::clone(&self.policies),
+            transit: transit.clone(),
+            certificate_source: self.certificate_source.clone(),
+            certificate_not_after: self.certificate_not_after,
+            taken_at: SystemTime::now(),
         }
     }
 }

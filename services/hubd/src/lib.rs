@@ -36,6 +36,7 @@ pub mod path_selection;
 pub mod peering;
 pub mod session_id;
 pub mod site_transit;
+pub mod snapshot;
 pub mod topology;
 pub mod trust;
 
