@@ -141,6 +141,12 @@ impl Trust1 {
         let requester = requester(connection, &header).await?;
         let profile =
             Profile::from_str(&profile).map_err(|e| TrustError::InvalidRequest(e.to_string()))?;
+        let uid = caller_uid(connection, &header).await?;
+        let passwd = std::fs::read_to_string(PASSWD).unwrap_or_default();
+        if let Err(refusal) = service_may_issue(user_name(&passwd, uid), profile) {
+            self.metrics.count_request("Issue", "access_denied");
+            return Err(refusal);
+        }
         let lifetime = parse_lifetime(&lifetime)?;
         self.call("Issue", move |authority| {
             let issued = authority.issue(
@@ -334,6 +340,19 @@ async fn caller_uid(connection: &Connection, header: &Header<'_>) -> Result<u32,
         .get_connection_unix_user(sender.clone().into())
         .await
         .map_err(|e| TrustError::Failed(format!("cannot learn the caller's uid: {e}")))
+}
+
+/// Services that may call `Issue` (the bus policy lets them) get only their own profile: hubd
+/// its hub certificate, nothing a person or another service would use. Root and operators are
+/// not limited here.
+fn service_may_issue(caller: Option<&str>, profile: Profile) -> Result<(), TrustError> {
+    match caller {
+        Some("hubd") if profile != Profile::Hub => Err(TrustError::AccessDenied(format!(
+            "hubd may request only `hub` certificates, not `{}`",
+            profile.name()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The name of `uid` in `passwd` (the text of `/etc/passwd`).
@@ -552,6 +571,24 @@ mod tests {
         ] {
             let name = error.name().to_string();
             assert!(trust_errors::ALL.contains(&name.as_str()), "{name}");
+        }
+    }
+
+    #[test]
+    fn hubd_may_issue_only_hub_certificates() {
+        assert!(service_may_issue(Some("hubd"), Profile::Hub).is_ok());
+        for profile in [Profile::Service, Profile::Operator, Profile::Device] {
+            let refused = service_may_issue(Some("hubd"), profile).unwrap_err();
+            assert!(
+                matches!(refused, TrustError::AccessDenied(_)),
+                "{profile:?}"
+            );
+        }
+        for caller in [Some("root"), Some("alice"), None] {
+            assert!(
+                service_may_issue(caller, Profile::Service).is_ok(),
+                "{caller:?}"
+            );
         }
     }
 
