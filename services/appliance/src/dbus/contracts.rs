@@ -3,7 +3,7 @@
 //! Services never depend on each other's crates; they meet here. Each service's interface
 //! definitions (`#[zbus::proxy]` traits for its clients, the shared types they carry) are
 //! added beside its address below as that service is built ([`Trust1Proxy`] for trustd,
-//! [`Site1Proxy`] and [`SiteState`] for sited), so a change to a contract is one
+//! [`Hub1Proxy`] for hubd, [`Site1Proxy`] and [`SiteState`] for sited), so a change to a contract is one
 //! reviewed change in one file. Names follow systemd's convention (`org.freedesktop.resolve1`):
 //! a versioned name, and an object path spelled the same way.
 
@@ -125,6 +125,56 @@ pub trait Trust1 {
     /// trust anchor. Returns what was installed (JSON: `kind`, `renewal`, `subject`, `issuer`,
     /// `not_before`, `not_after`, `root_subject`, `root_fingerprint`).
     fn install_chain(&self, chain_pem: &str) -> zbus::Result<String>;
+}
+
+/// `org.bunkeros.Hub1`, hubd's interface at [`HUB`], as its clients call it.
+///
+/// Read-only today: every method answers from the hub's latest snapshot (what the control plane
+/// looked like at its last change or tick), never waiting on the control plane itself. Documents
+/// are JSON strings whose fields are only ever added; times are RFC 3339 (UTC), latencies are
+/// milliseconds (one way, except `rtt_ms`). Refusals are D-Bus errors named in [`hub_errors`]
+/// whose message is a sentence for the operator. The bus policy
+/// (`/usr/share/dbus-1/system.d/org.bunkeros.Hub1.conf`) lets only the `hubd` user own the name
+/// and everyone call.
+#[zbus::proxy(
+    interface = "org.bunkeros.Hub1",
+    default_service = "org.bunkeros.Hub1",
+    default_path = "/org/bunkeros/Hub1"
+)]
+pub trait Hub1 {
+    /// The hub's status document: `hub`, `jurisdiction`, `transit` (bool) and `transit_reason`,
+    /// `links` {`up`, `configured`}, `hubs_trusted`, `certificate` {`source`, `not_after`},
+    /// `advertisement` {`sequence`, `expires_at`}, `held_back`, `counters` {`accepted`,
+    /// `duplicates`, `rejected` {reason: count}, `malformed` {label: count}, `held_back`,
+    /// `originated`, `origination_failures`}, `taken_at`.
+    fn status(&self) -> zbus::Result<String>;
+
+    /// Every configured link as a JSON array, by peer and link number: `peer`, `jurisdiction`
+    /// (the peer's, as agreed), `link` (number), `address` (from the peering file), `up`, and
+    /// `rtt_ms` (null while down).
+    fn links(&self) -> zbus::Result<String>;
+
+    /// Every hub known (this one and every advertisement held) as a JSON array, by hub id: `id`,
+    /// `jurisdiction`, `trust` (`self`, `pinned`, `vouched` or `untrusted`), `vouched_through`
+    /// (for `vouched`: the chain of hubs from the pinned peer to the one that vouches directly;
+    /// else empty), `transit` (its advertisement offers transit), `sequence`, `expires_at`,
+    /// `links` [{`neighbour`, `link`, `latency_ms`}] as it advertises them.
+    fn hubs(&self) -> zbus::Result<String>;
+
+    /// For every trusted hub other than this one, as a JSON array: `destination`,
+    /// `jurisdiction`, and either `primary` and `backup` (a path, or null when no link-disjoint
+    /// backup exists) with no policy constraints, or `refusal` (the sentence); the other keys
+    /// are null. A path is {`hubs` [{`id`, `jurisdiction`}], `links` [{`a`, `b`, `link`}],
+    /// `hops`, `latency_ms`}.
+    fn routes(&self) -> zbus::Result<String>;
+
+    /// The primary and backup paths to `destination` (a hub id) under the path policy named
+    /// `policy` in `hubd.toml` (empty: no constraints): {`destination`, `policy`, `rules`,
+    /// `primary`, `backup`}. No compliant path is the error
+    /// [`hub_errors::NO_COMPLIANT_PATH`] with the refusal's sentence, never a non-compliant
+    /// path; an unknown policy is [`hub_errors::UNKNOWN_POLICY`] (naming those that exist); a
+    /// destination that is not a hub id is [`hub_errors::INVALID_ARGUMENT`].
+    fn paths(&self, destination: &str, policy: &str) -> zbus::Result<String>;
 }
 
 /// `org.bunkeros.Site1`, sited's interface at [`SITE`], as its clients call it.
@@ -254,6 +304,21 @@ pub mod trust_errors {
     ];
 }
 
+/// The D-Bus error names hubd answers with; the message of each is a sentence.
+pub mod hub_errors {
+    /// No path to the destination follows the policy (the message is the refusal's sentence);
+    /// hubd never offers a non-compliant path instead.
+    pub const NO_COMPLIANT_PATH: &str = "org.bunkeros.Hub1.Error.NoCompliantPath";
+    /// `hubd.toml` names no path policy so; the message names those it does.
+    pub const UNKNOWN_POLICY: &str = "org.bunkeros.Hub1.Error.UnknownPolicy";
+    /// An argument is not what the method takes (a destination that is not a hub id, or this
+    /// hub itself).
+    pub const INVALID_ARGUMENT: &str = "org.bunkeros.Hub1.Error.InvalidArgument";
+
+    /// Every name, for tests and clients that match on them.
+    pub const ALL: [&str; 3] = [NO_COMPLIANT_PATH, UNKNOWN_POLICY, INVALID_ARGUMENT];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,12 +341,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn trust_error_names_are_valid_and_under_the_interface() {
-        for name in trust_errors::ALL {
-            zbus::names::ErrorName::try_from(name).expect(name);
-            assert!(name.starts_with("org.bunkeros.Trust1.Error."), "{name}");
+    fn assert_errors_under(names: &[&str], interface: &str) {
+        for name in names {
+            zbus::names::ErrorName::try_from(*name).expect(name);
+            assert!(name.starts_with(&format!("{interface}.Error.")), "{name}");
         }
+    }
+
+    #[test]
+    fn error_names_are_valid_and_under_their_interface() {
+        assert_errors_under(&trust_errors::ALL, TRUST.bus_name);
+        assert_errors_under(&hub_errors::ALL, HUB.bus_name);
     }
 
     #[test]
@@ -302,15 +372,20 @@ mod tests {
         );
     }
 
+    fn assert_proxy_finds<P: zbus::proxy::Defaults>(service: BusService) {
+        let destination = P::DESTINATION.as_ref().expect("a default service");
+        assert_eq!(destination.as_str(), service.bus_name);
+        let path = P::PATH.as_ref().expect("a default path");
+        assert_eq!(path.as_str(), service.object_path);
+        let interface = P::INTERFACE.as_ref().expect("an interface");
+        assert_eq!(interface.as_str(), service.bus_name);
+    }
+
     #[test]
-    fn the_site_proxy_finds_sited_where_the_contract_says() {
-        use zbus::proxy::Defaults;
-        let destination = Site1Proxy::DESTINATION.as_ref().expect("a default service");
-        assert_eq!(destination.as_str(), SITE.bus_name);
-        let path = Site1Proxy::PATH.as_ref().expect("a default path");
-        assert_eq!(path.as_str(), SITE.object_path);
-        let interface = Site1Proxy::INTERFACE.as_ref().expect("an interface");
-        assert_eq!(interface.as_str(), SITE.bus_name);
+    fn each_proxy_finds_its_service_where_the_contract_says() {
+        assert_proxy_finds::<Trust1Proxy>(TRUST);
+        assert_proxy_finds::<Hub1Proxy>(HUB);
+        assert_proxy_finds::<Site1Proxy>(SITE);
     }
 
     #[test]
