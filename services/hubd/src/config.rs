@@ -9,6 +9,7 @@
 //! [`peer_file`]; [`load`] reads everything and refuses with exit status 78 on any problem.
 
 pub mod peer_file;
+pub mod services;
 
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,8 @@ pub struct HubdConfig {
     pub metrics: MetricsSection<{ DEFAULT_METRICS_PORT.get() }>,
     /// `[path_policy.<name>]`: named path policies for services and flows.
     pub path_policy: BTreeMap<String, PolicySection>,
+    /// `[[service]]`: TCP services published here or reached from here.
+    pub service: Vec<services::ServiceEntry>,
 }
 
 /// `[hub]`.
@@ -307,6 +310,12 @@ impl ServiceConfig for HubdConfig {
         self.check_hub(&mut problems);
         self.check_certificate(&mut problems);
         self.check_policies(&mut problems);
+        services::check(
+            &self.service,
+            self.hub.id.as_ref(),
+            |name| self.path_policy.contains_key(name),
+            &mut problems,
+        );
         if problems.is_empty() {
             Ok(())
         } else {
@@ -399,6 +408,25 @@ impl HubdSetup {
         }
         for (name, policy) in config.path_policies() {
             let _ = writeln!(out, "path policy {name}: {policy}");
+        }
+        let (published, reached) = services::roles(&config.service);
+        for service in published {
+            let _ = writeln!(
+                out,
+                "service {} published here, connecting to {}",
+                service.name, service.target
+            );
+        }
+        for service in reached {
+            let policy = service
+                .path_policy
+                .as_deref()
+                .map_or_else(|| "any path".to_owned(), |name| format!("path policy {name}"));
+            let _ = writeln!(
+                out,
+                "service {} of hub {} reached on {} ({policy})",
+                service.name, service.hub, service.listen
+            );
         }
         out
     }

@@ -363,3 +363,85 @@ fn a_missing_peers_directory_means_no_peers() {
         "{report}"
     );
 }
+
+#[test]
+fn services_published_and_reached_load_and_report() {
+    let scratch = Scratch::new();
+    let path = scratch.hubd_toml(
+        "[path_policy.eu-only]\nallowed_jurisdictions = [\"ES\", \"PT\"]\n\
+         [[service]]\nname = \"ledger\"\npublish = \"127.0.0.1:5432\"\n\
+         [[service]]\nname = \"records\"\nhub = \"lisbon-1\"\nlisten = \"127.0.0.1:17432\"\npath_policy = \"eu-only\"\n\
+         [[service]]\nname = \"backup\"\nhub = \"paris-1\"\nlisten = \"127.0.0.1:17433\"\n",
+    );
+    let setup = scratch.load(&path).unwrap();
+    let report = setup.report();
+    assert!(
+        report.contains("service ledger published here, connecting to 127.0.0.1:5432\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "service records of hub lisbon-1 reached on 127.0.0.1:17432 (path policy eu-only)\n"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("service backup of hub paris-1 reached on 127.0.0.1:17433 (any path)\n"),
+        "{report}"
+    );
+}
+
+#[test]
+fn service_mistakes_are_each_named() {
+    let scratch = Scratch::new();
+    let cases = [
+        (
+            "[[service]]\nname = \"a\"\npublish = \"127.0.0.1:1\"\nhub = \"x-1\"\n",
+            "service[0].publish",
+            "not both",
+        ),
+        (
+            "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:17432\"\n",
+            "service[0].hub",
+            "must name the hub",
+        ),
+        (
+            "[[service]]\nname = \"a\"\nhub = \"lisbon-1\"\n",
+            "service[0].listen",
+            "local address",
+        ),
+        (
+            "[[service]]\nname = \"a\"\nhub = \"madrid-1\"\nlisten = \"127.0.0.1:17432\"\n",
+            "service[0].hub",
+            "is this hub",
+        ),
+        (
+            "[[service]]\nname = \"a\"\nhub = \"lisbon-1\"\nlisten = \"127.0.0.1:17432\"\npath_policy = \"nope\"\n",
+            "service[0].path_policy",
+            "no [path_policy.nope]",
+        ),
+        (
+            "[[service]]\nname = \"a\"\npublish = \"127.0.0.1:1\"\n[[service]]\nname = \"a\"\npublish = \"127.0.0.1:2\"\n",
+            "service[1].name",
+            "published twice",
+        ),
+        (
+            "[[service]]\nname = \"a\"\nhub = \"lisbon-1\"\nlisten = \"127.0.0.1:17432\"\n\
+             [[service]]\nname = \"b\"\nhub = \"lisbon-1\"\nlisten = \"127.0.0.1:17432\"\n",
+            "service[1].listen",
+            "listener of another service",
+        ),
+        (
+            "[[service]]\nname = \"Bad Name\"\npublish = \"127.0.0.1:1\"\n",
+            "name",
+            "",
+        ),
+    ];
+    for (extra, key, sentence) in cases {
+        let error = scratch.load(&scratch.hubd_toml(extra)).unwrap_err();
+        assert!(
+            error.contains(key) && error.contains(sentence),
+            "{extra}: {error}"
+        );
+    }
+}
