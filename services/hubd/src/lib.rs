@@ -23,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod flooding;
 pub mod grant;
+pub mod hub1;
 pub mod hub_certificate;
 pub mod hub_id;
 pub mod hub_identity;
