@@ -17,8 +17,11 @@
 //! against each peer's pinned root, keep-alives, RTT, loss detection), reported as events; and
 //! between links and the topology, [`flooding`]: this hub's own advertisement originated from its
 //! links, and every advertisement admitted, stored and forwarded over the links.
+//! The data plane's hop-by-hop part, [`circuit`], carries a session along the path its source
+//! chose, through transit hubs that forward ciphertext and each sign a receipt.
 
 pub mod advertisement;
+pub mod circuit;
 pub mod config;
 pub mod daemon;
 pub mod flooding;

@@ -1,6 +1,8 @@
 //! Test fixtures: sites with their own root CA (made with rcgen, as trustd's are), hub
 //! certificates under them, and advertisements signed the way a hub signs them.
 
+pub mod loopback;
+
 use std::time::SystemTime;
 
 use appliance::tls::{Identity, PinnedRoot};

@@ -387,6 +387,21 @@ impl<'a> Reader<'a> {
                 source: HubIdError::Empty,
             });
         }
+        self.hub_id_of_len(len, field)
+    }
+
+    /// A hub id or nothing: length 0 (no hub id is empty) reads as `None`.
+    pub(crate) fn optional_hub_id(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<HubId>, ReadError> {
+        match usize::from(self.u8(field)?) {
+            0 => Ok(None),
+            len => self.hub_id_of_len(len, field).map(Some),
+        }
+    }
+
+    fn hub_id_of_len(&mut self, len: usize, field: &'static str) -> Result<HubId, ReadError> {
         if len > MAX_HUB_ID_LEN {
             return Err(ReadError::HubId {
                 field,
