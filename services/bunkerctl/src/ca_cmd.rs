@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use appliance::dbus::contracts::Trust1Proxy;
+use appliance::dbus::contracts::{TRUST, Trust1Proxy};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use crate::bus_call;
 use crate::ca_log::{self, VerifyArgs};
 use crate::ca_view;
 use crate::terminal::Palette;
@@ -159,24 +160,11 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
     {
         return ca_log::verify(&args, &mut std::io::stdout().lock());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    // One bound for everything, the connection included: a bus that accepts the socket but
-    // never answers must not hang the operator's shell.
-    runtime.block_on(async {
-        tokio::time::timeout(ANSWER_TIMEOUT, async {
-            let connection = appliance::dbus::system_bus()
-                .await
-                .context("connecting to the system bus")?;
-            let trust = Trust1Proxy::new(&connection)
-                .await
-                .context("creating the org.bunkeros.Trust1 proxy")?;
-            ask(&trust, cmd).await
-        })
-        .await
-        .map_err(|_| anyhow!("no answer over D-Bus within {ANSWER_TIMEOUT:?}"))?
+    bus_call::on_system_bus(ANSWER_TIMEOUT, async |connection| {
+        let trust = Trust1Proxy::new(connection)
+            .await
+            .context("creating the org.bunkeros.Trust1 proxy")?;
+        ask(&trust, cmd).await
     })
 }
 
@@ -357,27 +345,11 @@ pub fn list_filter(args: &ListArgs) -> String {
 
 /// A D-Bus refusal as one line: trustd's own sentence, or why trustd could not be asked.
 fn refused(error: zbus::Error) -> anyhow::Error {
-    match &error {
-        zbus::Error::MethodError(name, message, _) => {
-            let name = name.as_str();
-            if name == "org.freedesktop.DBus.Error.ServiceUnknown"
-                || name == "org.freedesktop.DBus.Error.NameHasNoOwner"
-            {
-                anyhow!("trustd is not running (org.bunkeros.Trust1 is not on the system bus)")
-            } else if name == "org.freedesktop.DBus.Error.AccessDenied" {
-                anyhow!(
-                    "the system bus refused the call: issuing, revoking and setting up the CA are for root and members of bunkeros-operators"
-                )
-            } else {
-                let short = name.rsplit('.').next().unwrap_or(name);
-                anyhow!(
-                    "trustd refused ({short}): {}",
-                    message.as_deref().unwrap_or("no reason given")
-                )
-            }
-        }
-        _ => anyhow!(error).context("asking trustd over D-Bus"),
-    }
+    bus_call::refused(
+        TRUST,
+        "issuing, revoking and setting up the CA are for root and members of bunkeros-operators",
+        error,
+    )
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>> {

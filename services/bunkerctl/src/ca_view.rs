@@ -178,7 +178,7 @@ pub fn render_installed(installed: &Value) -> String {
 }
 
 /// A JSON value as plain text (`-` for null).
-fn text(value: &Value) -> String {
+pub fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(text) => text.clone(),

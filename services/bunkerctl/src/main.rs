@@ -3,16 +3,20 @@
 //! Wiring only: parse the command line, hand each subcommand to its module, turn its outcome into
 //! an exit code. Errors are printed as one line with their causes, and exit with code 1.
 
+mod bus_call;
 mod ca_cmd;
 mod ca_log;
 mod ca_view;
 mod console;
+mod hub_cmd;
+mod hub_view;
 mod profile;
 mod snapshot;
 mod status;
 mod status_cmd;
 mod status_json;
 mod status_view;
+mod table;
 mod terminal;
 mod time_display;
 
@@ -42,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         cmd: ca_cmd::CaCommand,
     },
+    /// Secure hub routing (hubd): status, links, hubs, routes, paths under a policy
+    Hub {
+        #[command(subcommand)]
+        cmd: hub_cmd::HubCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +59,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status_cmd::run(args),
         Command::Profile { cmd } => profile::run(cmd),
         Command::Ca { cmd } => ca_cmd::run(cmd),
+        Command::Hub { cmd } => hub_cmd::run(cmd),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("bunkerctl: {error:#}");
@@ -70,7 +80,7 @@ mod tests {
     fn status_args(args: &[&str]) -> Option<StatusArgs> {
         match parse(args).ok()?.command {
             Command::Status(status) => Some(status),
-            Command::Profile { .. } | Command::Ca { .. } => None,
+            Command::Profile { .. } | Command::Ca { .. } | Command::Hub { .. } => None,
         }
     }
 
@@ -213,6 +223,67 @@ mod tests {
             .is_none(),
             "one key only"
         );
+    }
+
+    #[test]
+    fn hub_subcommands_parse() {
+        use hub_cmd::HubCommand;
+        let hub = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Hub { cmd }) => Some(cmd),
+            _ => None,
+        };
+        assert_eq!(
+            hub(&["hub", "status"]),
+            Some(HubCommand::Status { json: false })
+        );
+        assert_eq!(
+            hub(&["hub", "status", "--json"]),
+            Some(HubCommand::Status { json: true })
+        );
+        assert_eq!(
+            hub(&["hub", "links"]),
+            Some(HubCommand::Links { json: false })
+        );
+        assert_eq!(
+            hub(&["hub", "hubs", "--json"]),
+            Some(HubCommand::Hubs { json: true })
+        );
+        assert_eq!(
+            hub(&["hub", "routes"]),
+            Some(HubCommand::Routes { json: false })
+        );
+        assert_eq!(
+            hub(&["hub", "paths", "sao-paulo-1"]),
+            Some(HubCommand::Paths {
+                destination: "sao-paulo-1".into(),
+                policy: None,
+                json: false
+            })
+        );
+        assert_eq!(
+            hub(&[
+                "hub",
+                "paths",
+                "sao-paulo-1",
+                "--policy",
+                "no-france",
+                "--json"
+            ]),
+            Some(HubCommand::Paths {
+                destination: "sao-paulo-1".into(),
+                policy: Some("no-france".into()),
+                json: true
+            })
+        );
+        assert!(
+            hub(&["hub", "paths"]).is_none(),
+            "the destination is required"
+        );
+        assert!(
+            hub(&["hub", "paths", "sao-paulo-1", "--policy"]).is_none(),
+            "--policy takes a name"
+        );
+        assert!(hub(&["hub"]).is_none(), "a hub subcommand is required");
     }
 
     #[test]
