@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use appliance::dbus::Bus;
+use appliance::dbus::contracts::HUB;
 use appliance::metrics::MetricsEndpoint;
 use appliance::state::StateDir;
 use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
@@ -26,14 +27,19 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::circuit::{Relay, RelaySettings};
+use crate::config::services;
 use crate::config::{HubdSetup, SERVICE};
 use crate::flooding::driver::FloodingHandle;
 use crate::flooding::{ControlPlaneView, Flooding, FloodingSettings};
+use crate::forwarding::Forwarding;
 use crate::hub_id::HubId;
 use crate::hub_identity::{self, HubIdentity};
+use crate::hub1::Hub1;
 use crate::link_supervisor::LinkSupervisor;
 use crate::links::{Link, LinkEndpoint, LinkEvents, LinkTiming};
 use crate::metrics::HubMetrics;
+use crate::session::SessionSettings;
 use crate::site_transit::{SiteTransit, TransitDecision};
 use crate::snapshot::HubSnapshot;
 
@@ -99,6 +105,13 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         flooding.set_transit(false, SystemTime::now());
     }
     let flooding = FloodingHandle::spawn(flooding, LinkEvents::merge(all_events));
+    let (relay, inbound) = Relay::new(
+        identity.identity.clone(),
+        jurisdiction,
+        Arc::new(peers.clone()),
+        RelaySettings::default(),
+    );
+    relay.set_transit(first.transit());
 
     let (links_up, mut arriving) = mpsc::channel::<Link>(64);
     let supervisor = LinkSupervisor::start(&endpoints, &peers, links_up, cancel.clone());
@@ -132,8 +145,26 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         certificate_source: identity.source.clone(),
         certificate_not_after: identity.not_after,
     };
+    relay_control_plane(&relay, &view);
     let (snapshots, _first_reader) =
         tokio::sync::watch::channel(Arc::new(snapshot_parts.take(view, &status.transit)));
+
+    let (published, reached) = services::roles(&config.service);
+    let listeners = Forwarding::bind(&reached).await?;
+    let forwarding = Forwarding::new(
+        relay.clone(),
+        snapshots.subscribe(),
+        SessionSettings::default(),
+    );
+    let forwarding_tasks = forwarding.spawn(listeners, &published, inbound, &cancel);
+    let bus = appliance::dbus::serve(
+        &Bus::System,
+        HUB.bus_name,
+        HUB.object_path,
+        Hub1::new(snapshots.subscribe()),
+    )
+    .await
+    .context("serving org.bunkeros.Hub1 on the system bus")?;
     notifier
         .ready(&line)
         .context("telling systemd that hubd is ready")?;
@@ -149,10 +180,11 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         tokio::select! {
             () = cancel.cancelled() => break,
             Some(link) = arriving.recv() => {
+                // The relay takes the link's circuit streams, flooding its control stream.
+                relay.link_up(link.streams());
                 if flooding.add_link(link).await.is_err() {
                     anyhow::bail!("the control plane stopped");
                 }
-                continue;
             }
             changed = transit.changed(), if following_site => {
                 if changed.is_err() {
@@ -161,6 +193,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
                     continue;
                 }
                 let decision = transit.borrow_and_update().clone();
+                relay.set_transit(decision.transit());
                 if flooding.set_transit(decision.transit()).await.is_err() {
                     anyhow::bail!("the control plane stopped");
                 }
@@ -170,6 +203,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         }
         let view = flooding.view().await.context("the control plane stopped")?;
         metrics.observe(&view, &supervisor.counters(), configured);
+        relay_control_plane(&relay, &view);
         let fresh = status.line(&view);
         snapshots.send_replace(Arc::new(snapshot_parts.take(view, &status.transit)));
         if fresh != line {
@@ -183,6 +217,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
     }
 
     // STOPPING=1 was sent by the signal handler.
+    drop(forwarding_tasks);
     for endpoint in &endpoints {
         endpoint.close();
     }
@@ -201,6 +236,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         watchdog.abort();
     }
     drop(site);
+    drop(bus);
     tracing::info!("hubd stopped");
     Ok(())
 }
@@ -231,6 +267,17 @@ async fn obtain_identity(
             () = tokio::time::sleep(IDENTITY_RETRY) => {}
         }
     }
+}
+
+/// Tells the relay which hubs the control plane vouches for now: their chains (for the
+/// end-to-end handshakes and the receipts) and jurisdictions.
+fn relay_control_plane(relay: &Relay, view: &ControlPlaneView) {
+    let jurisdictions = view
+        .advertisements
+        .iter()
+        .map(|(hub, advertisement)| (hub.clone(), advertisement.jurisdiction()))
+        .collect();
+    relay.set_control_plane(view.chains.clone(), jurisdictions);
 }
 
 /// What a snapshot holds that does not change while the daemon runs.

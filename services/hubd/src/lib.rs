@@ -19,12 +19,14 @@
 //! links, and every advertisement admitted, stored and forwarded over the links.
 //! The data plane's hop-by-hop part, [`circuit`], carries a session along the path its source
 //! chose, through transit hubs that forward ciphertext and each sign a receipt.
+//! In the data plane, [`session`] keeps a client's TCP connection whole as its circuits change.
 
 pub mod advertisement;
 pub mod circuit;
 pub mod config;
 pub mod daemon;
 pub mod flooding;
+pub mod forwarding;
 pub mod grant;
 pub mod hub1;
 pub mod hub_certificate;
@@ -38,6 +40,7 @@ pub mod metrics;
 pub mod path_policy;
 pub mod path_selection;
 pub mod peering;
+pub mod session;
 pub mod session_id;
 pub mod site_transit;
 pub mod snapshot;

@@ -1,0 +1,230 @@
+//! The source end: a local listener per reached service, a session per client connection, and
+//! a new circuit whenever the one carrying the session breaks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::request::{self, ServiceReply};
+use super::sessions::{SessionRecord, SessionRole};
+use super::{Forwarding, ForwardingCounters, REQUEST_TIMEOUT};
+use crate::circuit::{CircuitStream, Hop, Route};
+use crate::config::services::ReachedService;
+use crate::path_policy::PathPolicy;
+use crate::path_selection::{self, Path};
+use crate::session::{self, SessionEvent};
+use crate::session_id::SessionId;
+
+/// The end-to-end session a source holds on one circuit.
+type ClientStream = tokio_rustls::client::TlsStream<CircuitStream>;
+
+/// Pause between attempts at a new circuit while a session waits for one.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MOST: Duration = Duration::from_millis(500);
+
+/// Accepts clients of `service` until cancelled; each connection is a session of its own.
+pub(super) async fn serve_listener(
+    forwarding: Arc<Forwarding>,
+    service: ReachedService,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) {
+    tracing::info!(service = %service.name, listen = %service.listen, hub = %service.hub, "serving clients of the service");
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((client, _)) => {
+                let _ = client.set_nodelay(true);
+                tokio::spawn(carry(Arc::clone(&forwarding), service.clone(), client));
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::warn!(service = %service.name, %error, "cannot accept a client");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Carries one client connection to the hub that publishes the service.
+async fn carry(forwarding: Arc<Forwarding>, service: ReachedService, mut client: TcpStream) {
+    let id = SessionId::random();
+    let (stream, hops, route) = match open_circuit(&forwarding, &service, id, None).await {
+        Ok(opened) => opened,
+        Err(reason) => {
+            tracing::warn!(session = %id, service = %service.name, "client refused: {reason}");
+            ForwardingCounters::count(&forwarding.counters.refused);
+            reset(client);
+            return;
+        }
+    };
+    ForwardingCounters::count(&forwarding.counters.sessions_started);
+    tracing::info!(session = %id, service = %service.name, path = %describe(&hops), "session started");
+    forwarding.sessions.start(
+        SessionRecord {
+            id,
+            service: service.name.clone(),
+            role: SessionRole::Source,
+            peer: service.hub.clone(),
+            hops,
+            verified: true,
+            circuits: 1,
+            started: SystemTime::now(),
+            ended: None,
+        },
+        None,
+    );
+    let (transports, handed) = mpsc::channel(2);
+    let _ = transports.send(stream).await;
+    let (events, heard) = mpsc::channel(16);
+    let failover = tokio::spawn(keep_carried(
+        Arc::clone(&forwarding),
+        service.clone(),
+        id,
+        route,
+        heard,
+        transports,
+    ));
+    let outcome = session::run(&mut client, handed, events, forwarding.settings.clone()).await;
+    failover.abort();
+    let how = match outcome {
+        Ok(report) => {
+            tracing::info!(session = %id, sent = report.sent, received = report.received, circuits = report.transports, "session ended");
+            "closed".to_owned()
+        }
+        Err(error) => {
+            tracing::warn!(session = %id, reason = error.label(), "session failed: {error}");
+            ForwardingCounters::count(&forwarding.counters.failed);
+            reset(client);
+            format!("failed: {error}")
+        }
+    };
+    forwarding.sessions.end(&id, how);
+}
+
+/// Hands the session a new circuit after each one it loses, until it ends or no circuit can
+/// be had within its resume time (then dropping `transports` ends it).
+async fn keep_carried(
+    forwarding: Arc<Forwarding>,
+    service: ReachedService,
+    id: SessionId,
+    mut route: Route,
+    mut heard: mpsc::Receiver<SessionEvent>,
+    transports: mpsc::Sender<ClientStream>,
+) {
+    while let Some(event) = heard.recv().await {
+        let SessionEvent::TransportLost { reason, .. } = event else {
+            continue;
+        };
+        tracing::info!(session = %id, "circuit lost ({reason}); moving to another path");
+        let deadline = Instant::now() + forwarding.settings.resume_within;
+        let mut pause = RETRY_FIRST;
+        loop {
+            match open_circuit(&forwarding, &service, id, Some(&route)).await {
+                Ok((stream, hops, new_route)) => {
+                    tracing::info!(session = %id, path = %describe(&hops), "session moved");
+                    ForwardingCounters::count(&forwarding.counters.failovers);
+                    forwarding.sessions.moved(&id, hops);
+                    route = new_route;
+                    if transports.send(stream).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                Err(error) if Instant::now() + pause < deadline => {
+                    tracing::debug!(session = %id, "no circuit yet: {error}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MOST);
+                }
+                Err(error) => {
+                    tracing::warn!(session = %id, "no circuit within the resume time: {error}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A circuit to the service's hub along a compliant path (the one that just failed last), with
+/// the service taken by the destination: the end-to-end stream, its proven hops, its route.
+async fn open_circuit(
+    forwarding: &Forwarding,
+    service: &ReachedService,
+    id: SessionId,
+    failed: Option<&Route>,
+) -> Result<(ClientStream, Vec<Hop>, Route), String> {
+    let snapshot = forwarding.snapshots.borrow().clone();
+    let policy = match &service.path_policy {
+        Some(name) => snapshot
+            .policies
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("there is no path policy {name}"))?,
+        None => PathPolicy::default(),
+    };
+    let choice = path_selection::select(
+        &snapshot.view.topology,
+        &snapshot.own,
+        &service.hub,
+        &policy,
+    )
+    .map_err(|refusal| refusal.to_string())?;
+    let mut candidates: Vec<&Path> = std::iter::once(&choice.primary)
+        .chain(choice.backup.as_ref())
+        .collect();
+    // The path that just failed goes last: the control plane may not know yet that it broke.
+    candidates.sort_by_key(|path| failed.is_some() && Route::of_path(path).ok().as_ref() == failed);
+    let mut last = String::from("no path");
+    for path in candidates {
+        let mut circuit = match forwarding.relay.open(path, id).await {
+            Ok(circuit) => circuit,
+            Err(error) => {
+                last = error.to_string();
+                continue;
+            }
+        };
+        let asked = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            request::write_request(&mut circuit.stream, &service.name).await?;
+            request::read_reply(&mut circuit.stream)
+                .await
+                .map_err(std::io::Error::other)
+        })
+        .await;
+        match asked {
+            Ok(Ok(ServiceReply::Accepted)) => {
+                let route = Route::of_path(path).map_err(|error| error.to_string())?;
+                return Ok((circuit.stream, circuit.hops, route));
+            }
+            // The same answer would come along any path.
+            Ok(Ok(ServiceReply::Refused(label))) => {
+                return Err(format!(
+                    "{} refused service {}: {label}",
+                    service.hub, service.name
+                ));
+            }
+            Ok(Err(error)) => last = format!("the service request failed: {error}"),
+            Err(_) => last = format!("no answer to the service request within {REQUEST_TIMEOUT:?}"),
+        }
+    }
+    Err(last)
+}
+
+/// `madrid-1 (ES) → lisbon-1 (PT) → paris-1 (FR)`.
+pub fn describe(hops: &[Hop]) -> String {
+    hops.iter()
+        .map(|hop| format!("{} ({})", hop.hub, hop.jurisdiction))
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+/// Closes a client connection with a reset: it must not mistake a lost session for a clean end.
+fn reset(client: TcpStream) {
+    let _ = client.set_zero_linger();
+    drop(client);
+}
