@@ -143,15 +143,20 @@ impl Hub {
         fs::write(path, config).unwrap();
     }
 
-    /// Writes the peering file for `other` (pinning `root_pem`, link 1).
+    /// Writes the peering file for `other` (pinning `root_pem`, link 1), granting transit or not.
     pub fn peer_with(&self, other: &Hub, code: &str, root_pem: &str, transit: bool) {
+        self.peer_with_grant(other, code, root_pem, &format!("transit = {transit}"));
+    }
+
+    /// Writes the peering file for `other` with `grant` as its `[grant]` table's body.
+    pub fn peer_with_grant(&self, other: &Hub, code: &str, root_pem: &str, grant: &str) {
         let peers = self.dir.path().join("peers");
         fs::write(peers.join(format!("{}.pem", other.id)), root_pem).unwrap();
         fs::write(
             peers.join(format!("{}.toml", other.id)),
             format!(
                 "hub = \"{}\"\njurisdiction = \"{code}\"\nroot = \"{}.pem\"\n\
-                 [[link]]\nid = 1\naddress = \"{}\"\n[grant]\ntransit = {transit}\n",
+                 [[link]]\nid = 1\naddress = \"{}\"\n[grant]\n{grant}\n",
                 other.id, other.id, other.link_address
             ),
         )
