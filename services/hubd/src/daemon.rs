@@ -203,6 +203,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         }
         let view = flooding.view().await.context("the control plane stopped")?;
         metrics.observe(&view, &supervisor.counters(), configured);
+        metrics.observe_data_plane(&relay.counters(), &forwarding);
         relay_control_plane(&relay, &view);
         let fresh = status.line(&view);
         snapshots.send_replace(Arc::new(snapshot_parts.take(view, &status.transit)));

@@ -14,6 +14,16 @@
 //! | `hubd_frames_malformed_total{reason}` | counter | control frames that did not decode |
 //! | `hubd_advertisements_originated_total` | counter | this hub's own advertisements |
 //! | `hubd_transit` | gauge | 1 while this hub offers transit, 0 in lockdown |
+//! | `hubd_circuits{role}` | gauge | circuits carried now: `source`, `destination`, `transit` |
+//! | `hubd_circuits_established_total{role}` | counter | circuits established, by role |
+//! | `hubd_circuit_refusals_total{reason}` | counter | circuits this hub refused (`no_transit`, `not_granted`, `loop`, ...) |
+//! | `hubd_circuit_open_failures_total{reason}` | counter | circuits this hub could not open (`refused`, `receipts`, `no_link`, ...) |
+//! | `hubd_transit_bytes_total` | counter | bytes forwarded for other hubs (ciphertext) |
+//! | `hubd_sessions` | gauge | sessions carried now (either end) |
+//! | `hubd_sessions_started_total` | counter | sessions started |
+//! | `hubd_session_failovers_total` | counter | sessions moved to a new circuit after theirs broke |
+//! | `hubd_sessions_refused_total` | counter | clients reset: no compliant path or no circuit |
+//! | `hubd_sessions_failed_total` | counter | sessions that ended with an error |
 //! | `bunkeros_build_info{service,version}` | gauge | always 1 |
 //!
 //! The daemon's main loop refreshes them from the control plane's counters ([`HubMetrics::observe`]),
@@ -27,7 +37,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{Gauge, Gauge as FloatGaugeBase};
 use prometheus_client::registry::Registry;
 
+use crate::circuit::RelayCounters;
 use crate::flooding::ControlPlaneView;
+use crate::forwarding::Forwarding;
 use crate::link_supervisor::SupervisorCounters;
 
 type Labels = Vec<(String, String)>;
@@ -48,6 +60,16 @@ pub struct HubMetrics {
     malformed: Family<Labels, Counter>,
     originated: Counter,
     transit: Gauge,
+    circuits: Family<Labels, Gauge>,
+    circuits_established: Family<Labels, Counter>,
+    circuit_refusals: Family<Labels, Counter>,
+    circuit_open_failures: Family<Labels, Counter>,
+    transit_bytes: Counter,
+    sessions: Gauge,
+    sessions_started: Counter,
+    failovers: Counter,
+    sessions_refused: Counter,
+    sessions_failed: Counter,
     /// What the counters were last set from: the sources keep totals, Prometheus counters only
     /// go up by differences.
     seen: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -115,7 +137,102 @@ impl HubMetrics {
             "1 while this hub offers transit, 0 while the site is in lockdown",
             metrics.transit.clone(),
         );
+        hubd.register(
+            "circuits",
+            "Circuits carried now, by role",
+            metrics.circuits.clone(),
+        );
+        hubd.register(
+            "circuits_established",
+            "Circuits established, by role",
+            metrics.circuits_established.clone(),
+        );
+        hubd.register(
+            "circuit_refusals",
+            "Circuits this hub refused, by reason",
+            metrics.circuit_refusals.clone(),
+        );
+        hubd.register(
+            "circuit_open_failures",
+            "Circuits this hub could not open, by reason",
+            metrics.circuit_open_failures.clone(),
+        );
+        hubd.register(
+            "transit_bytes",
+            "Bytes forwarded for other hubs (ciphertext)",
+            metrics.transit_bytes.clone(),
+        );
+        hubd.register("sessions", "Sessions carried now", metrics.sessions.clone());
+        hubd.register(
+            "sessions_started",
+            "Sessions started, either end",
+            metrics.sessions_started.clone(),
+        );
+        hubd.register(
+            "session_failovers",
+            "Sessions moved to a new circuit after theirs broke",
+            metrics.failovers.clone(),
+        );
+        hubd.register(
+            "sessions_refused",
+            "Clients reset because no compliant path or circuit could be had",
+            metrics.sessions_refused.clone(),
+        );
+        hubd.register(
+            "sessions_failed",
+            "Sessions that ended with an error",
+            metrics.sessions_failed.clone(),
+        );
         metrics
+    }
+
+    /// Sets the data plane's metrics from the relay and forwarding now.
+    pub fn observe_data_plane(&self, relay: &RelayCounters, forwarding: &Forwarding) {
+        for (role, count) in [
+            ("source", relay.opened),
+            ("destination", relay.destination),
+            ("transit", relay.transit),
+        ] {
+            let labels = vec![("role".to_owned(), role.to_owned())];
+            self.circuits
+                .get_or_create(&labels)
+                .set(gauge(count.active as usize));
+            let counter = self.circuits_established.get_or_create(&labels);
+            self.advance(&counter, &format!("circuits/{role}"), count.total);
+        }
+        for (reason, total) in &relay.refused {
+            self.advance_family(&self.circuit_refusals, "circuit_refused", reason, *total);
+        }
+        for (reason, total) in &relay.failed_opens {
+            self.advance_family(
+                &self.circuit_open_failures,
+                "circuit_failed",
+                reason,
+                *total,
+            );
+        }
+        self.advance(&self.transit_bytes, "transit_bytes", relay.transit_bytes);
+        self.sessions.set(gauge(forwarding.sessions().live_count()));
+        let counters = forwarding.counters();
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        self.advance(
+            &self.sessions_started,
+            "sessions_started",
+            load(&counters.sessions_started),
+        );
+        self.advance(&self.failovers, "failovers", load(&counters.failovers));
+        self.advance(
+            &self.sessions_refused,
+            "sessions_refused",
+            load(&counters.refused),
+        );
+        self.advance(
+            &self.sessions_failed,
+            "sessions_failed",
+            load(&counters.failed),
+        );
     }
 
     /// Sets everything from the control plane and the link supervisor now.

@@ -191,6 +191,25 @@ async fn a_service_is_reached_through_a_transit_hub() {
         "the session's path is logged as proven by the receipts:\n{log}"
     );
     assert!(net.paris.log().contains("session started"));
+    let lisbon = &net.transits[0];
+    lisbon
+        .wait_for(
+            "hubd_transit_bytes_total",
+            "lisbon forwarded the ciphertext",
+            |n| n > 4.0 * 1024.0 * 1024.0,
+        )
+        .await;
+    assert_eq!(
+        lisbon.metric("hubd_circuits_established_total{role=\"transit\"}"),
+        Some(1.0)
+    );
+    net.madrid
+        .wait_for(
+            "hubd_sessions_started_total",
+            "one session at madrid",
+            |n| n == 1.0,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,6 +237,11 @@ async fn a_policy_with_no_compliant_path_refuses_the_client() {
         "{log}"
     );
     assert!(!net.paris.log().contains("session started"));
+    net.madrid
+        .wait_for("hubd_sessions_refused_total", "the refusal counted", |n| {
+            n >= 1.0
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,6 +270,13 @@ async fn a_session_survives_the_death_of_its_transit_hub() {
     );
     println!("longest pause in the echo across the failover: {longest:?}");
     assert!(net.paris.log().contains("session resumed on a new circuit"));
+    net.madrid
+        .wait_for(
+            "hubd_session_failovers_total",
+            "the failover counted",
+            |n| n >= 1.0,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
