@@ -53,6 +53,7 @@ fn advertisement(origin: &str, code: &str, links: &[(&str, u16, u64)]) -> Advert
             })
             .collect(),
         vouchers: Vec::new(),
+        prefixes: Vec::new(),
     })
     .unwrap()
 }

@@ -104,6 +104,7 @@ fn advertisements(hubs: usize, random: &mut Random) -> Vec<Advertisement> {
                 expires_at: Timestamp::from_unix_secs(u64::MAX),
                 links,
                 vouchers: Vec::new(),
+                prefixes: Vec::new(),
             })
             .expect("a valid advertisement")
         })

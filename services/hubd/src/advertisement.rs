@@ -2,13 +2,14 @@
 //!
 //! An [`Advertisement`] names its originating hub and jurisdiction, the links the hub has up
 //! (neighbour, link id, measured latency), its [`Flags`] (e.g. no transit), a sequence number,
-//! an expiry, and its [`Voucher`]s: for each direct peer, the fingerprint of the peer site's
-//! root key, which is how trust reaches hubs that are not our own peers (see [`crate::trust`]).
+//! an expiry, its [`Voucher`]s: for each direct peer, the fingerprint of the peer site's
+//! root key, which is how trust reaches hubs that are not our own peers (see [`crate::trust`]),
+//! and the IP prefixes behind it that other hubs may route to it ([`crate::ip_routes`]).
 //!
 //! A [`SignedAdvertisement`] adds the hub's certificate chain (leaf first, the site root last)
 //! and an ECDSA P-256 signature by the leaf key over [`Advertisement::signed_message`]: a
 //! domain-separation prefix followed by the canonical encoding of the content ([`wire`]).
-//! The content is kept canonical by construction (links and vouchers sorted, no duplicates,
+//! The content is kept canonical by construction (links, vouchers and prefixes sorted, no duplicates,
 //! every count bounded), so encoding is deterministic and a decoded advertisement re-encodes to
 //! exactly the bytes that were signed.
 
@@ -20,6 +21,7 @@ use appliance::tls::Identity;
 use p256::ecdsa::Signature;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
+use crate::grant::IpPrefix;
 use crate::hub_certificate::{self, SpkiFingerprint};
 use crate::hub_id::HubId;
 use crate::jurisdiction::Jurisdiction;
@@ -29,6 +31,8 @@ use crate::link::{Latency, LinkId};
 pub const MAX_LINKS: usize = 256;
 /// Most vouchers one advertisement may carry.
 pub const MAX_VOUCHERS: usize = 256;
+/// Most IP prefixes one advertisement may announce.
+pub const MAX_PREFIXES: usize = 64;
 /// Most certificates in the chain: the leaf, up to two intermediates, the site root.
 pub const MAX_CHAIN_LEN: usize = 4;
 /// Largest certificate accepted in a chain, in bytes (DER).
@@ -174,6 +178,12 @@ pub enum InvalidAdvertisement {
     /// A hub vouching for itself (its own root is proven by its chain, not by itself).
     #[error("hub {0} vouches for itself")]
     VoucherForSelf(HubId),
+    /// More prefixes than [`MAX_PREFIXES`].
+    #[error("{0} prefixes announced; an advertisement announces at most {MAX_PREFIXES}")]
+    TooManyPrefixes(usize),
+    /// The same prefix announced twice.
+    #[error("prefix {0} is announced twice")]
+    DuplicatePrefix(IpPrefix),
 }
 
 /// The values an [`Advertisement`] is made of, in any order.
@@ -193,10 +203,12 @@ pub struct AdvertisementParts {
     pub links: Vec<AdvertisedLink>,
     /// Its vouchers for its direct peers.
     pub vouchers: Vec<Voucher>,
+    /// The IP prefixes behind it (`[tun] announce`), routed to it by the hubs that trust it.
+    pub prefixes: Vec<IpPrefix>,
 }
 
-/// A well-formed advertisement: links sorted by (neighbour, link id) and vouchers by hub, with
-/// no duplicates, no link or voucher to itself, every latency in range and every count bounded.
+/// A well-formed advertisement: links sorted by (neighbour, link id), vouchers by hub and
+/// prefixes by address then length, with no duplicates, no link or voucher to itself, every latency in range and every count bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advertisement {
     parts: AdvertisementParts,
@@ -209,10 +221,11 @@ impl Advertisement {
             .links
             .sort_by(|a, b| (&a.neighbour, a.link).cmp(&(&b.neighbour, b.link)));
         parts.vouchers.sort_by(|a, b| a.hub.cmp(&b.hub));
+        parts.prefixes.sort();
         Self::from_sorted(parts)
     }
 
-    /// Checks `parts`, whose links and vouchers are already in order (the decoder's path: it
+    /// Checks `parts`, whose links, vouchers and prefixes are already in order (the decoder's path: it
     /// refuses unsorted input as not canonical before calling this).
     pub(crate) fn from_sorted(parts: AdvertisementParts) -> Result<Self, InvalidAdvertisement> {
         if parts.links.len() > MAX_LINKS {
@@ -220,6 +233,12 @@ impl Advertisement {
         }
         if parts.vouchers.len() > MAX_VOUCHERS {
             return Err(InvalidAdvertisement::TooManyVouchers(parts.vouchers.len()));
+        }
+        if parts.prefixes.len() > MAX_PREFIXES {
+            return Err(InvalidAdvertisement::TooManyPrefixes(parts.prefixes.len()));
+        }
+        if let Some(twice) = parts.prefixes.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(InvalidAdvertisement::DuplicatePrefix(twice[0]));
         }
         for (i, link) in parts.links.iter().enumerate() {
             if link.neighbour == parts.origin {
@@ -291,6 +310,11 @@ impl Advertisement {
     /// Its vouchers, sorted by hub.
     pub fn vouchers(&self) -> &[Voucher] {
         &self.parts.vouchers
+    }
+
+    /// The IP prefixes behind it, sorted by address then length.
+    pub fn prefixes(&self) -> &[IpPrefix] {
+        &self.parts.prefixes
     }
 
     /// The root fingerprint this hub vouches for `hub` with, if it vouches for it.

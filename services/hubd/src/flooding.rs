@@ -7,7 +7,8 @@
 //!
 //! - **Origination**: this hub's advertisement lists the links that are up (neighbour, link
 //!   number, half the link's RTT), vouches for every direct peer, carries no-transit when
-//!   [`Flooding::set_transit`] withdrew transit, a sequence from
+//!   [`Flooding::set_transit`] withdrew transit, the IP prefixes behind this hub given by
+//!   [`Flooding::set_prefixes`], a sequence from
 //!   [`crate::advertisement::next_sequence`] and an expiry [`FloodingSettings::lifetime`] ahead. It is re-originated when a link comes up or goes
 //!   down, when transit changes, when a link's latency moves beyond the
 //!   [`LatencyHysteresis`] from what was advertised (not on every RTT sample), when half its
@@ -46,6 +47,7 @@ use self::origination::{own_parts, sign};
 use crate::advertisement::{
     AdvertisedLink, Advertisement, Flags, SignedAdvertisement, Timestamp, Voucher,
 };
+use crate::grant::IpPrefix;
 use crate::hub_id::HubId;
 use crate::jurisdiction::Jurisdiction;
 use crate::link::Latency;
@@ -178,6 +180,7 @@ pub struct Flooding {
     own: SignedAdvertisement,
     links: BTreeMap<LinkKey, UpLink>,
     transit: bool,
+    prefixes: Vec<IpPrefix>,
     held_back: HeldBack,
     counters: FloodCounters,
 }
@@ -219,6 +222,7 @@ impl Flooding {
             own: own.clone(),
             links: BTreeMap::new(),
             transit: true,
+            prefixes: Vec::new(),
             held_back,
             counters: FloodCounters::default(),
         };
@@ -333,6 +337,18 @@ impl Flooding {
             return Vec::new();
         }
         self.transit = transit;
+        self.reoriginate(now)
+    }
+
+    /// Announces `prefixes` as the IP prefixes behind this hub (`[tun] announce`; at most
+    /// [`crate::advertisement::MAX_PREFIXES`], no duplicates): re-originates when they change.
+    pub fn set_prefixes(&mut self, mut prefixes: Vec<IpPrefix>, now: SystemTime) -> Vec<Outbound> {
+        prefixes.sort();
+        prefixes.dedup();
+        if self.prefixes == prefixes {
+            return Vec::new();
+        }
+        self.prefixes = prefixes;
         self.reoriginate(now)
     }
 
@@ -510,6 +526,7 @@ impl Flooding {
         parts.flags = Flags {
             no_transit: !self.transit,
         };
+        parts.prefixes.clone_from(&self.prefixes);
         parts.links = self
             .links
             .iter()

@@ -54,6 +54,12 @@ impl IpPrefix {
             return Err(unparsable());
         }
         let length: u8 = length.parse().map_err(|_| unparsable())?;
+        Self::new(address, length)
+    }
+
+    /// The prefix of `length` bits at `address` (as decoded from an advertisement), refused
+    /// when the length is beyond the address size or bits after it are set.
+    pub fn new(address: IpAddr, length: u8) -> Result<Self, IpPrefixError> {
         let (version, max) = match address {
             IpAddr::V4(_) => (4, 32),
             IpAddr::V6(_) => (6, 128),
@@ -69,7 +75,7 @@ impl IpPrefix {
         let network = prefix.network_of(address);
         if network != address {
             return Err(IpPrefixError::HostBits {
-                given: text.to_owned(),
+                given: format!("{address}/{length}"),
                 network: Self {
                     address: network,
                     length,
@@ -78,6 +84,25 @@ impl IpPrefix {
             });
         }
         Ok(prefix)
+    }
+
+    /// The prefix of `length` bits that `address` lies in (host bits cleared), e.g. the network
+    /// of an interface address such as `10.77.1.1/16`; `None` when the length is too long.
+    pub fn containing(address: IpAddr, length: u8) -> Option<Self> {
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        if length > max {
+            return None;
+        }
+        let prefix = Self { address, length };
+        Some(Self {
+            address: prefix.network_of(address),
+            length,
+        })
+    }
+
+    /// Whether the two prefixes share any address (one contains the other).
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.contains(other.address) || other.contains(self.address)
     }
 
     /// The network address.

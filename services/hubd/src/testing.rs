@@ -216,7 +216,16 @@ impl Draft {
             expires_at: now().plus_secs(3600),
             links: Vec::new(),
             vouchers: Vec::new(),
+            prefixes: Vec::new(),
         })
+    }
+
+    /// Announces `prefix` (e.g. `10.77.3.0/24`).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.0
+            .prefixes
+            .push(crate::grant::IpPrefix::parse(prefix).unwrap());
+        self
     }
 
     pub fn sequence(mut self, sequence: u64) -> Self {

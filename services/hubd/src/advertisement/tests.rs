@@ -16,6 +16,9 @@ fn sample(site: &Site) -> (crate::testing::HubCert, SignedAdvertisement) {
         .link("paris-1", 1, 8)
         .vouch("paris-1", site.fingerprint())
         .vouch("lisbon-1", site.fingerprint())
+        .prefix("2001:db8:77::/48")
+        .prefix("10.77.1.0/24")
+        .prefix("10.77.0.0/16")
         .no_transit()
         .build();
     let signed = cert.sign(advertisement);
@@ -43,10 +46,17 @@ fn links_and_vouchers_are_sorted_so_the_encoding_is_unique() {
     assert_eq!(ad.vouchers()[0].hub, hub("lisbon-1"));
     assert_eq!(ad.voucher_for(&hub("paris-1")), Some(&site.fingerprint()));
     assert_eq!(ad.voucher_for(&hub("geneva-1")), None);
+    let prefixes: Vec<String> = ad.prefixes().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        prefixes,
+        ["10.77.0.0/16", "10.77.1.0/24", "2001:db8:77::/48"],
+        "by address then length, IPv4 first"
+    );
     // The same content given in another order is the same advertisement, the same bytes.
     let mut reversed = ad.parts().clone();
     reversed.links.reverse();
     reversed.vouchers.reverse();
+    reversed.prefixes.reverse();
     let again = Advertisement::new(reversed).unwrap();
     assert_eq!(&again, ad);
     assert_eq!(again.signed_message(), ad.signed_message());
@@ -96,6 +106,21 @@ fn construction_refuses_what_no_hub_may_advertise() {
     assert_eq!(
         bad(many),
         InvalidAdvertisement::TooManyVouchers(MAX_VOUCHERS + 1)
+    );
+    assert_eq!(
+        bad(Draft::new("madrid-1", "ES")
+            .prefix("10.77.1.0/24")
+            .prefix("10.77.1.0/24"))
+        .to_string(),
+        "prefix 10.77.1.0/24 is announced twice"
+    );
+    let mut many = Draft::new("madrid-1", "ES");
+    for i in 0..=MAX_PREFIXES {
+        many = many.prefix(&format!("10.{i}.0.0/16"));
+    }
+    assert_eq!(
+        bad(many),
+        InvalidAdvertisement::TooManyPrefixes(MAX_PREFIXES + 1)
     );
 }
 
@@ -241,6 +266,16 @@ fn hostile_headers_and_trailers_are_refused() {
 
 /// Builds raw content bytes for an origin `a` with the given link and voucher sections.
 fn raw(links: &[(&str, u16, u32)], vouchers: &[&str], chain: &[&[u8]]) -> Vec<u8> {
+    raw_with_prefixes(links, vouchers, &[], chain)
+}
+
+/// [`raw`] with prefixes given as (family, length, address bytes).
+fn raw_with_prefixes(
+    links: &[(&str, u16, u32)],
+    vouchers: &[&str],
+    prefixes: &[(u8, u8, &[u8])],
+    chain: &[&[u8]],
+) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.push(1);
     out.extend_from_slice(&[1, b'a']);
@@ -260,6 +295,11 @@ fn raw(links: &[(&str, u16, u32)], vouchers: &[&str], chain: &[&[u8]]) -> Vec<u8
         out.push(u8::try_from(hub.len()).unwrap());
         out.extend_from_slice(hub.as_bytes());
         out.extend_from_slice(&[7; 32]);
+    }
+    out.extend_from_slice(&u16::try_from(prefixes.len()).unwrap().to_be_bytes());
+    for (family, length, address) in prefixes {
+        out.extend_from_slice(&[*family, *length]);
+        out.extend_from_slice(address);
     }
     out.push(u8::try_from(chain.len()).unwrap());
     for cert in chain {
@@ -340,6 +380,56 @@ fn hand_made_content_decodes_only_in_canonical_form() {
 }
 
 #[test]
+fn announced_prefixes_decode_only_well_formed_and_in_canonical_form() {
+    let cert: &[u8] = &[0x30, 0x00];
+    let v4 = |a: u8, length: u8| (4u8, length, vec![10, 77, a, 0]);
+    let with = |prefixes: &[(u8, u8, Vec<u8>)]| {
+        let prefixes: Vec<(u8, u8, &[u8])> = prefixes
+            .iter()
+            .map(|(family, length, address)| (*family, *length, address.as_slice()))
+            .collect();
+        SignedAdvertisement::decode(&raw_with_prefixes(&[], &[], &prefixes, &[cert]))
+    };
+    let ok = with(&[
+        v4(1, 24),
+        v4(2, 24),
+        (
+            6,
+            32,
+            vec![0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
+    ])
+    .unwrap();
+    let prefixes: Vec<String> = ok
+        .advertisement()
+        .prefixes()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(prefixes, ["10.77.1.0/24", "10.77.2.0/24", "2001:db8::/32"]);
+    assert_eq!(
+        with(&[v4(2, 24), v4(1, 24)]).unwrap_err(),
+        DecodeError::NotCanonical("prefixes")
+    );
+    assert!(matches!(
+        with(&[v4(1, 24), v4(1, 24)]).unwrap_err(),
+        DecodeError::Invalid(InvalidAdvertisement::DuplicatePrefix(_))
+    ));
+    assert_eq!(
+        with(&[v4(1, 16)]).unwrap_err().to_string(),
+        "an announced prefix is malformed: 10.77.1.0/16 has host bits set; the prefix is 10.77.0.0/16"
+    );
+    assert!(matches!(
+        with(&[v4(0, 33)]).unwrap_err(),
+        DecodeError::Prefix(crate::grant::IpPrefixError::TooLong { .. })
+    ));
+    assert_eq!(
+        with(&[(5, 8, vec![10, 0, 0, 0])]).unwrap_err(),
+        DecodeError::PrefixFamily(5)
+    );
+}
+
+#[test]
 fn counts_are_refused_before_anything_is_read_or_allocated() {
     let cert: &[u8] = &[0x30, 0x00];
     let mut bytes = raw(&[], &[], &[cert]);
@@ -376,4 +466,18 @@ fn flags_refuse_unknown_bits() {
     assert_eq!(Flags::from_bits(1), Some(Flags { no_transit: true }));
     assert_eq!(Flags { no_transit: true }.bits(), 1);
     assert_eq!(Flags::from_bits(2), None);
+}
+
+#[test]
+fn the_fuzz_seeds_are_current_encodings() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/hub_advertisement");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let decoded = SignedAdvertisement::decode(&bytes).unwrap();
+        assert_eq!(decoded.encode(), bytes);
+        seen += 1;
+    }
+    assert!(seen >= 2, "seeds in {}", dir.display());
 }

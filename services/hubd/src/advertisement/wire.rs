@@ -20,21 +20,28 @@
 //!               per link: neighbour hub id, link id (1 to 65535) u16, latency µs (1 to 60 000 000) u32
 //! vouchers      count (0 to 256)         u16
 //!               per voucher: hub id, SHA-256 of the root's SubjectPublicKeyInfo (32 bytes)
+//! prefixes      count (0 to 64)          u16
+//!               per prefix: family (4 or 6) u8, length (0 to 32 or 128) u8,
+//!               network address (4 or 16 bytes, no bit set after the length)
 //! ```
 //!
-//! Links are in strictly increasing (neighbour, link id) order and vouchers in strictly
-//! increasing hub order, so every advertisement has exactly one encoding; the decoder refuses
+//! Links are in strictly increasing (neighbour, link id) order, vouchers in strictly
+//! increasing hub order and prefixes in strictly increasing (address, length) order (IPv4
+//! before IPv6), so every advertisement has exactly one encoding; the decoder refuses
 //! anything else, and input longer than [`MAX_ENCODED_LEN`] before reading a byte of it. The
 //! signature covers [`super::SIGNATURE_DOMAIN`] followed by the content bytes.
+
+use std::net::IpAddr;
 
 use rustls_pki_types::CertificateDer;
 
 use super::{
     AdvertisedLink, Advertisement, AdvertisementParts, AdvertisementSignature,
-    InvalidAdvertisement, MAX_CERTIFICATE_LEN, MAX_CHAIN_LEN, MAX_LINKS, MAX_VOUCHERS,
-    SignedAdvertisement, Timestamp, Voucher,
+    InvalidAdvertisement, MAX_CERTIFICATE_LEN, MAX_CHAIN_LEN, MAX_LINKS, MAX_PREFIXES,
+    MAX_VOUCHERS, SignedAdvertisement, Timestamp, Voucher,
 };
 use crate::advertisement::Flags;
+use crate::grant::{IpPrefix, IpPrefixError};
 use crate::hub_certificate::SpkiFingerprint;
 use crate::hub_id::{HubId, HubIdError, MAX_HUB_ID_LEN};
 use crate::jurisdiction::Jurisdiction;
@@ -92,7 +99,13 @@ pub enum DecodeError {
     /// Link id 0.
     #[error("link id 0 is not a link")]
     LinkIdZero,
-    /// Links or vouchers out of order: not the one canonical encoding.
+    /// A prefix family other than 4 or 6.
+    #[error("prefix family {0} is neither 4 (IPv4) nor 6 (IPv6)")]
+    PrefixFamily(u8),
+    /// A prefix too long for its family, or with bits set after its length.
+    #[error("an announced prefix is malformed: {0}")]
+    Prefix(#[from] IpPrefixError),
+    /// Links, vouchers or prefixes out of order: not the one canonical encoding.
     #[error("the {0} are not in canonical order")]
     NotCanonical(&'static str),
     /// Well-formed fields that do not make an advertisement.
@@ -187,6 +200,19 @@ pub(crate) fn encode_content(advertisement: &Advertisement, out: &mut Vec<u8>) {
         put_hub_id(out, &voucher.hub);
         out.extend_from_slice(voucher.root.as_bytes());
     }
+    put_count(out, advertisement.prefixes().len());
+    for prefix in advertisement.prefixes() {
+        match prefix.address() {
+            IpAddr::V4(address) => {
+                out.extend_from_slice(&[4, prefix.length()]);
+                out.extend_from_slice(&address.octets());
+            }
+            IpAddr::V6(address) => {
+                out.extend_from_slice(&[6, prefix.length()]);
+                out.extend_from_slice(&address.octets());
+            }
+        }
+    }
 }
 
 /// Appends `id` as one length byte and its ASCII bytes.
@@ -196,7 +222,8 @@ pub(crate) fn put_hub_id(out: &mut Vec<u8>, id: &HubId) {
 }
 
 fn put_count(out: &mut Vec<u8>, count: usize) {
-    let count = u16::try_from(count).expect("counts are bounded by MAX_LINKS and MAX_VOUCHERS");
+    let count =
+        u16::try_from(count).expect("counts are bounded by MAX_LINKS, MAX_VOUCHERS, MAX_PREFIXES");
     out.extend_from_slice(&count.to_be_bytes());
 }
 
@@ -243,6 +270,7 @@ fn content(reader: &mut Reader<'_>) -> Result<Advertisement, DecodeError> {
     let expires_at = Timestamp::from_unix_secs(reader.u64("expiry")?);
     let links = links(reader)?;
     let vouchers = vouchers(reader)?;
+    let prefixes = prefixes(reader)?;
     Ok(Advertisement::from_sorted(AdvertisementParts {
         origin,
         jurisdiction,
@@ -251,6 +279,7 @@ fn content(reader: &mut Reader<'_>) -> Result<Advertisement, DecodeError> {
         expires_at,
         links,
         vouchers,
+        prefixes,
     })?)
 }
 
@@ -290,6 +319,26 @@ fn vouchers(reader: &mut Reader<'_>) -> Result<Vec<Voucher>, DecodeError> {
         });
     }
     Ok(vouchers)
+}
+
+fn prefixes(reader: &mut Reader<'_>) -> Result<Vec<IpPrefix>, DecodeError> {
+    let count = reader.count("prefixes", MAX_PREFIXES)?;
+    let mut prefixes: Vec<IpPrefix> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let family = reader.u8("prefix family")?;
+        let length = reader.u8("prefix length")?;
+        let address = match family {
+            4 => IpAddr::from(reader.array::<4>("prefix address")?),
+            6 => IpAddr::from(reader.array::<16>("prefix address")?),
+            other => return Err(DecodeError::PrefixFamily(other)),
+        };
+        let prefix = IpPrefix::new(address, length)?;
+        if prefixes.last().is_some_and(|previous| *previous > prefix) {
+            return Err(DecodeError::NotCanonical("prefixes"));
+        }
+        prefixes.push(prefix);
+    }
+    Ok(prefixes)
 }
 
 fn chain(reader: &mut Reader<'_>) -> Result<Vec<CertificateDer<'static>>, DecodeError> {

@@ -61,6 +61,7 @@ pub(crate) fn own_parts(
         expires_at: Timestamp::from(now).plus_secs(settings.lifetime.as_secs()),
         links: Vec::new(),
         vouchers: vouchers.to_vec(),
+        prefixes: Vec::new(),
     }
 }
 

@@ -278,6 +278,35 @@ fn an_accepted_advertisement_goes_to_every_other_link_never_back() {
 }
 
 #[test]
+fn announced_prefixes_are_carried_by_the_own_advertisement() {
+    let (mut line, _sites) = Line::new();
+    line.up(0, 1);
+    line.settle();
+    let prefixes = |text: &[&str]| -> Vec<crate::grant::IpPrefix> {
+        text.iter()
+            .map(|p| crate::grant::IpPrefix::parse(p).unwrap())
+            .collect()
+    };
+    let out = line.hubs[0].set_prefixes(
+        prefixes(&["10.77.2.0/24", "10.77.1.0/24"]),
+        SystemTime::now(),
+    );
+    assert_eq!(out.len(), 1, "re-originated on the link up");
+    line.hubs[1].receive(&link_key("madrid-1", 1), &out[0].frame, SystemTime::now());
+    let view = line.hubs[1].view(SystemTime::now());
+    assert_eq!(
+        view.advertisements[&hub("madrid-1")].prefixes(),
+        prefixes(&["10.77.1.0/24", "10.77.2.0/24"])
+    );
+    // The same set again (in any order) changes nothing.
+    let again = line.hubs[0].set_prefixes(
+        prefixes(&["10.77.1.0/24", "10.77.2.0/24"]),
+        SystemTime::now(),
+    );
+    assert!(again.is_empty());
+}
+
+#[test]
 fn only_a_material_latency_change_reoriginates() {
     let (mut line, _sites) = Line::new();
     let now = SystemTime::now();

@@ -42,6 +42,7 @@ fn network(
                 expires_at: Timestamp::from_unix_secs(u64::MAX),
                 links: mine.collect(),
                 vouchers: Vec::new(),
+                prefixes: Vec::new(),
             })
             .unwrap()
         })
