@@ -8,6 +8,7 @@
 //! hub), naming the key and the file that set it. The peering files are read by
 //! [`peer_file`]; [`load`] reads everything and refuses with exit status 78 on any problem.
 
+pub mod ip;
 pub mod peer_file;
 pub mod services;
 
@@ -59,6 +60,10 @@ pub struct HubdConfig {
     pub path_policy: BTreeMap<String, PolicySection>,
     /// `[[service]]`: TCP services published here or reached from here.
     pub service: Vec<services::ServiceEntry>,
+    /// `[tun]`: the TUN interface IP traffic to other hubs goes through (absent: none).
+    pub tun: Option<ip::TunSection>,
+    /// `[[route]]`: per-prefix pins and path policies for that traffic.
+    pub route: Vec<ip::RouteEntry>,
 }
 
 /// `[hub]`.
@@ -316,6 +321,13 @@ impl ServiceConfig for HubdConfig {
             |name| self.path_policy.contains_key(name),
             &mut problems,
         );
+        ip::check(
+            self.tun.as_ref(),
+            &self.route,
+            self.hub.id.as_ref(),
+            |name| self.path_policy.contains_key(name),
+            &mut problems,
+        );
         if problems.is_empty() {
             Ok(())
         } else {
@@ -427,6 +439,9 @@ impl HubdSetup {
                 "service {} of hub {} reached on {} ({policy})",
                 service.name, service.hub, service.listen
             );
+        }
+        for line in ip::report(config.tun.as_ref(), &config.route) {
+            let _ = writeln!(out, "{line}");
         }
         out
     }

@@ -445,3 +445,114 @@ fn service_mistakes_are_each_named() {
         );
     }
 }
+
+#[test]
+fn a_tun_with_routes_loads_and_reports() {
+    let scratch = Scratch::new();
+    let path = scratch.hubd_toml(
+        "[path_policy.eu-only]\nallowed_jurisdictions = [\"ES\", \"FR\"]\n\
+         [tun]\naddress = \"10.77.1.1/16\"\nannounce = [\"10.77.1.0/24\", \"2001:db8:77:1::/64\"]\n\
+         [[route]]\nprefix = \"10.77.3.0/24\"\nhub = \"paris-1\"\npath_policy = \"eu-only\"\n\
+         [[route]]\nprefix = \"10.77.2.0/24\"\n",
+    );
+    let setup = scratch.load(&path).unwrap();
+    let tun = setup.config.tun.as_ref().unwrap();
+    assert_eq!(tun.name, "hub0");
+    assert_eq!(tun.mtu.get(), 1380);
+    assert_eq!(tun.address.network().to_string(), "10.77.0.0/16");
+    let report = setup.report();
+    assert!(
+        report.contains(
+            "tun hub0 10.77.1.1/16 mtu 1380; announcing 10.77.1.0/24, 2001:db8:77:1::/64\n"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("route 10.77.3.0/24: only paris-1 (path policy eu-only)\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("route 10.77.2.0/24: any hub announcing it (any path)\n"),
+        "{report}"
+    );
+    let plain = scratch.load(&scratch.hubd_toml("")).unwrap();
+    assert!(plain.config.tun.is_none());
+    assert!(!plain.report().contains("tun"), "no TUN, nothing said");
+}
+
+#[test]
+fn tun_and_route_mistakes_are_each_named() {
+    let scratch = Scratch::new();
+    let tun = "[tun]\naddress = \"10.77.1.1/16\"\nannounce = [\"10.77.1.0/24\"]\n";
+    let cases = [
+        ("[tun]\nname = \"hub0\"\n", "address", "missing key"),
+        (
+            "[tun]\naddress = \"10.77.1.1\"\n",
+            "address",
+            "not an interface address",
+        ),
+        (
+            "[tun]\naddress = \"10.77.1.1/16\"\nmtu = 100\n",
+            "hubd.toml:7",
+            "576",
+        ),
+        (
+            "[tun]\naddress = \"10.77.1.1/16\"\nname = \"a-name-far-too-long\"\n",
+            "tun.name",
+            "not an interface name",
+        ),
+        (
+            "[tun]\naddress = \"10.77.1.1/16\"\nannounce = [\"10.77.0.0/16\", \"10.77.1.0/24\"]\n",
+            "tun.announce[1]",
+            "overlaps 10.77.0.0/16",
+        ),
+        (
+            "[tun]\naddress = \"10.77.1.1/16\"\nannounce = [\"10.77.1.1/24\"]\n",
+            "hubd.toml:7",
+            "host bits",
+        ),
+        (
+            "[[route]]\nprefix = \"10.77.3.0/24\"\n",
+            "route[0].prefix",
+            "need a [tun]",
+        ),
+        (
+            "[[route]]\nprefix = \"10.77.1.128/25\"\n",
+            "route[0].prefix",
+            "which this hub announces",
+        ),
+        (
+            "[[route]]\nprefix = \"10.77.3.0/24\"\n[[route]]\nprefix = \"10.77.3.0/24\"\n",
+            "route[1].prefix",
+            "another [[route]]",
+        ),
+        (
+            "[[route]]\nprefix = \"10.77.3.0/24\"\nhub = \"madrid-1\"\n",
+            "route[0].hub",
+            "is this hub",
+        ),
+        (
+            "[[route]]\nprefix = \"10.77.3.0/24\"\npath_policy = \"nope\"\n",
+            "route[0].path_policy",
+            "no [path_policy.nope]",
+        ),
+        (
+            "[[route]]\nprefix = \"10.77.3.0/24\"\nvia = \"x\"\n",
+            "via",
+            "unknown",
+        ),
+    ];
+    for (extra, key, sentence) in cases {
+        // Routes are checked beside a valid [tun], but for the one that lacks it.
+        let extra = if extra.starts_with("[[route]]") && sentence != "need a [tun]" {
+            format!("{tun}{extra}")
+        } else {
+            extra.to_owned()
+        };
+        let error = scratch.load(&scratch.hubd_toml(&extra)).unwrap_err();
+        assert!(
+            error.contains(key) && error.contains(sentence),
+            "{extra}: {error}"
+        );
+    }
+}
