@@ -1,6 +1,8 @@
-//! A small hub network for the tests and the benchmark: `madrid-1` (ES) reaches the `echo`
-//! service published at `paris-1` (FR) through the transit hubs the caller names.
+//! A small hub network for the tests and the benchmark: `madrid-1` (ES) reaches the services
+//! `echo` and `sink` published at `paris-1` (FR) through the transit hubs the caller names (or
+//! over a direct link).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -28,13 +30,49 @@ pub async fn echo_service() -> SocketAddr {
     address
 }
 
-/// `madrid-1` (ES) reaches `echo` at `paris-1` (FR); transit hubs in between are given by the
-/// caller. Paris grants the service to every transit hub; transit hubs grant Madrid transit.
+/// A sink service on loopback: echoes the first 4 bytes (so a client knows the session is up),
+/// then counts what it reads and, at the client's half-close, answers the count (8 bytes, BE).
+pub async fn sink_service() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut hello = [0u8; 4];
+                if stream.read_exact(&mut hello).await.is_err()
+                    || stream.write_all(&hello).await.is_err()
+                {
+                    return;
+                }
+                let mut buffer = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                while let Ok(n) = stream.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                let _ = stream.write_all(&total.to_be_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    address
+}
+
+/// `madrid-1` (ES) reaches `echo` and `sink` at `paris-1` (FR); transit hubs in between are
+/// given by the caller. Paris grants the services to every hub it peers with; transit hubs grant
+/// Madrid transit.
 pub struct Network {
     pub madrid: Hub,
     pub paris: Hub,
     pub transits: Vec<Hub>,
+    /// The echo service's listener at Madrid.
     pub client_listen: SocketAddr,
+    /// Every service's listener at Madrid, by name.
+    pub listeners: BTreeMap<&'static str, SocketAddr>,
+    madrid_site: Site,
+    paris_site: Site,
     _sites: Vec<Site>,
 }
 
@@ -49,33 +87,44 @@ pub async fn network(transits: &[(&'static str, &str)], policy: &str) -> Network
         let site = Site::new(id);
         let hub = Hub::new(id, code, &site).await;
         madrid.peer_with(&hub, code, &site.root_pem, false);
-        paris.peer_with_grant(&hub, code, &site.root_pem, "services = [\"echo\"]");
+        paris.peer_with_grant(&hub, code, &site.root_pem, SERVICES_GRANT);
         hub.peer_with(&madrid, "ES", &madrid_site.root_pem, true);
         hub.peer_with(&paris, "FR", &paris_site.root_pem, true);
         sites.push(site);
         hubs.push(hub);
     }
-    let echo = echo_service().await;
-    paris.configure(&format!(
-        "[[service]]\nname = \"echo\"\npublish = \"{echo}\"\n"
-    ));
-    let client_listen = free_tcp();
-    madrid.configure(&format!(
-        "{policy}[[service]]\nname = \"echo\"\nhub = \"paris-1\"\nlisten = \"{client_listen}\"\n"
-    ));
-    if !policy.is_empty() {
-        madrid.configure("path_policy = \"only\"\n");
+    madrid.configure(policy);
+    let mut listeners = BTreeMap::new();
+    for (name, target) in [
+        ("echo", echo_service().await),
+        ("sink", sink_service().await),
+    ] {
+        paris.configure(&format!(
+            "[[service]]\nname = \"{name}\"\npublish = \"{target}\"\n"
+        ));
+        let listen = free_tcp();
+        madrid.configure(&format!(
+            "[[service]]\nname = \"{name}\"\nhub = \"paris-1\"\nlisten = \"{listen}\"\n"
+        ));
+        if !policy.is_empty() {
+            madrid.configure("path_policy = \"only\"\n");
+        }
+        listeners.insert(name, listen);
     }
-    sites.push(madrid_site);
-    sites.push(paris_site);
     Network {
         madrid,
         paris,
         transits: hubs,
-        client_listen,
+        client_listen: listeners["echo"],
+        listeners,
+        madrid_site,
+        paris_site,
         _sites: sites,
     }
 }
+
+/// What Paris grants the hubs it peers with.
+const SERVICES_GRANT: &str = "services = [\"echo\", \"sink\"]";
 
 impl Network {
     pub fn start(&mut self) {
@@ -100,11 +149,53 @@ impl Network {
             .await;
     }
 
-    /// A client connection through Madrid, retried while the control plane settles.
+    /// Links Madrid and Paris directly (before they start).
+    pub fn peer_directly(&self) {
+        self.madrid
+            .peer_with(&self.paris, "FR", &self.paris_site.root_pem, false);
+        self.paris.peer_with_grant(
+            &self.madrid,
+            "ES",
+            &self.madrid_site.root_pem,
+            SERVICES_GRANT,
+        );
+    }
+
+    /// The process ids: Madrid, Paris, then the transit hubs.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.madrid)
+            .chain(std::iter::once(&self.paris))
+            .chain(&self.transits)
+            .filter_map(|hub| hub.child.as_ref().map(std::process::Child::id))
+            .collect()
+    }
+
+    /// Which transit hub (index) carries Madrid's latest session, from its log.
+    pub fn carrier_of_latest_session(&self) -> usize {
+        let log = self.madrid.log();
+        let latest = log
+            .lines()
+            .filter(|line| line.contains("session started") || line.contains("session moved"))
+            .next_back()
+            .unwrap_or_default()
+            .to_owned();
+        self.transits
+            .iter()
+            .position(|hub| latest.contains(&format!("→ {} (", hub.id)))
+            .expect("the latest session crosses a transit hub")
+    }
+
+    /// A client connection to the echo service through Madrid, retried while the control plane
+    /// settles.
     pub async fn connect(&self) -> TcpStream {
+        self.connect_to("echo").await
+    }
+
+    /// A client connection to service `name` through Madrid (its first 4 bytes answered).
+    pub async fn connect_to(&self, name: &str) -> TcpStream {
         let deadline = Instant::now() + CONVERGE;
         loop {
-            let mut stream = TcpStream::connect(self.client_listen).await.unwrap();
+            let mut stream = TcpStream::connect(self.listeners[name]).await.unwrap();
             // A refused session is reset at once; an accepted one echoes.
             stream.write_all(b"ping").await.unwrap();
             let mut answer = [0u8; 4];
