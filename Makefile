@@ -133,6 +133,8 @@ bench: deps
 	$(CARGO) bench -p trustd --bench acme_issuance --locked
 	@echo "==> hubd: path computation on a synthetic 1,000-hub graph against plain Dijkstra"
 	$(CARGO) bench -p hubd --bench path_selection --locked
+	@echo "==> hubd: the data plane with real hubd processes (throughput, latency per hop, failover, memory per session)"
+	$(CARGO) bench -p hubd --bench data_plane --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
