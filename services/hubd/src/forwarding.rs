@@ -14,7 +14,8 @@
 //! service: granted to the peer the circuit arrived from (its peering file's `[grant] services`:
 //! bilateral, like every grant), it connects to the service, or resumes the session the circuit
 //! belongs to. [`sessions`] keeps what the operator sees of each session, including the path it
-//! is on, as proven by the receipts.
+//! is on, as proven by the receipts. A circuit that carries IP packets rather than a service
+//! is handed to the IP plane ([`crate::ip_plane`]) when the daemon runs one.
 
 pub mod destination;
 pub mod request;
@@ -24,14 +25,16 @@ pub mod source;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use self::request::ServiceReply;
 
 use crate::circuit::{InboundCircuit, Relay};
 use crate::config::services::{PublishedService, ReachedService};
@@ -71,6 +74,8 @@ pub struct Forwarding {
     sessions: SessionTable,
     settings: SessionSettings,
     counters: ForwardingCounters,
+    /// Where circuits asking for packets go (the IP plane), once the daemon says.
+    packets: OnceLock<mpsc::Sender<InboundCircuit>>,
 }
 
 impl Forwarding {
@@ -82,7 +87,30 @@ impl Forwarding {
             sessions: SessionTable::default(),
             settings,
             counters: ForwardingCounters::default(),
+            packets: OnceLock::new(),
         })
+    }
+
+    /// Hands every circuit that asks for packets (the request read, the reply not yet sent) to
+    /// `ip_plane`; without it, such circuits are refused `no_ip_routing`. Set once.
+    pub fn carry_packets_to(&self, ip_plane: mpsc::Sender<InboundCircuit>) {
+        let _ = self.packets.set(ip_plane);
+    }
+
+    /// Gives a packet circuit to the IP plane, or refuses it.
+    async fn hand_packets(&self, mut circuit: InboundCircuit) {
+        let Some(ip_plane) = self.packets.get() else {
+            tracing::warn!(session = %circuit.session, source = %circuit.source, "packet circuit refused: no [tun] here");
+            let refusal = ServiceReply::Refused("no_ip_routing".into());
+            let _ = request::write_reply(&mut circuit.stream, &refusal).await;
+            return;
+        };
+        if let Err(error) = ip_plane.try_send(circuit) {
+            let mut circuit = error.into_inner();
+            tracing::warn!(session = %circuit.session, source = %circuit.source, "packet circuit refused: the IP plane is busy");
+            let refusal = ServiceReply::Refused("busy".into());
+            let _ = request::write_reply(&mut circuit.stream, &refusal).await;
+        }
     }
 
     /// The sessions of this hub.

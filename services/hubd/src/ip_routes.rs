@@ -168,9 +168,9 @@ impl RouteTable {
                 }
             }
         }
-        announced.sort_by(|a, b| b.prefix.length().cmp(&a.prefix.length()));
+        announced.sort_by_key(|a| std::cmp::Reverse(a.prefix.length()));
         let mut routes = routes.to_vec();
-        routes.sort_by(|a, b| b.prefix.length().cmp(&a.prefix.length()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.length()));
         Self {
             own: own.to_vec(),
             announced,

@@ -32,6 +32,7 @@ pub mod hub1;
 pub mod hub_certificate;
 pub mod hub_id;
 pub mod hub_identity;
+pub mod ip_plane;
 pub mod ip_routes;
 pub mod jurisdiction;
 pub mod link;

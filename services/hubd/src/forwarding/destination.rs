@@ -1,5 +1,6 @@
 //! The destination end: each circuit that ends here asks for a service; granted, it connects
-//! to the service (a new session) or resumes the session it belongs to.
+//! to the service (a new session) or resumes the session it belongs to. A circuit that asks for
+//! packets instead goes to the IP plane ([`Forwarding::carry_packets_to`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::request::{self, ServiceReply};
+use super::request::{self, Request, ServiceReply};
 use super::sessions::{Resumption, SessionRecord, SessionRole};
 use super::{Forwarding, ForwardingCounters, REQUEST_TIMEOUT};
 use crate::circuit::{Hop, InboundCircuit, Route};
@@ -56,7 +57,17 @@ async fn take(
     let service = match tokio::time::timeout(REQUEST_TIMEOUT, request::read_request(&mut stream))
         .await
     {
-        Ok(Ok(service)) => service,
+        Ok(Ok(Request::Service(service))) => service,
+        Ok(Ok(Request::Packets)) => {
+            let circuit = InboundCircuit {
+                session: id,
+                source,
+                route,
+                stream,
+            };
+            forwarding.hand_packets(circuit).await;
+            return;
+        }
         Ok(Err(error)) => {
             tracing::warn!(session = %id, %source, reason = error.label(), "circuit dropped: {error}");
             return;

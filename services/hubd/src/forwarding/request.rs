@@ -1,7 +1,9 @@
-//! The first exchange inside a circuit's end-to-end session: which service the source wants, and
-//! whether the destination takes it. Everything after it is the session layer's.
+//! The first exchange inside a circuit's end-to-end session: which service the source wants (or
+//! that the circuit carries IP packets, [`crate::ip_plane`]), and whether the destination takes
+//! it. Everything after it is the session layer's (or the IP plane's).
 //!
-//! Request: magic `HUBS`, version 1, the service name's length (1 byte) and the name. Reply: 0
+//! Request: magic `HUBS`, version 1, the service name's length (1 byte) and the name; or magic
+//! `HUBP`, version 1: packets between the hubs' TUN interfaces. Reply: 0
 //! (accepted), or 1 then the refusal's label length (1 byte) and the label. Both are read from
 //! an authenticated hub, but are still bounded and checked: a peer hub can be compromised.
 
@@ -10,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::grant::ServiceName;
 
 const MAGIC: &[u8; 4] = b"HUBS";
+const PACKETS_MAGIC: &[u8; 4] = b"HUBP";
 const VERSION: u8 = 1;
 const ACCEPTED: u8 = 0;
 const REFUSED: u8 = 1;
@@ -60,17 +63,59 @@ pub async fn write_request<W: AsyncWrite + Unpin>(
     out.flush().await
 }
 
-/// Reads a request: the service asked for.
-pub async fn read_request<R: AsyncRead + Unpin>(
-    input: &mut R,
-) -> Result<ServiceName, RequestError> {
-    let mut head = [0u8; 6];
+/// Sends the request for a circuit of IP packets.
+pub async fn write_packets_request<W: AsyncWrite + Unpin>(out: &mut W) -> std::io::Result<()> {
+    let mut bytes = PACKETS_MAGIC.to_vec();
+    bytes.push(VERSION);
+    out.write_all(&bytes).await?;
+    out.flush().await
+}
+
+/// What a circuit asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A TCP service published at the destination.
+    Service(ServiceName),
+    /// IP packets for the destination's TUN interface.
+    Packets,
+}
+
+impl std::fmt::Display for Request {
+    /// `service ledger` or `packets`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Service(name) => write!(f, "service {name}"),
+            Self::Packets => f.write_str("packets"),
+        }
+    }
+}
+
+/// Sends `request`.
+pub async fn write<W: AsyncWrite + Unpin>(out: &mut W, request: &Request) -> std::io::Result<()> {
+    match request {
+        Request::Service(name) => write_request(out, name).await,
+        Request::Packets => write_packets_request(out).await,
+    }
+}
+
+/// Reads a request: the service asked for, or packets.
+pub async fn read_request<R: AsyncRead + Unpin>(input: &mut R) -> Result<Request, RequestError> {
+    let mut head = [0u8; 5];
     input.read_exact(&mut head).await?;
-    if &head[..4] != MAGIC || head[4] != VERSION {
+    if head[4] != VERSION {
         return Err(RequestError::NotARequest);
     }
-    let text = read_short_text(input, head[5]).await?;
-    ServiceName::parse(&text).map_err(|_| RequestError::BadName)
+    match &head[..4] {
+        magic if magic == PACKETS_MAGIC => Ok(Request::Packets),
+        magic if magic == MAGIC => {
+            let length = input.read_u8().await?;
+            let text = read_short_text(input, length).await?;
+            ServiceName::parse(&text)
+                .map(Request::Service)
+                .map_err(|_| RequestError::BadName)
+        }
+        _ => Err(RequestError::NotARequest),
+    }
 }
 
 /// The destination's answer.
@@ -143,7 +188,14 @@ mod tests {
         assert_eq!(&bytes[..6], b"HUBS\x01\x06");
         assert_eq!(
             read_request(&mut bytes.as_slice()).await.unwrap(),
-            name("ledger")
+            Request::Service(name("ledger"))
+        );
+        let mut bytes = Vec::new();
+        write_packets_request(&mut bytes).await.unwrap();
+        assert_eq!(bytes, b"HUBP\x01");
+        assert_eq!(
+            read_request(&mut bytes.as_slice()).await.unwrap(),
+            Request::Packets
         );
         for reply in [
             ServiceReply::Accepted,
@@ -157,8 +209,10 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_input_is_refused_by_kind() {
-        let cases: [(&[u8], &str); 7] = [
+        let cases: [(&[u8], &str); 9] = [
             (b"HUBS\x02\x01a", "not_a_request"),
+            (b"HUBP\x02", "not_a_request"),
+            (b"HUBP", "io"),
             (b"HUBX\x01\x01a", "not_a_request"),
             (b"HUBS\x01\x00", "bad_name"),
             (b"HUBS\x01\x40", "bad_name"),

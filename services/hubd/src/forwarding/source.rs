@@ -8,18 +8,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::request::{self, ServiceReply};
+use super::request::{self, Request, ServiceReply};
 use super::sessions::{SessionRecord, SessionRole};
 use super::{Forwarding, ForwardingCounters, REQUEST_TIMEOUT};
-use crate::circuit::{CircuitStream, Hop, Route};
+use crate::circuit::{CircuitStream, Hop, Relay, Route};
 use crate::config::services::ReachedService;
+use crate::hub_id::HubId;
 use crate::path_policy::PathPolicy;
 use crate::path_selection::{self, Path};
 use crate::session::{self, SessionEvent};
 use crate::session_id::SessionId;
+use crate::snapshot::Snapshots;
 
 /// The end-to-end session a source holds on one circuit.
-type ClientStream = tokio_rustls::client::TlsStream<CircuitStream>;
+pub(crate) type ClientStream = tokio_rustls::client::TlsStream<CircuitStream>;
 
 /// Pause between attempts at a new circuit while a session waits for one.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
@@ -159,8 +161,84 @@ async fn open_circuit(
     id: SessionId,
     failed: Option<&Route>,
 ) -> Result<(ClientStream, Vec<Hop>, Route), String> {
-    let snapshot = forwarding.snapshots.borrow().clone();
-    let policy = match &service.path_policy {
+    let to = Destination {
+        hub: &service.hub,
+        policy: service.path_policy.as_deref(),
+    };
+    let asked = Request::Service(service.name.clone());
+    open_asking(
+        &forwarding.relay,
+        &forwarding.snapshots,
+        to,
+        &asked,
+        id,
+        failed,
+    )
+    .await
+}
+
+/// Where a circuit goes: the hub, and the named path policy it follows (none: any path).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Destination<'a> {
+    pub(crate) hub: &'a HubId,
+    pub(crate) policy: Option<&'a str>,
+}
+
+/// A circuit to `to` along a compliant path (the one that just `failed` last) whose destination
+/// took what was `asked` (a service, or packets): the end-to-end stream, its proven hops, its
+/// route; or why none could be had.
+pub(crate) async fn open_asking(
+    relay: &Relay,
+    snapshots: &Snapshots,
+    to: Destination<'_>,
+    asked: &Request,
+    id: SessionId,
+    failed: Option<&Route>,
+) -> Result<(ClientStream, Vec<Hop>, Route), String> {
+    let candidates = compliant_paths(snapshots, to.hub, to.policy, failed)?;
+    let mut last = String::from("no path");
+    for path in &candidates {
+        let mut circuit = match relay.open(path, id).await {
+            Ok(circuit) => circuit,
+            Err(error) => {
+                last = error.to_string();
+                continue;
+            }
+        };
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            request::write(&mut circuit.stream, asked).await?;
+            request::read_reply(&mut circuit.stream)
+                .await
+                .map_err(std::io::Error::other)
+        })
+        .await;
+        match answer {
+            Ok(Ok(ServiceReply::Accepted)) => {
+                let route = Route::of_path(path).map_err(|error| error.to_string())?;
+                return Ok((circuit.stream, circuit.hops, route));
+            }
+            // The same answer would come along any path.
+            Ok(Ok(ServiceReply::Refused(label))) => {
+                return Err(format!("{} refused {asked}: {label}", to.hub));
+            }
+            Ok(Err(error)) => last = format!("the request failed: {error}"),
+            Err(_) => last = format!("no answer to the request within {REQUEST_TIMEOUT:?}"),
+        }
+    }
+    Err(last)
+}
+
+/// The paths to `hub` that follow the path policy named `policy` (none: any path) on the latest
+/// snapshot: the best, then its link-disjoint backup, with the path that just `failed` last (the
+/// control plane may not know yet that it broke); or why there is none.
+pub(crate) fn compliant_paths(
+    snapshots: &Snapshots,
+    hub: &HubId,
+    policy: Option<&str>,
+    failed: Option<&Route>,
+) -> Result<Vec<Path>, String> {
+    let snapshot = snapshots.borrow().clone();
+    let policy = match policy {
         Some(name) => snapshot
             .policies
             .get(name)
@@ -168,51 +246,13 @@ async fn open_circuit(
             .ok_or_else(|| format!("there is no path policy {name}"))?,
         None => PathPolicy::default(),
     };
-    let choice = path_selection::select(
-        &snapshot.view.topology,
-        &snapshot.own,
-        &service.hub,
-        &policy,
-    )
-    .map_err(|refusal| refusal.to_string())?;
-    let mut candidates: Vec<&Path> = std::iter::once(&choice.primary)
-        .chain(choice.backup.as_ref())
+    let choice = path_selection::select(&snapshot.view.topology, &snapshot.own, hub, &policy)
+        .map_err(|refusal| refusal.to_string())?;
+    let mut candidates: Vec<Path> = std::iter::once(choice.primary)
+        .chain(choice.backup)
         .collect();
-    // The path that just failed goes last: the control plane may not know yet that it broke.
     candidates.sort_by_key(|path| failed.is_some() && Route::of_path(path).ok().as_ref() == failed);
-    let mut last = String::from("no path");
-    for path in candidates {
-        let mut circuit = match forwarding.relay.open(path, id).await {
-            Ok(circuit) => circuit,
-            Err(error) => {
-                last = error.to_string();
-                continue;
-            }
-        };
-        let asked = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            request::write_request(&mut circuit.stream, &service.name).await?;
-            request::read_reply(&mut circuit.stream)
-                .await
-                .map_err(std::io::Error::other)
-        })
-        .await;
-        match asked {
-            Ok(Ok(ServiceReply::Accepted)) => {
-                let route = Route::of_path(path).map_err(|error| error.to_string())?;
-                return Ok((circuit.stream, circuit.hops, route));
-            }
-            // The same answer would come along any path.
-            Ok(Ok(ServiceReply::Refused(label))) => {
-                return Err(format!(
-                    "{} refused service {}: {label}",
-                    service.hub, service.name
-                ));
-            }
-            Ok(Err(error)) => last = format!("the service request failed: {error}"),
-            Err(_) => last = format!("no answer to the service request within {REQUEST_TIMEOUT:?}"),
-        }
-    }
-    Err(last)
+    Ok(candidates)
 }
 
 /// `madrid-1 (ES) → lisbon-1 (PT) → paris-1 (FR)`.
