@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::wire::{DecodeError, MAGIC, MAX_ENCODED_LEN};
+use super::wire::{DecodeError, MAGIC, MAX_ENCODED_LEN, ReadError};
 use super::*;
 use crate::hub_certificate::verify_signature;
 use crate::testing::{Draft, Site, hub};
@@ -193,7 +193,7 @@ fn every_truncation_is_a_clear_error() {
     for len in 0..bytes.len() {
         let error = SignedAdvertisement::decode(&bytes[..len]).unwrap_err();
         assert!(
-            matches!(error, DecodeError::Truncated(_)),
+            matches!(error, DecodeError::Read(ReadError::Truncated(_))),
             "cut at {len}: {error}"
         );
     }
@@ -201,7 +201,7 @@ fn every_truncation_is_a_clear_error() {
         SignedAdvertisement::decode(&bytes[..5])
             .unwrap_err()
             .to_string(),
-        "the advertisement ends inside its origin"
+        "undecodable advertisement: it ends inside its origin"
     );
 }
 
@@ -231,26 +231,26 @@ fn hostile_headers_and_trailers_are_refused() {
     // origin length 0, 64; a capital letter in it
     assert!(matches!(
         decode(&tampered(&signed, |b| b[5] = 0)),
-        DecodeError::HubId {
+        DecodeError::Read(ReadError::HubId {
             field: "origin",
             ..
-        }
+        })
     ));
     assert!(matches!(
         decode(&tampered(&signed, |b| b[5] = 64)),
-        DecodeError::HubId {
+        DecodeError::Read(ReadError::HubId {
             field: "origin",
             ..
-        }
+        })
     ));
     assert!(matches!(
         decode(&tampered(&signed, |b| b[6] = b'M')),
-        DecodeError::HubId { .. }
+        DecodeError::Read(ReadError::HubId { .. })
     ));
     // "madrid-1" is 8 bytes: jurisdiction at 14, flags at 16
     assert_eq!(
         decode(&tampered(&signed, |b| b[14..16].copy_from_slice(b"UK"))),
-        DecodeError::Jurisdiction(*b"UK")
+        DecodeError::Read(ReadError::Jurisdiction(*b"UK"))
     );
     assert_eq!(
         decode(&tampered(&signed, |b| b[16] = 0x81)),
@@ -438,11 +438,11 @@ fn counts_are_refused_before_anything_is_read_or_allocated() {
     bytes[26..28].copy_from_slice(&u16::MAX.to_be_bytes());
     assert_eq!(
         SignedAdvertisement::decode(&bytes).unwrap_err(),
-        DecodeError::TooMany {
+        DecodeError::Read(ReadError::TooMany {
             what: "links",
             count: 65535,
             max: MAX_LINKS
-        }
+        })
     );
 }
 

@@ -69,33 +69,12 @@ pub enum DecodeError {
     /// A version other than [`VERSION`].
     #[error("advertisement encoding version {0} is not supported (this hub reads version 1)")]
     UnsupportedVersion(u8),
-    /// The input ends inside a field.
-    #[error("the advertisement ends inside its {0}")]
-    Truncated(&'static str),
-    /// A hub id that breaks the hub id rule.
-    #[error("the {field} is not a valid hub id: {source}")]
-    HubId {
-        /// Which field.
-        field: &'static str,
-        /// The rule broken.
-        source: HubIdError,
-    },
-    /// Two bytes that are not an assigned country code.
-    #[error("jurisdiction {0:?} is not an assigned ISO 3166-1 alpha-2 code")]
-    Jurisdiction([u8; 2]),
+    /// A field that cannot be read: cut short, a bad hub id or country code, a count too high.
+    #[error("undecodable advertisement: {0}")]
+    Read(#[from] ReadError),
     /// A flag bit this version does not know.
     #[error("unknown flags {0:#04x}")]
     UnknownFlags(u8),
-    /// A count above its bound.
-    #[error("{count} {what} announced; at most {max} are allowed")]
-    TooMany {
-        /// What is counted.
-        what: &'static str,
-        /// The count in the input.
-        count: usize,
-        /// The bound.
-        max: usize,
-    },
     /// Link id 0.
     #[error("link id 0 is not a link")]
     LinkIdZero,
@@ -130,34 +109,44 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
-/// What a [`Reader`] refuses, whatever encoding it reads (advertisements here, circuit frames in
-/// [`crate::circuit::wire`]); each decoder's own error takes these in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ReadError {
+/// A field the bounded reader of hubd's encodings refuses, whatever it reads (advertisements
+/// here, circuit frames in [`crate::circuit::wire`]); each decoder's error wraps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
     /// The input ends inside this field.
+    #[error("it ends inside its {0}")]
     Truncated(&'static str),
     /// A hub id that breaks the hub id rule.
+    #[error("its {field} is not a valid hub id: {source}")]
     HubId {
+        /// Which field.
         field: &'static str,
+        /// The rule broken.
         source: HubIdError,
     },
     /// Two bytes that are not an assigned country code.
+    #[error("jurisdiction {0:?} is not an assigned ISO 3166-1 alpha-2 code")]
     Jurisdiction([u8; 2]),
     /// A count above its bound.
+    #[error("{count} {what} announced; at most {max} are allowed")]
     TooMany {
+        /// What is counted.
         what: &'static str,
+        /// The count in the input.
         count: usize,
+        /// The bound.
         max: usize,
     },
 }
 
-impl From<ReadError> for DecodeError {
-    fn from(error: ReadError) -> Self {
-        match error {
-            ReadError::Truncated(what) => Self::Truncated(what),
-            ReadError::HubId { field, source } => Self::HubId { field, source },
-            ReadError::Jurisdiction(code) => Self::Jurisdiction(code),
-            ReadError::TooMany { what, count, max } => Self::TooMany { what, count, max },
+impl ReadError {
+    /// A short label for the metrics: `truncated`, `hub_id`, `jurisdiction`, `too_many`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Truncated(_) => "truncated",
+            Self::HubId { .. } => "hub_id",
+            Self::Jurisdiction(_) => "jurisdiction",
+            Self::TooMany { .. } => "too_many",
         }
     }
 }

@@ -49,9 +49,7 @@ pub fn client_config(
     destination: &HubId,
     vouched: &VouchedHubs,
 ) -> Result<Arc<ClientConfig>, EndToEndError> {
-    let root = vouched
-        .root(destination)
-        .ok_or_else(|| EndToEndError::NotVouched(destination.clone()))?;
+    let root = vouched_root(vouched, destination)?;
     let mut config = tls::client_config(identity, &PinnedRoot::from_der(root.clone())?)?;
     config
         .dangerous()
@@ -69,9 +67,7 @@ pub fn server_config(
     source: &HubId,
     vouched: &VouchedHubs,
 ) -> Result<Arc<ServerConfig>, EndToEndError> {
-    let root = vouched
-        .root(source)
-        .ok_or_else(|| EndToEndError::NotVouched(source.clone()))?;
+    let root = vouched_root(vouched, source)?;
     let provider = tls::provider();
     let mut roots = RootCertStore::empty();
     roots.add(root.clone()).map_err(TlsError::BadRoot)?;
@@ -91,6 +87,15 @@ pub fn server_config(
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
     config.alpn_protocols = vec![CIRCUIT_ALPN.to_vec()];
     Ok(Arc::new(config))
+}
+
+fn vouched_root<'v>(
+    vouched: &'v VouchedHubs,
+    hub: &HubId,
+) -> Result<&'v CertificateDer<'static>, EndToEndError> {
+    vouched
+        .root(hub)
+        .ok_or_else(|| EndToEndError::NotVouched(hub.clone()))
 }
 
 /// Accepts a client chain to the source's root (checked by rustls' webpki verifier, client-auth

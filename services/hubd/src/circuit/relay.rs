@@ -393,7 +393,10 @@ impl Relay {
             frame::read_frame(stream).await
         })
         .await?
-        .map_err(CircuitError::LinkLost)?;
+        .map_err(|error| match error {
+            FrameError::TooLarge { len, .. } => DecodeError::TooLarge { len }.into(),
+            lost => CircuitError::LinkLost(lost),
+        })?;
         match CircuitReply::decode(&reply)? {
             CircuitReply::Refused { hub, reason } => Err(CircuitError::Refused { hub, reason }),
             CircuitReply::Accepted { receipts } => Ok(verify_receipts(

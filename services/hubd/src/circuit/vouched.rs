@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::flooding::ControlPlaneView;
 use crate::hub_id::HubId;
 use crate::jurisdiction::Jurisdiction;
 
@@ -21,7 +20,8 @@ pub struct VouchedHubs {
 }
 
 impl VouchedHubs {
-    /// From the two maps (see [`ControlPlaneView::chains`]).
+    /// From the two maps (see [`crate::flooding::ControlPlaneView::chains`]; the jurisdictions
+    /// are those of the advertisements held).
     pub fn new(
         chains: BTreeMap<HubId, Vec<CertificateDer<'static>>>,
         jurisdictions: BTreeMap<HubId, Jurisdiction>,
@@ -30,16 +30,6 @@ impl VouchedHubs {
             chains,
             jurisdictions,
         }
-    }
-
-    /// What `view` holds: each advertisement's chain and jurisdiction.
-    pub fn of_view(view: &ControlPlaneView) -> Self {
-        let jurisdictions = view
-            .advertisements
-            .iter()
-            .map(|(hub, advertisement)| (hub.clone(), advertisement.jurisdiction()))
-            .collect();
-        Self::new(view.chains.clone(), jurisdictions)
     }
 
     /// The chain `hub` is vouched for with, leaf first; `None` when empty or unknown.

@@ -30,7 +30,7 @@ use super::refusal::CircuitRefusal;
 use super::route::{MAX_ROUTE_HUBS, MIN_ROUTE_HUBS, Route, RouteError};
 use crate::advertisement::AdvertisementSignature;
 use crate::advertisement::wire::{ReadError, Reader, put_hub_id};
-use crate::hub_id::{HubId, HubIdError};
+use crate::hub_id::HubId;
 use crate::link::LinkId;
 use crate::links::MAX_FRAME_LEN;
 use crate::session_id::SessionId;
@@ -93,30 +93,9 @@ pub enum DecodeError {
     /// A kind that is not the one expected here (an answer where an open belongs, or unknown).
     #[error("circuit frame kind {0} is not expected here")]
     UnexpectedKind(u8),
-    /// The input ends inside a field.
-    #[error("the circuit frame ends inside its {0}")]
-    Truncated(&'static str),
-    /// A hub id that breaks the hub id rule.
-    #[error("the {field} is not a valid hub id: {source}")]
-    HubId {
-        /// Which field.
-        field: &'static str,
-        /// The rule broken.
-        source: HubIdError,
-    },
-    /// Two bytes that are not an assigned country code.
-    #[error("jurisdiction {0:?} is not an assigned ISO 3166-1 alpha-2 code")]
-    Jurisdiction([u8; 2]),
-    /// A count above its bound.
-    #[error("{count} {what} announced; at most {max} are allowed")]
-    TooMany {
-        /// What is counted.
-        what: &'static str,
-        /// The count in the input.
-        count: usize,
-        /// The bound.
-        max: usize,
-    },
+    /// A field that cannot be read: cut short, a bad hub id or country code, a count too high.
+    #[error("undecodable circuit frame: {0}")]
+    Read(#[from] ReadError),
     /// Hubs and links that do not make a route (too few hubs, a loop).
     #[error(transparent)]
     Route(#[from] RouteError),
@@ -142,26 +121,12 @@ impl DecodeError {
             Self::BadMagic => "bad_magic",
             Self::UnsupportedVersion(_) => "unsupported_version",
             Self::UnexpectedKind(_) => "unexpected_kind",
-            Self::Truncated(_) => "truncated",
-            Self::HubId { .. } => "hub_id",
-            Self::Jurisdiction(_) => "jurisdiction",
-            Self::TooMany { .. } => "too_many",
+            Self::Read(error) => error.label(),
             Self::Route(error) => error.label(),
             Self::LinkIdZero => "link_id_zero",
             Self::UnknownRefusal(_) => "unknown_refusal",
             Self::SignatureValue => "signature_value",
             Self::TrailingBytes(_) => "trailing_bytes",
-        }
-    }
-}
-
-impl From<ReadError> for DecodeError {
-    fn from(error: ReadError) -> Self {
-        match error {
-            ReadError::Truncated(what) => Self::Truncated(what),
-            ReadError::HubId { field, source } => Self::HubId { field, source },
-            ReadError::Jurisdiction(code) => Self::Jurisdiction(code),
-            ReadError::TooMany { what, count, max } => Self::TooMany { what, count, max },
         }
     }
 }
@@ -287,11 +252,12 @@ fn decode_whole<T>(
 fn route(reader: &mut Reader<'_>) -> Result<Route, DecodeError> {
     let count = usize::from(reader.u8("hub count")?);
     if count > MAX_ROUTE_HUBS {
-        return Err(DecodeError::TooMany {
+        return Err(ReadError::TooMany {
             what: "hubs",
             count,
             max: MAX_ROUTE_HUBS,
-        });
+        }
+        .into());
     }
     if count < MIN_ROUTE_HUBS {
         return Err(RouteError::HubCount(count).into());
@@ -308,11 +274,12 @@ fn route(reader: &mut Reader<'_>) -> Result<Route, DecodeError> {
 fn receipts(reader: &mut Reader<'_>) -> Result<Vec<TransitReceipt>, DecodeError> {
     let count = usize::from(reader.u8("receipt count")?);
     if count > MAX_RECEIPTS {
-        return Err(DecodeError::TooMany {
+        return Err(ReadError::TooMany {
             what: "receipts",
             count,
             max: MAX_RECEIPTS,
-        });
+        }
+        .into());
     }
     (0..count).map(|_| receipt(reader)).collect()
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::circuit::receipt::Hop;
+use crate::hub_id::HubIdError;
 use crate::link::LinkId;
 use crate::testing::{Site, country, hub};
 
@@ -119,33 +120,39 @@ fn every_malformed_frame_is_refused_with_its_reason() {
             DecodeError::UnexpectedKind(KIND_ACCEPTED),
         ),
         (with(5, 9), DecodeError::UnexpectedKind(9)),
-        (good[..30].to_vec(), DecodeError::Truncated("route hub")),
-        (good[..3].to_vec(), DecodeError::Truncated("magic")),
+        (
+            good[..30].to_vec(),
+            ReadError::Truncated("route hub").into(),
+        ),
+        (good[..3].to_vec(), ReadError::Truncated("magic").into()),
         (
             with(22, 66),
-            DecodeError::TooMany {
+            ReadError::TooMany {
                 what: "hubs",
                 count: 66,
                 max: MAX_ROUTE_HUBS,
-            },
+            }
+            .into(),
         ),
         (with(22, 1), RouteError::HubCount(1).into()),
         (
             with(23, 0),
-            DecodeError::HubId {
+            ReadError::HubId {
                 field: "route hub",
                 source: HubIdError::Empty,
-            },
+            }
+            .into(),
         ),
         (
             with(24, b'M'),
-            DecodeError::HubId {
+            ReadError::HubId {
                 field: "route hub",
                 source: HubIdError::BadCharacter {
                     id: "Madrid-1".into(),
                     found: 'M',
                 },
-            },
+            }
+            .into(),
         ),
         (
             raw_open(&["madrid-1", "lisbon-1", "madrid-1"], &[link(1), link(1)]),
@@ -166,7 +173,7 @@ fn every_malformed_frame_is_refused_with_its_reason() {
         ),
         (
             with(receipt_start + 16 + 9, b'X'),
-            DecodeError::Jurisdiction(*b"XT"),
+            ReadError::Jurisdiction(*b"XT").into(),
         ),
         (
             [&good[..good.len() - 64], &[0; 64]].concat(),
@@ -185,11 +192,11 @@ fn every_malformed_frame_is_refused_with_its_reason() {
     *too_many_receipts.last_mut().unwrap() = 65;
     assert_eq!(
         CircuitOpen::decode(&too_many_receipts),
-        Err(DecodeError::TooMany {
+        Err(DecodeError::Read(ReadError::TooMany {
             what: "receipts",
             count: 65,
             max: MAX_RECEIPTS
-        })
+        }))
     );
     let mut unknown_reason = CircuitReply::Refused {
         hub: hub("lisbon-1"),
