@@ -122,6 +122,10 @@ impl Session {
                 Step::LocalWrite(Ok(Delivery::Flushed)) => local_unflushed = false,
                 Step::LocalWrite(Ok(Delivery::Closed)) => self.inbound.local_closed(),
                 Step::LocalRead(Err(error)) | Step::LocalWrite(Err(error)) => {
+                    // The peer must hear of it: over the next transport if none is up.
+                    if transport.is_none() && handing_in {
+                        transport = self.next_transport(&mut transports).await;
+                    }
                     return Err(self.fail(transport, SessionError::Local(error)).await);
                 }
                 Step::Transport(TransportStep::Frame(frame)) => {
@@ -272,6 +276,19 @@ impl Session {
         let _ = self.lose(transport, reason, true, now);
         self.generation += 1;
         *transport = Some(Transport::new(io, self.generation));
+    }
+
+    /// The next transport handed in, if one is within the resume time.
+    async fn next_transport<T: AsyncRead + AsyncWrite>(
+        &mut self,
+        transports: &mut mpsc::Receiver<T>,
+    ) -> Option<Transport<T>> {
+        let within = self.settings.resume_within;
+        let io = tokio::time::timeout(within, transports.recv())
+            .await
+            .ok()??;
+        self.generation += 1;
+        Some(Transport::new(io, self.generation))
     }
 
     /// Ends the session with `error`, telling the peer why unless the peer ended it.

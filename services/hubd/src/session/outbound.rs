@@ -162,6 +162,8 @@ impl Outbound {
             .expect("acknowledged bytes were in the buffer");
         self.unacknowledged.consume(newly);
         self.acknowledged = received;
+        // After a Resume, the peer may acknowledge bytes it had before: never resend those.
+        self.next = self.next.max(received);
         self.peer_limit = received.saturating_add(u64::from(window));
     }
 }
@@ -197,6 +199,20 @@ mod tests {
         assert_eq!(outbound.resume(15_000, 50_000), Ok(15_000));
         assert_eq!(data(outbound.next_frame()), (15_000, MAX_DATA_LEN));
         assert_eq!(outbound.room(), 100_000 - 25_000);
+    }
+
+    #[test]
+    fn an_acknowledgement_past_what_was_resent_moves_the_next_frame_on() {
+        let mut outbound = Outbound::new(1000);
+        outbound.take(&[1; 10]);
+        outbound.resume(0, 1000).unwrap();
+        assert_eq!(data(outbound.next_frame()), (0, 10));
+        outbound.transport_lost();
+        outbound.resume(4, 1000).unwrap();
+        outbound.acknowledged(10, 1000, false).unwrap();
+        assert_eq!(outbound.next_frame(), None, "nothing left to send");
+        outbound.take(&[2; 5]);
+        assert_eq!(data(outbound.next_frame()), (10, 5));
     }
 
     #[test]

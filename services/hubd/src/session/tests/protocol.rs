@@ -139,21 +139,7 @@ async fn a_resume_drops_what_the_peer_has_and_resends_the_rest() {
     transports.send(transport).await.unwrap();
     peer.write_all(&resume(0)).await.unwrap();
     // The session's Resume, then its data, as one or more frames.
-    let mut got = Vec::new();
-    while got.len() < 10 {
-        let mut header = [0; 4];
-        peer.read_exact(&mut header).await.unwrap();
-        let mut body = vec![0; frame::body_len(header).unwrap()];
-        peer.read_exact(&mut body).await.unwrap();
-        match SessionFrame::decode(&[&header[..], &body].concat()).unwrap() {
-            SessionFrame::Data { offset, bytes } => {
-                assert_eq!(offset as usize, got.len());
-                got.extend(bytes);
-            }
-            SessionFrame::Resume { .. } | SessionFrame::Ack { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let got = read_data(&mut peer, 10).await;
     assert_eq!(got, b"0123456789");
     drop(peer);
 
@@ -161,7 +147,6 @@ async fn a_resume_drops_what_the_peer_has_and_resends_the_rest() {
     let (transport, mut peer) = duplex(4096);
     transports.send(transport).await.unwrap();
     peer.write_all(&resume(4)).await.unwrap();
-    peer.write_all(&ack(10, false)).await.unwrap();
     client.shutdown().await.unwrap();
     let mut from_session = Vec::new();
     let mut buf = [0; 4096];
@@ -193,6 +178,27 @@ async fn a_resume_drops_what_the_peer_has_and_resends_the_rest() {
     assert_eq!(err.label(), "no_transport");
 }
 
+/// The session's data frames, in order from offset 0, until `want` bytes came; Resume and Ack
+/// frames are passed over.
+async fn read_data(peer: &mut DuplexStream, want: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < want {
+        let mut header = [0; 4];
+        peer.read_exact(&mut header).await.unwrap();
+        let mut body = vec![0; frame::body_len(header).unwrap()];
+        peer.read_exact(&mut body).await.unwrap();
+        match SessionFrame::decode(&[&header[..], &body].concat()).unwrap() {
+            SessionFrame::Data { offset, bytes } => {
+                assert_eq!(offset as usize, got.len());
+                got.extend(bytes);
+            }
+            SessionFrame::Resume { .. } | SessionFrame::Ack { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    got
+}
+
 /// Whole frames received, the last a Finish.
 fn frames_done(bytes: &[u8]) -> bool {
     let mut rest = bytes;
@@ -212,4 +218,72 @@ async fn drain_when_some(events: &mut mpsc::Receiver<SessionEvent>) -> Vec<Sessi
     let mut seen = vec![events.recv().await.unwrap()];
     seen.extend(drain(events));
     seen
+}
+
+/// Frames of every kind with small, colliding numbers, in any order, on a second transport
+/// after a first that carried 10 bytes: whatever a peer sends, the session ends (well or with
+/// an error) and never panics.
+#[tokio::test]
+async fn random_frames_from_a_peer_never_panic_the_session() {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    for _ in 0..1000 {
+        let (local, mut client) = duplex(4096);
+        let (transports, handed) = mpsc::channel(1);
+        let (events, _events) = mpsc::channel(8);
+        let quick = SessionSettings {
+            resume_within: Duration::from_millis(50),
+            ..settings(64)
+        };
+        let session = tokio::spawn(run(local, handed, events, quick));
+        client.write_all(b"0123456789").await.unwrap();
+        if next(2) == 0 {
+            client.shutdown().await.unwrap();
+        }
+        let (transport, mut peer) = duplex(64 << 10);
+        transports.send(transport).await.unwrap();
+        peer.write_all(&resume(0)).await.unwrap();
+        read_data(&mut peer, 10).await;
+        drop(peer);
+
+        let (transport, mut peer) = duplex(64 << 10);
+        transports.send(transport).await.unwrap();
+        drop(transports);
+        let mut sent = Vec::new();
+        for _ in 0..next(8) {
+            let frame = match next(9) {
+                0 | 1 => SessionFrame::Resume {
+                    received: next(12),
+                    window: next(12) as u32,
+                },
+                2 | 3 => SessionFrame::Data {
+                    offset: next(16),
+                    bytes: vec![7; 1 + next(40) as usize],
+                },
+                4 | 5 => SessionFrame::Ack {
+                    received: next(12),
+                    window: next(12) as u32,
+                    finished: next(2) == 0,
+                },
+                6 | 7 => SessionFrame::Finish { length: next(16) },
+                _ => SessionFrame::Abort {
+                    reason: "test".into(),
+                },
+            };
+            frame.encode_into(&mut sent);
+        }
+        // Its writing ends; its reading stays, so the session's writes never fail first.
+        peer.write_all(&sent).await.unwrap();
+        peer.shutdown().await.unwrap();
+        let outcome = tokio::time::timeout(GUARD, session)
+            .await
+            .expect("the session hung");
+        assert!(outcome.is_ok(), "the session panicked on {sent:?}");
+        drop((client, peer));
+    }
 }
