@@ -346,10 +346,32 @@ impl Relay {
                 return Err(error);
             }
         };
-        let destination = ServerName::try_from(open.route.destination().as_str().to_owned())
-            .expect("a hub id is a DNS label");
+        let mut tls = self
+            .establish(config, open.route.destination(), stream)
+            .await?;
+        tls.get_mut()
+            .0
+            .count_as(shared.counters.established(Role::Opened));
+        Ok(OutboundCircuit {
+            session,
+            hops,
+            stream: tls,
+        })
+    }
+
+    /// The end-to-end handshake with `destination`, then its confirmation that it took the
+    /// circuit; the stream is aborted when either fails.
+    async fn establish(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        destination: &HubId,
+        stream: CircuitStream,
+    ) -> Result<tokio_rustls::client::TlsStream<CircuitStream>, CircuitError> {
+        let limit = self.shared.settings.open_timeout;
+        let name =
+            ServerName::try_from(destination.as_str().to_owned()).expect("a hub id is a DNS label");
         let connecting = TlsConnector::from(config)
-            .connect(destination, stream)
+            .connect(name, stream)
             .into_fallible();
         let mut tls = match within(limit, connecting).await? {
             Ok(tls) => tls,
@@ -359,25 +381,16 @@ impl Relay {
             }
         };
         let mut established = [0u8; 1];
-        let confirmed = within(limit, tls.read_exact(&mut established)).await;
-        if !matches!(confirmed, Ok(Ok(_)) if established == [ESTABLISHED]) {
-            tls.get_mut().0.abort();
-            return Err(match confirmed {
-                Err(timed_out) => timed_out,
-                Ok(Err(error)) => CircuitError::Handshake(error),
-                Ok(Ok(_)) => CircuitError::Handshake(io::Error::other(
-                    "the destination did not confirm the circuit",
-                )),
-            });
-        }
-        tls.get_mut()
-            .0
-            .count_as(shared.counters.established(Role::Opened));
-        Ok(OutboundCircuit {
-            session,
-            hops,
-            stream: tls,
-        })
+        let confirmed = match within(limit, tls.read_exact(&mut established)).await {
+            Ok(Ok(_)) if established == [ESTABLISHED] => return Ok(tls),
+            Ok(Ok(_)) => CircuitError::Handshake(io::Error::other(
+                "the destination did not confirm the circuit",
+            )),
+            Ok(Err(error)) => CircuitError::Handshake(error),
+            Err(timed_out) => timed_out,
+        };
+        tls.get_mut().0.abort();
+        Err(confirmed)
     }
 
     /// Sends the open frame, reads the reply and verifies its receipts.
