@@ -16,7 +16,7 @@
 //! - [`transit`]: the byte relay of a transit hub, which tears both sides down at once when
 //!   either fails, so the ends learn of a lost link within its loss-detection time;
 //! - [`relay`]: the [`Relay`] the daemon owns: it opens circuits, accepts them on every link up,
-//!   and counts what it did; [`inbound`] handles each circuit that arrives on a link.
+//!   and counts what it did; `inbound` handles each circuit that arrives on a link.
 
 pub mod admission;
 mod counters;

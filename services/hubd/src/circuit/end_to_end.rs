@@ -8,7 +8,7 @@
 //!   chains to the site root the control plane holds for the destination
 //!   ([`HubServerVerifier`], as links check their dialed peer);
 //! - the destination (server) requires a client chain to the site root the control plane holds
-//!   for the route's source whose leaf names that source ([`SourceVerifier`]), built per
+//!   for the route's source whose leaf names that source (`SourceVerifier`), built per
 //!   circuit once the route is known.
 //!
 //! aws-lc-rs only ([`appliance::tls::provider`]), TLS 1.3 only, ALPN [`CIRCUIT_ALPN`].

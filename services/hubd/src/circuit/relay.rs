@@ -4,7 +4,7 @@
 //! this hub offers transit ([`Relay::set_transit`]) and what the control plane vouches for
 //! ([`Relay::set_control_plane`]). It opens circuits along paths the source chose
 //! ([`Relay::open`]: send the open frame, wait for the reply, verify every receipt, then the
-//! end-to-end handshake) and accepts circuits on every link up ([`super::inbound`]), handing
+//! end-to-end handshake) and accepts circuits on every link up (`circuit::inbound`), handing
 //! those that end here to the daemon as [`InboundCircuit`]s.
 
 use std::collections::BTreeMap;
