@@ -348,6 +348,13 @@ fn chain(reader: &mut Reader<'_>) -> Result<Vec<CertificateDer<'static>>, Decode
     Ok(chain)
 }
 
+fn at_most(what: &'static str, count: usize, max: usize) -> Result<usize, ReadError> {
+    if count > max {
+        return Err(ReadError::TooMany { what, count, max });
+    }
+    Ok(count)
+}
+
 /// A cursor over the input that never reads past its end.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
@@ -401,13 +408,20 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 
-    /// A count, refused above `max` before anything is allocated for it.
+    /// A two-byte count, refused above `max` before anything is allocated for it.
     pub(crate) fn count(&mut self, what: &'static str, max: usize) -> Result<usize, ReadError> {
         let count = usize::from(self.u16(what)?);
-        if count > max {
-            return Err(ReadError::TooMany { what, count, max });
-        }
-        Ok(count)
+        at_most(what, count, max)
+    }
+
+    /// A one-byte count, refused above `max` likewise.
+    pub(crate) fn byte_count(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<usize, ReadError> {
+        let count = usize::from(self.u8(what)?);
+        at_most(what, count, max)
     }
 
     /// An assigned ISO 3166-1 alpha-2 code, two bytes.

@@ -250,15 +250,7 @@ fn decode_whole<T>(
 }
 
 fn route(reader: &mut Reader<'_>) -> Result<Route, DecodeError> {
-    let count = usize::from(reader.u8("hub count")?);
-    if count > MAX_ROUTE_HUBS {
-        return Err(ReadError::TooMany {
-            what: "hubs",
-            count,
-            max: MAX_ROUTE_HUBS,
-        }
-        .into());
-    }
+    let count = reader.byte_count("hubs", MAX_ROUTE_HUBS)?;
     if count < MIN_ROUTE_HUBS {
         return Err(RouteError::HubCount(count).into());
     }
@@ -272,15 +264,7 @@ fn route(reader: &mut Reader<'_>) -> Result<Route, DecodeError> {
 }
 
 fn receipts(reader: &mut Reader<'_>) -> Result<Vec<TransitReceipt>, DecodeError> {
-    let count = usize::from(reader.u8("receipt count")?);
-    if count > MAX_RECEIPTS {
-        return Err(ReadError::TooMany {
-            what: "receipts",
-            count,
-            max: MAX_RECEIPTS,
-        }
-        .into());
-    }
+    let count = reader.byte_count("receipts", MAX_RECEIPTS)?;
     (0..count).map(|_| receipt(reader)).collect()
 }
 
