@@ -17,7 +17,7 @@ DEPS_RUST := gcc pkg-config libtss2-dev libsqlite3-dev
 DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs fdisk binutils \
 	systemd systemd-boot-efi zstd python3 git
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
-DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego tpm2-tools
+DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego tpm2-tools iperf3 iputils-ping iproute2
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 
 # One timestamp for every image build of this make run (so the builds a comparison makes agree):

@@ -58,6 +58,7 @@ async fn take(plane: Arc<Plane>, circuit: InboundCircuit, cancel: CancellationTo
     let mut views = plane.views.clone();
     let mut input = BufReader::with_capacity(READ_BUFFER, stream);
     let mut packet = Vec::with_capacity(2048);
+    let mut reported: Vec<DropReason> = Vec::new();
     let ended = loop {
         let read = tokio::select! {
             () = cancel.cancelled() => break "hubd stops".to_owned(),
@@ -71,6 +72,11 @@ async fn take(plane: Arc<Plane>, circuit: InboundCircuit, cancel: CancellationTo
         let view = Arc::clone(&views.borrow_and_update());
         if let Err(reason) = admit(&view, &source, &arriving, &packet) {
             counters.drop_packet(reason);
+            // Once per circuit and reason: the count is in the metrics.
+            if !reported.contains(&reason) {
+                reported.push(reason);
+                tracing::warn!(%session, %source, via = %arriving, reason = reason.label(), total = counters.dropped(reason), "packet from another hub dropped");
+            }
             continue;
         }
         match plane.device.send(&packet).await {

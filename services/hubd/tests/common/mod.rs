@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod netns;
 pub mod network;
 
 use std::fs;
@@ -94,18 +95,50 @@ pub struct Hub {
     pub bus: TestBus,
     pub site: Option<StandInSite>,
     pub child: Option<Child>,
+    /// The network namespace the daemon runs in (none: this test's).
+    pub netns: Option<String>,
 }
 
 impl Hub {
     pub async fn new(id: &'static str, code: &str, site: &Site) -> Self {
+        Self::with_addresses(id, code, site, free_udp(), free_tcp(), None).await
+    }
+
+    /// A hub whose daemon runs in the network namespace `netns`, its links on `link_address`
+    /// there, its metrics on that namespace's loopback.
+    pub async fn in_netns(
+        id: &'static str,
+        code: &str,
+        site: &Site,
+        netns: &str,
+        link_address: SocketAddr,
+    ) -> Self {
+        let metrics = "127.0.0.1:9102".parse().unwrap();
+        Self::with_addresses(
+            id,
+            code,
+            site,
+            link_address,
+            metrics,
+            Some(netns.to_owned()),
+        )
+        .await
+    }
+
+    async fn with_addresses(
+        id: &'static str,
+        code: &str,
+        site: &Site,
+        link_address: SocketAddr,
+        metrics: SocketAddr,
+        netns: Option<String>,
+    ) -> Self {
         let dir = TempDir::new().unwrap();
         let (chain, key) = site.hub(id);
         fs::write(dir.path().join("chain.pem"), chain).unwrap();
         fs::write(dir.path().join("key.pem"), key).unwrap();
         fs::create_dir(dir.path().join("peers")).unwrap();
         fs::create_dir(dir.path().join("state")).unwrap();
-        let link_address = free_udp();
-        let metrics = free_tcp();
         fs::write(
             dir.path().join("hubd.toml"),
             format!(
@@ -134,6 +167,7 @@ impl Hub {
             bus,
             site: Some(site),
             child: None,
+            netns,
         }
     }
 
@@ -167,7 +201,17 @@ impl Hub {
 
     pub fn start(&mut self) {
         let log = fs::File::create(self.log_path()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hubd"))
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", netns])
+                    .arg(env!("CARGO_BIN_EXE_hubd"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_hubd")),
+        };
+        let child = command
             .arg("--config")
             .arg(self.dir.path().join("hubd.toml"))
             .env("BUNKEROS_ROOT", self.dir.path())
@@ -217,7 +261,10 @@ impl Hub {
 
     /// The value of one metric sample (`name{labels}`), if present.
     pub fn metric(&self, sample: &str) -> Option<f64> {
-        let text = scrape(self.metrics)?;
+        let text = match &self.netns {
+            Some(netns) => netns::within(netns, || scrape(self.metrics))??,
+            None => scrape(self.metrics)?,
+        };
         text.lines()
             .filter(|line| !line.starts_with('#'))
             .find_map(|line| {
