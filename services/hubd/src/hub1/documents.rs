@@ -16,6 +16,7 @@ use crate::link::Latency;
 use crate::links::LinkKey;
 use crate::path_policy::PathPolicy;
 use crate::path_selection::{self, Path, PathChoice, Refusal};
+use crate::peering::{PeerLink, PeeringAgreement};
 use crate::snapshot::HubSnapshot;
 use crate::trust::TrustPath;
 
@@ -104,9 +105,10 @@ pub fn links(snapshot: &HubSnapshot) -> Value {
         .collect()
 }
 
+/// Every configured link, by peer and then link number.
 fn configured_links(
     snapshot: &HubSnapshot,
-) -> impl Iterator<Item = (&crate::peering::PeeringAgreement, &crate::peering::PeerLink)> {
+) -> impl Iterator<Item = (&PeeringAgreement, &PeerLink)> {
     snapshot.peers.iter().flat_map(|agreement| {
         let mut links: Vec<_> = agreement.links().iter().collect();
         links.sort_by_key(|link| link.id);
