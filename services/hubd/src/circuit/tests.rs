@@ -36,6 +36,14 @@ struct Network {
 
 impl Network {
     async fn start() -> Self {
+        let patient = RelaySettings {
+            open_timeout: Duration::from_secs(10),
+            inbound_queue: 4,
+        };
+        Self::start_with(patient).await
+    }
+
+    async fn start_with(settings: RelaySettings) -> Self {
         let hubs = Loopback::default()
             .hub("madrid-1", "ES")
             .hub("lisbon-1", "PT")
@@ -49,10 +57,6 @@ impl Network {
             .start(patient())
             .await;
         let (chains, jurisdictions) = vouching_for_all(&hubs);
-        let settings = RelaySettings {
-            open_timeout: Duration::from_secs(10),
-            inbound_queue: 4,
-        };
         let mut relays = BTreeMap::new();
         let mut inbound = BTreeMap::new();
         for (id, running) in &hubs {
@@ -452,6 +456,44 @@ async fn a_link_cut_mid_circuit_fails_the_source_at_once() {
     assert!(cut.elapsed() < Duration::from_secs(2));
     let counters = network.relays["madrid-1"].counters();
     assert_eq!(counters.opened.total, 1);
+    // The transit hubs gave the circuit up too.
+    guarded(async {
+        while network.relays["lisbon-1"].counters().transit.active > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(network.relays["lisbon-1"].counters().transit.total, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_frame_that_stalls_is_refused_after_the_open_timeout() {
+    let settings = RelaySettings {
+        open_timeout: Duration::from_millis(300),
+        inbound_queue: 4,
+    };
+    let network = Network::start_with(settings).await;
+    let streams = network.hubs["madrid-1"].links[&link_key("lisbon-1", 1)].streams();
+    let (mut send, mut recv) = guarded(streams.open()).await.unwrap();
+    // A length header announcing 100 bytes, and then nothing.
+    guarded(send.write_all(&100u32.to_be_bytes()))
+        .await
+        .unwrap();
+    let waited = Instant::now();
+    let reply = guarded(frame::read_frame(&mut recv)).await.unwrap();
+    assert!(
+        waited.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        waited.elapsed()
+    );
+    assert_eq!(
+        CircuitReply::decode(&reply).unwrap(),
+        CircuitReply::Refused {
+            hub: hub("lisbon-1"),
+            reason: CircuitRefusal::Timeout
+        }
+    );
+    assert_eq!(network.relays["lisbon-1"].counters().refused("timeout"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
