@@ -1,11 +1,11 @@
 //! Sessions: a client's TCP connection carried between two hubs over circuits that may break and
 //! be replaced, without the client seeing a reset.
 //!
-//! The session sits between the local connection and the circuit that currently carries it (any
-//! byte pipe: a [`Transport`](tokio::io::AsyncRead) is whatever the owner hands in). Each side
-//! numbers the bytes it reads from its local side, keeps them until the peer acknowledges them,
-//! and when a transport fails, resends from where the peer says it got to on the next one. Both
-//! ends run the same [`run`]: the source hub hands in a new circuit after each
+//! The session sits between the local connection and the transport that currently carries it
+//! (a circuit's stream, or any other byte pipe the owner hands in). Each side numbers the bytes
+//! it reads from its local side, keeps them until the peer acknowledges them, and when a
+//! transport fails, resends from where the peer says it got to on the next one. Both ends run
+//! the same [`run`]: the source hub hands in a new circuit after each
 //! [`SessionEvent::TransportLost`], the destination hub whichever circuit arrives next for the
 //! same [`SessionId`](crate::session_id::SessionId).
 //!

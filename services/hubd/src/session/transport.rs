@@ -38,6 +38,8 @@ pub(super) struct Transport<T> {
     writer: WriteHalf<T>,
     inbox: Inbox,
     outbox: Outbox,
+    /// Writing failed; the frames that had already arrived are taken before this is reported.
+    write_failed: Option<io::Error>,
 }
 
 /// Bytes read and not yet taken as frames: at most one frame's worth.
@@ -71,6 +73,7 @@ impl<T: AsyncRead + AsyncWrite> Transport<T> {
                 written: 0,
                 unflushed: false,
             },
+            write_failed: None,
         }
     }
 
@@ -90,13 +93,25 @@ impl<T: AsyncRead + AsyncWrite> Transport<T> {
     }
 
     /// Reads a frame or writes queued bytes, whichever is ready first. Cancel safe.
+    ///
+    /// When writing fails, the frames the peer had already sent still count (its Abort, say,
+    /// before it closed): they come first, then the failure.
     pub(super) async fn step(&mut self) -> TransportStep {
+        if self.write_failed.is_some() {
+            let arrived = self.inbox.next_frame(&mut self.reader);
+            return match tokio::time::timeout(Duration::ZERO, arrived).await {
+                Ok(Ok(Some(frame))) => TransportStep::Frame(frame),
+                Ok(Err(ReadFailure::Malformed(error))) => TransportStep::Malformed(error),
+                _ => TransportStep::Failed(self.write_failed.take().expect("checked above")),
+            };
+        }
         let idle = self.is_idle();
         let Self {
             reader,
             writer,
             inbox,
             outbox,
+            write_failed,
             ..
         } = self;
         tokio::select! {
@@ -108,7 +123,10 @@ impl<T: AsyncRead + AsyncWrite> Transport<T> {
             },
             wrote = outbox.write_some(writer), if !idle => match wrote {
                 Ok(()) => TransportStep::Wrote,
-                Err(error) => TransportStep::Failed(error),
+                Err(error) => {
+                    *write_failed = Some(error);
+                    TransportStep::Wrote
+                }
             },
         }
     }

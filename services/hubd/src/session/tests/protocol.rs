@@ -287,3 +287,27 @@ async fn random_frames_from_a_peer_never_panic_the_session() {
         drop((client, peer));
     }
 }
+
+/// The peer aborts and is gone at once: the session's own writes fail, yet it still hears the
+/// Abort that had arrived, rather than waiting for a transport that will never come.
+#[tokio::test]
+async fn an_abort_is_heard_even_when_the_peer_is_already_gone() {
+    for _ in 0..50 {
+        let (local, _client) = duplex(4096);
+        let (transports, handed) = mpsc::channel(1);
+        let (events, _events) = mpsc::channel(8);
+        let (transport, mut peer) = duplex(64 << 10);
+        let mut sent = resume(0);
+        SessionFrame::Abort {
+            reason: "client reset".into(),
+        }
+        .encode_into(&mut sent);
+        peer.write_all(&sent).await.unwrap();
+        drop(peer);
+        transports.try_send(transport).unwrap();
+        let err = super::finish(tokio::spawn(run(local, handed, events, settings(1024))))
+            .await
+            .unwrap_err();
+        assert_eq!(err.label(), "aborted", "{err}");
+    }
+}
