@@ -13,6 +13,7 @@
 //! | `hubd_advertisements_rejected_total{reason}` | counter | advertisements refused (`bad_signature`, `stale`, `unknown_hub`, ...) |
 //! | `hubd_frames_malformed_total{reason}` | counter | control frames that did not decode |
 //! | `hubd_advertisements_originated_total` | counter | this hub's own advertisements |
+//! | `hubd_advertisements_held_back` | gauge | advertisements of hubs not (yet) vouched for, held for a while in case a voucher follows |
 //! | `hubd_transit` | gauge | 1 while this hub offers transit, 0 in lockdown |
 //! | `hubd_circuits{role}` | gauge | circuits carried now: `source`, `destination`, `transit` |
 //! | `hubd_circuits_established_total{role}` | counter | circuits established, by role |
@@ -59,6 +60,7 @@ pub struct HubMetrics {
     rejected: Family<Labels, Counter>,
     malformed: Family<Labels, Counter>,
     originated: Counter,
+    held_back: Gauge,
     transit: Gauge,
     circuits: Family<Labels, Gauge>,
     circuits_established: Family<Labels, Counter>,
@@ -131,6 +133,11 @@ impl HubMetrics {
             "advertisements_originated",
             "This hub's own advertisements",
             metrics.originated.clone(),
+        );
+        hubd.register(
+            "advertisements_held_back",
+            "Advertisements of hubs not yet vouched for, held in case a voucher follows",
+            metrics.held_back.clone(),
         );
         hubd.register(
             "transit",
@@ -250,6 +257,7 @@ impl HubMetrics {
                 .set(latency.as_micros() as f64 / 1e6);
         }
         self.hubs_trusted.set(gauge(view.trusted.len()));
+        self.held_back.set(gauge(view.held_back));
         self.transit.set(i64::from(view.transit));
         let counters = &view.counters;
         self.advance(&self.accepted, "accepted", counters.accepted);

@@ -147,3 +147,147 @@ async fn lockdown_at_the_site_withdraws_transit_and_survives_a_restart_without_s
         .wait_for("hubd_transit", "transit offered again", up(1.0))
         .await;
 }
+
+/// The test plays `lisbon-1` with its genuine certificate, as a compromised peer would, and
+/// sends Madrid what a hostile hub can: an advertisement for a hub nobody vouches for (held
+/// back, never trusted; dropped when no voucher comes), one for itself whose signature was
+/// tampered with, a replay of an older one, and frames that are not control messages. Each is
+/// refused and counted; Madrid's view stays what it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_replayed_and_malformed_advertisements_from_a_linked_peer_are_refused() {
+    use std::time::{Duration, SystemTime};
+
+    use appliance::tls::{Identity, PinnedRoot};
+    use hubd::advertisement::{
+        Advertisement, AdvertisementParts, Flags, SignedAdvertisement, Timestamp,
+    };
+    use hubd::flooding::message::ControlMessage;
+    use hubd::grant::Grant;
+    use hubd::hub_id::HubId;
+    use hubd::jurisdiction::Jurisdiction;
+    use hubd::link::LinkId;
+    use hubd::links::{LinkEndpoint, LinkTiming};
+    use hubd::peering::{PeerLink, PeeringAgreement, Peers};
+
+    let (mut madrid, lisbon, _paris, sites) = three_hubs().await;
+    madrid.start();
+    let (chain, key) = sites[1].hub("lisbon-1");
+    let identity = Identity::from_pem(chain.as_bytes(), key.as_bytes()).unwrap();
+    let mut peers = Peers::new(HubId::parse("lisbon-1").unwrap());
+    peers
+        .add(
+            PeeringAgreement::new(
+                HubId::parse("madrid-1").unwrap(),
+                Jurisdiction::parse("ES").unwrap(),
+                vec![PeerLink {
+                    id: LinkId::new(1).unwrap(),
+                    address: madrid.link_address,
+                }],
+                PinnedRoot::from_pem(sites[0].root_pem.as_bytes()).unwrap(),
+                Grant::default(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let (endpoint, _events) = LinkEndpoint::bind(
+        lisbon.link_address,
+        identity.clone(),
+        peers,
+        LinkTiming {
+            idle_timeout: Duration::from_secs(5),
+            ..LinkTiming::default()
+        },
+    )
+    .unwrap();
+    let madrid_id = HubId::parse("madrid-1").unwrap();
+    let mut link = loop {
+        match endpoint.dial(&madrid_id, LinkId::new(1).unwrap()).await {
+            Ok(link) => break link,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    madrid
+        .wait_for("hubd_links_up", "the rogue's link is up", |n| n == 1.0)
+        .await;
+
+    let advertise = |origin: &str, sequence: u64| {
+        let parts = AdvertisementParts {
+            origin: HubId::parse(origin).unwrap(),
+            jurisdiction: Jurisdiction::parse("PT").unwrap(),
+            flags: Flags::default(),
+            sequence,
+            expires_at: Timestamp::from(SystemTime::now()).plus_secs(600),
+            links: Vec::new(),
+            vouchers: Vec::new(),
+            prefixes: Vec::new(),
+        };
+        SignedAdvertisement::sign(Advertisement::new(parts).unwrap(), &identity).unwrap()
+    };
+    let frame =
+        |signed: &SignedAdvertisement| ControlMessage::Advertisement(signed.clone()).encode();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+
+    // Its own, genuine: accepted (the baseline).
+    link.send_frame(&frame(&advertise("lisbon-1", now_ms)))
+        .await
+        .unwrap();
+    madrid
+        .wait_for("hubd_hubs_trusted", "lisbon trusted", |n| n == 1.0)
+        .await;
+    // A hub nobody vouches for, signed with Lisbon's key.
+    link.send_frame(&frame(&advertise("bogota-1", now_ms)))
+        .await
+        .unwrap();
+    // Its own, newer, with the signature tampered with (a bit of r flipped).
+    let mut tampered = frame(&advertise("lisbon-1", now_ms + 10));
+    let at = tampered.len() - 64;
+    tampered[at] ^= 0x01;
+    link.send_frame(&tampered).await.unwrap();
+    // An older one of its own: a replay.
+    link.send_frame(&frame(&advertise("lisbon-1", now_ms - 10_000)))
+        .await
+        .unwrap();
+    // Frames that are not control messages.
+    link.send_frame(&[0x09, 1, 2, 3]).await.unwrap();
+    link.send_frame(&[0x01, 0xde, 0xad]).await.unwrap();
+
+    for (sample, what) in [
+        (
+            "hubd_advertisements_rejected_total{reason=\"unknown_hub\"}",
+            "the unvouched hub refused",
+        ),
+        (
+            "hubd_advertisements_rejected_total{reason=\"bad_signature\"}",
+            "the tampered signature refused",
+        ),
+        (
+            "hubd_frames_malformed_total{reason=\"unknown_kind\"}",
+            "the unknown kind counted",
+        ),
+        (
+            "hubd_frames_malformed_total{reason=\"undecodable_advertisement\"}",
+            "the garbage counted",
+        ),
+    ] {
+        madrid.wait_for(sample, what, |n| n == 1.0).await;
+    }
+    madrid
+        .wait_for(
+            "hubd_advertisements_rejected_total{reason=\"stale\"}",
+            "the replay refused",
+            |n| n == 1.0,
+        )
+        .await;
+    // Nothing else changed: Lisbon is still trusted, no other hub is, and the link is still up.
+    assert_eq!(madrid.metric("hubd_hubs_trusted"), Some(1.0));
+    assert_eq!(madrid.metric("hubd_links_up"), Some(1.0));
+    assert_eq!(
+        madrid.metric("hubd_advertisements_accepted_total"),
+        Some(1.0)
+    );
+    link.close();
+    endpoint.close();
+}
