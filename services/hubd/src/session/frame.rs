@@ -294,7 +294,7 @@ fn abort(reader: &mut Reader<'_>) -> Result<SessionFrame, DecodeError> {
 }
 
 /// `reason` cut to at most [`MAX_REASON_LEN`] bytes, on a character boundary.
-pub fn bounded_reason(reason: &str) -> String {
+pub(super) fn bounded_reason(reason: &str) -> String {
     let mut end = reason.len().min(MAX_REASON_LEN);
     while !reason.is_char_boundary(end) {
         end -= 1;
