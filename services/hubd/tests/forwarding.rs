@@ -186,8 +186,7 @@ async fn a_hub_in_lockdown_is_routed_around() {
             let log = net.madrid.log();
             let last = log
                 .lines()
-                .filter(|line| line.contains("session started"))
-                .next_back()
+                .rfind(|line| line.contains("session started"))
                 .unwrap_or_default()
                 .to_owned();
             if last.contains(&format!("→ {other} (")) {

@@ -175,8 +175,7 @@ impl Network {
         let log = self.madrid.log();
         let latest = log
             .lines()
-            .filter(|line| line.contains("session started") || line.contains("session moved"))
-            .next_back()
+            .rfind(|line| line.contains("session started") || line.contains("session moved"))
             .unwrap_or_default()
             .to_owned();
         self.transits
