@@ -430,10 +430,10 @@ impl HubdSetup {
             );
         }
         for service in reached {
-            let policy = service
-                .path_policy
-                .as_deref()
-                .map_or_else(|| "any path".to_owned(), |name| format!("path policy {name}"));
+            let policy = service.path_policy.as_deref().map_or_else(
+                || "any path".to_owned(),
+                |name| format!("path policy {name}"),
+            );
             let _ = writeln!(
                 out,
                 "service {} of hub {} reached on {} ({policy})",

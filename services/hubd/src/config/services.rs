@@ -143,7 +143,10 @@ pub fn check(
                 if service.listen.port() == 0 {
                     problems.push(Invalid::new(
                         key("listen"),
-                        format!("`{}` has port 0; clients must know the port", service.listen),
+                        format!(
+                            "`{}` has port 0; clients must know the port",
+                            service.listen
+                        ),
                     ));
                 } else if listeners.contains(&service.listen) {
                     problems.push(Invalid::new(
