@@ -32,7 +32,15 @@ impl Namespaces {
         let name = format!("{short}-{}", std::process::id());
         // A namespace left by a killed run of the same PID would make `add` fail.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run("ip", &["netns", "add", &name]);
+        // `ip netns add` in two processes at once can race on /run/netns: try again.
+        for _ in 0..5 {
+            let added = Command::new("ip").args(["netns", "add", &name]).output();
+            if added.is_ok_and(|output| output.status.success()) {
+                break;
+            }
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         self.names.push(name.clone());
         run("ip", &["-n", &name, "link", "set", "lo", "up"]);
         name
