@@ -120,3 +120,92 @@ fn admit(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::{Grant, IpPrefix};
+    use crate::ip_plane::packet::tests::ipv4;
+    use crate::ip_routes::RouteTable;
+    use crate::link::LinkId;
+    use crate::peering::{PeerLink, PeeringAgreement, Peers};
+    use crate::testing::{Site, country, hub};
+
+    /// Paris's view: it announces 10.77.3.0/24 and 10.77.4.0/24, Madrid announces 10.77.1.0/24,
+    /// and its peer Lisbon is granted 10.77.3.0/24 only.
+    fn paris() -> RouteView {
+        let prefixes = |texts: &[&str]| -> Vec<IpPrefix> {
+            texts.iter().map(|t| IpPrefix::parse(t).unwrap()).collect()
+        };
+        let table = RouteTable::build(
+            &prefixes(&["10.77.3.0/24", "10.77.4.0/24"]),
+            [(hub("madrid-1"), prefixes(&["10.77.1.0/24"]))],
+            &[],
+        );
+        let mut peers = Peers::new(hub("paris-1"));
+        let grant = Grant {
+            prefixes: prefixes(&["10.77.3.0/24"]),
+            ..Grant::default()
+        };
+        let link = PeerLink {
+            id: LinkId::new(1).unwrap(),
+            address: "192.0.2.1:7400".parse().unwrap(),
+        };
+        let agreement = PeeringAgreement::new(
+            hub("lisbon-1"),
+            country("PT"),
+            vec![link],
+            Site::new("lisbon").pinned(),
+            grant,
+        )
+        .unwrap();
+        peers.add(agreement).unwrap();
+        RouteView {
+            table,
+            peers: Some(Arc::new(peers)),
+        }
+    }
+
+    #[test]
+    fn only_well_formed_granted_announced_and_unspoofed_packets_enter() {
+        let view = paris();
+        let (madrid, lisbon) = (hub("madrid-1"), hub("lisbon-1"));
+        let check = |packet: &[u8], arriving: &HubId| admit(&view, &madrid, arriving, packet);
+        assert_eq!(
+            check(&ipv4([10, 77, 1, 5], [10, 77, 3, 1], b"x"), &lisbon),
+            Ok(())
+        );
+        assert_eq!(
+            check(&ipv4([10, 77, 1, 5], [10, 77, 4, 1], b"x"), &lisbon),
+            Err(DropReason::NotGranted),
+            "announced here, not granted to the arriving peer"
+        );
+        assert_eq!(
+            check(&ipv4([10, 77, 1, 5], [10, 77, 3, 1], b"x"), &hub("rome-1")),
+            Err(DropReason::NotGranted),
+            "arriving through a hub that is no peer"
+        );
+        assert_eq!(
+            check(&ipv4([10, 77, 1, 5], [10, 77, 9, 1], b"x"), &lisbon),
+            Err(DropReason::NotAnnouncedHere)
+        );
+        assert_eq!(
+            check(&ipv4([10, 77, 2, 5], [10, 77, 3, 1], b"x"), &lisbon),
+            Err(DropReason::SpoofedSource),
+            "a source Madrid does not announce"
+        );
+        let mut broken = ipv4([10, 77, 1, 5], [10, 77, 3, 1], b"x");
+        broken[10] ^= 0xff;
+        assert_eq!(check(&broken, &lisbon), Err(DropReason::Malformed));
+        let before_any_snapshot = RouteView::default();
+        assert_eq!(
+            admit(
+                &before_any_snapshot,
+                &madrid,
+                &lisbon,
+                &ipv4([10, 77, 1, 5], [10, 77, 3, 1], b"x")
+            ),
+            Err(DropReason::NotAnnouncedHere)
+        );
+    }
+}
