@@ -47,13 +47,8 @@ pub enum IpPrefixError {
 impl IpPrefix {
     /// Parses `ADDRESS/LENGTH`.
     pub fn parse(text: &str) -> Result<Self, IpPrefixError> {
-        let unparsable = || IpPrefixError::Unparsable(text.chars().take(60).collect());
-        let (address, length) = text.split_once('/').ok_or_else(unparsable)?;
-        let address: IpAddr = address.parse().map_err(|_| unparsable())?;
-        if length.is_empty() || !length.bytes().all(|b| b.is_ascii_digit()) || length.len() > 3 {
-            return Err(unparsable());
-        }
-        let length: u8 = length.parse().map_err(|_| unparsable())?;
+        let (address, length) = address_and_length(text)
+            .ok_or_else(|| IpPrefixError::Unparsable(text.chars().take(60).collect()))?;
         Self::new(address, length)
     }
 
@@ -142,6 +137,17 @@ impl IpPrefix {
             }
         }
     }
+}
+
+/// `ADDRESS/LENGTH` as its two parts (the length 1 to 3 digits, at most 255), unchecked
+/// against each other: what both a prefix and an interface address are written as.
+pub(crate) fn address_and_length(text: &str) -> Option<(IpAddr, u8)> {
+    let (address, length) = text.split_once('/')?;
+    let address: IpAddr = address.parse().ok()?;
+    if length.is_empty() || !length.bytes().all(|b| b.is_ascii_digit()) || length.len() > 3 {
+        return None;
+    }
+    Some((address, length.parse().ok()?))
 }
 
 impl TryFrom<String> for IpPrefix {

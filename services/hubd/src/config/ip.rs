@@ -23,7 +23,7 @@ use appliance::config::{Bounded, Invalid};
 use serde::{Deserialize, Serialize};
 
 use crate::advertisement::MAX_PREFIXES;
-use crate::grant::IpPrefix;
+use crate::grant::{IpPrefix, address_and_length};
 use crate::hub_id::HubId;
 
 /// The TUN interface's default name.
@@ -79,12 +79,7 @@ impl InterfaceAddress {
     /// Parses `ADDRESS/LENGTH`.
     pub fn parse(text: &str) -> Result<Self, InterfaceAddressError> {
         let bad = || InterfaceAddressError(text.chars().take(60).collect());
-        let (address, length) = text.split_once('/').ok_or_else(bad)?;
-        let address: IpAddr = address.parse().map_err(|_| bad())?;
-        if length.is_empty() || length.len() > 3 || !length.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let length: u8 = length.parse().map_err(|_| bad())?;
+        let (address, length) = address_and_length(text).ok_or_else(bad)?;
         IpPrefix::containing(address, length).ok_or_else(bad)?;
         Ok(Self { address, length })
     }
