@@ -20,6 +20,8 @@
 //! The data plane's hop-by-hop part, [`circuit`], carries a session along the path its source
 //! chose, through transit hubs that forward ciphertext and each sign a receipt.
 //! In the data plane, [`session`] keeps a client's TCP connection whole as its circuits change.
+//! [`ip_routes`] says which hub an IP packet goes to, from the prefixes trusted hubs announce;
+//! [`ip_plane`] carries ordinary IP traffic between the hubs' TUN interfaces over circuits.
 
 pub mod advertisement;
 pub mod circuit;
