@@ -69,6 +69,25 @@ not a hub id).")]
         #[arg(long)]
         json: bool,
     },
+    /// The sessions this hub carries (a client's TCP connection to a service), live and ended
+    Sessions {
+        /// Print hubd's JSON array instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// The hubs and jurisdictions session SESSION actually crosses, proven by their receipts
+    #[command(after_help = "\
+At the hub where the client is, every hub after it signed a transit receipt for the session \
+(previous hop, next hop, its jurisdiction), verified against the certificates the control plane \
+holds before a byte was carried. At the hub that publishes the service the path is shown as the \
+source announced it. Exit status: 0, or 1 when there is no such session or hubd cannot be reached.")]
+    Path {
+        /// The session id (32 hex digits), as `bunkerctl hub sessions` shows it
+        session: String,
+        /// Print hubd's document (JSON) as it sent it
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a `hub` subcommand and returns its exit status.
@@ -98,6 +117,16 @@ async fn ask(hub: &Hub1Proxy<'_>, cmd: HubCommand, palette: Palette) -> Result<(
         HubCommand::Links { json } => (hub.links().await, json, hub_view::render_links),
         HubCommand::Hubs { json } => (hub.hubs().await, json, hub_view::render_hubs),
         HubCommand::Routes { json } => (hub.routes().await, json, hub_view::render_routes),
+        HubCommand::Sessions { json } => (
+            hub.sessions().await,
+            json,
+            hub_view::sessions::render_sessions,
+        ),
+        HubCommand::Path { session, json } => (
+            hub.session_path(&session).await,
+            json,
+            hub_view::sessions::render_session_path,
+        ),
         HubCommand::Paths {
             destination,
             policy,

@@ -4,6 +4,8 @@
 //! see `appliance::dbus::contracts::Hub1Proxy`); a field hubd does not send shows as `-`, so an
 //! older or newer hubd still renders.
 
+pub mod sessions;
+
 use serde_json::Value;
 
 use crate::ca_view::text;

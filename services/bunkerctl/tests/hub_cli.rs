@@ -157,7 +157,7 @@ impl Hub {
             &bus.bus(),
             HUB.bus_name,
             HUB.object_path,
-            Hub1::new(snapshots),
+            Hub1::new(snapshots, hubd::forwarding::SessionTable::default()),
         )
         .await
         .unwrap();

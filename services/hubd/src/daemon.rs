@@ -161,7 +161,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         &Bus::System,
         HUB.bus_name,
         HUB.object_path,
-        Hub1::new(snapshots.subscribe()),
+        Hub1::new(snapshots.subscribe(), forwarding.sessions().clone()),
     )
     .await
     .context("serving org.bunkeros.Hub1 on the system bus")?;

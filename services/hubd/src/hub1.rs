@@ -11,6 +11,7 @@
 //! (`image/dbus-1/org.bunkeros.Hub1.conf`: everyone).
 
 pub mod documents;
+pub mod sessions;
 
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 use zbus::interface;
 
 use self::documents::PathsRefused;
+use self::sessions::SessionPathRefused;
+use crate::forwarding::SessionTable;
 use crate::snapshot::{HubSnapshot, Snapshots};
 
 /// A refusal, as the D-Bus error hubd answers with.
@@ -33,8 +36,20 @@ pub enum HubError {
     NoCompliantPath(String),
     /// `hubd.toml` names no such path policy; the message names those it does.
     UnknownPolicy(String),
-    /// The destination is not a hub id, or is this hub.
+    /// The destination is not a hub id, or is this hub; the session is not a session id.
     InvalidArgument(String),
+    /// No such session here.
+    NotFound(String),
+}
+
+impl From<SessionPathRefused> for HubError {
+    fn from(refused: SessionPathRefused) -> Self {
+        let message = refused.to_string();
+        match refused {
+            SessionPathRefused::NotASessionId(_) => Self::InvalidArgument(message),
+            SessionPathRefused::NotFound(_) => Self::NotFound(message),
+        }
+    }
 }
 
 impl From<PathsRefused> for HubError {
@@ -51,12 +66,16 @@ impl From<PathsRefused> for HubError {
 /// The object served at `/org/bunkeros/Hub1`.
 pub struct Hub1 {
     snapshots: Snapshots,
+    sessions: SessionTable,
 }
 
 impl Hub1 {
-    /// The interface over the snapshots the daemon publishes.
-    pub fn new(snapshots: Snapshots) -> Self {
-        Self { snapshots }
+    /// The interface over the snapshots the daemon publishes and the sessions forwarding keeps.
+    pub fn new(snapshots: Snapshots, sessions: SessionTable) -> Self {
+        Self {
+            snapshots,
+            sessions,
+        }
     }
 
     /// The latest snapshot; the watch is released at once.
@@ -90,5 +109,15 @@ impl Hub1 {
     /// `Paths(destination s, policy s) -> s`: see [`documents::paths`].
     async fn paths(&self, destination: String, policy: String) -> Result<String, HubError> {
         Ok(documents::paths(&self.now(), &destination, &policy)?.to_string())
+    }
+
+    /// `Sessions() -> s`: see [`sessions::sessions`].
+    async fn sessions(&self) -> String {
+        sessions::sessions(&self.sessions).to_string()
+    }
+
+    /// `SessionPath(session s) -> s`: see [`sessions::session_path`].
+    async fn session_path(&self, session: String) -> Result<String, HubError> {
+        Ok(sessions::session_path(&self.sessions, &session)?.to_string())
     }
 }

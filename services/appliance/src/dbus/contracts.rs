@@ -175,6 +175,19 @@ pub trait Hub1 {
     /// path; an unknown policy is [`hub_errors::UNKNOWN_POLICY`] (naming those that exist); a
     /// destination that is not a hub id is [`hub_errors::INVALID_ARGUMENT`].
     fn paths(&self, destination: &str, policy: &str) -> zbus::Result<String>;
+
+    /// The sessions this hub carries as source or destination (live first, then the last ended),
+    /// as a JSON array: `id` (32 hex digits), `service`, `role` (`source`, `destination`), `peer`,
+    /// `state` (`live`, `closed`, or `failed: …`), `circuits` (more than 1: it failed over),
+    /// `started`, `verified`, `path` (hub ids, source first), `jurisdictions` (crossed, in order).
+    fn sessions(&self) -> zbus::Result<String>;
+
+    /// One session as in `Sessions`, with `hops` [{`hub`, `jurisdiction`, `country`, `previous`,
+    /// `next`, `since`}]: at the source each hop is proven by its signed transit receipt
+    /// (`verified` true); at the destination it is the route as the source announced it. A text
+    /// that is not a session id is [`hub_errors::INVALID_ARGUMENT`]; an unknown session is
+    /// [`hub_errors::NOT_FOUND`].
+    fn session_path(&self, session: &str) -> zbus::Result<String>;
 }
 
 /// `org.bunkeros.Site1`, sited's interface at [`SITE`], as its clients call it.
@@ -314,9 +327,16 @@ pub mod hub_errors {
     /// An argument is not what the method takes (a destination that is not a hub id, or this
     /// hub itself).
     pub const INVALID_ARGUMENT: &str = "org.bunkeros.Hub1.Error.InvalidArgument";
+    /// No such session on this hub.
+    pub const NOT_FOUND: &str = "org.bunkeros.Hub1.Error.NotFound";
 
     /// Every name, for tests and clients that match on them.
-    pub const ALL: [&str; 3] = [NO_COMPLIANT_PATH, UNKNOWN_POLICY, INVALID_ARGUMENT];
+    pub const ALL: [&str; 4] = [
+        NO_COMPLIANT_PATH,
+        UNKNOWN_POLICY,
+        INVALID_ARGUMENT,
+        NOT_FOUND,
+    ];
 }
 
 #[cfg(test)]

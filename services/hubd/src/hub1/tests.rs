@@ -425,9 +425,14 @@ async fn the_interface_answers_on_a_private_bus_from_the_latest_snapshot() {
     let bus = TestBus::start().unwrap();
     let bus = Bus::Address(bus.address().to_owned());
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(snapshot()));
-    let _served = serve(&bus, HUB.bus_name, HUB.object_path, Hub1::new(snapshots))
-        .await
-        .unwrap();
+    let _served = serve(
+        &bus,
+        HUB.bus_name,
+        HUB.object_path,
+        Hub1::new(snapshots, crate::forwarding::SessionTable::default()),
+    )
+    .await
+    .unwrap();
     let client = connect(&bus).await.unwrap();
     let hub1 = Hub1Proxy::new(&client).await.unwrap();
 
