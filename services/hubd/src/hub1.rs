@@ -8,7 +8,8 @@
 //! errors named in [`appliance::dbus::contracts::hub_errors`] whose message is a sentence.
 //!
 //! Everything here is read-only; who may call is the bus policy's job
-//! (`image/dbus-1/org.bunkeros.Hub1.conf`: everyone).
+//! (`image/dbus-1/org.bunkeros.Hub1.conf`: the network for everyone, sessions for root and
+//! `bunkeros-operators`).
 
 pub mod documents;
 pub mod sessions;

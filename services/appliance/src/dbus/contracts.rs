@@ -130,12 +130,13 @@ pub trait Trust1 {
 /// `org.bunkeros.Hub1`, hubd's interface at [`HUB`], as its clients call it.
 ///
 /// Read-only today: every method answers from the hub's latest snapshot (what the control plane
-/// looked like at its last change or tick), never waiting on the control plane itself. Documents
+/// looked like at its last change or tick) or its session table, never waiting on the control
+/// plane itself. Documents
 /// are JSON strings whose fields are only ever added; times are RFC 3339 (UTC), latencies are
 /// milliseconds (one way, except `rtt_ms`). Refusals are D-Bus errors named in [`hub_errors`]
 /// whose message is a sentence for the operator. The bus policy
-/// (`/usr/share/dbus-1/system.d/org.bunkeros.Hub1.conf`) lets only the `hubd` user own the name
-/// and everyone call.
+/// (`/usr/share/dbus-1/system.d/org.bunkeros.Hub1.conf`) lets only the `hubd` user own the name,
+/// everyone read the network, and root and `bunkeros-operators` read the sessions.
 #[zbus::proxy(
     interface = "org.bunkeros.Hub1",
     default_service = "org.bunkeros.Hub1",
