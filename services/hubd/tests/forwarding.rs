@@ -7,7 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use appliance::dbus::contracts::SiteState;
+use appliance::dbus::Bus;
+use appliance::dbus::contracts::{Hub1Proxy, SiteState};
 use common::CONVERGE;
 use common::network::network;
 use sha2::{Digest, Sha256};
@@ -96,6 +97,28 @@ async fn a_service_is_reached_through_a_transit_hub() {
             |n| n == 1.0,
         )
         .await;
+
+    // What `bunkerctl hub path SESSION` shows: the hubs and jurisdictions crossed, proven.
+    let bus = Bus::Address(net.madrid.bus.address().to_owned());
+    let connection = appliance::dbus::connect(&bus).await.unwrap();
+    let hub = Hub1Proxy::new(&connection).await.unwrap();
+    let sessions: serde_json::Value = serde_json::from_str(&hub.sessions().await.unwrap()).unwrap();
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    let path: serde_json::Value =
+        serde_json::from_str(&hub.session_path(&id).await.unwrap()).unwrap();
+    assert_eq!(path["verified"], true);
+    assert_eq!(
+        path["path"],
+        serde_json::json!(["madrid-1", "lisbon-1", "paris-1"])
+    );
+    assert_eq!(path["jurisdictions"], serde_json::json!(["ES", "PT", "FR"]));
+    assert_eq!(path["hops"][1]["previous"], "madrid-1");
+    assert_eq!(path["hops"][1]["next"], "paris-1");
+    let unknown = hub
+        .session_path("00000000000000000000000000000000")
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("NotFound"), "{unknown}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
