@@ -59,7 +59,7 @@ step "enable units"
 systemctl --root="$root" enable tmp.mount bunkeros-slot.service bunkeros-console.service \
     bunkeros-selftest.service >/dev/null
 # Services are enabled as their binaries land in the image.
-for service in trustd; do
+for service in trustd hubd; do
     if [[ -x $root/usr/bin/$service ]]; then systemctl --root="$root" enable "$service.service" >/dev/null; fi
 done
 systemctl --root="$root" set-default multi-user.target >/dev/null

@@ -37,6 +37,7 @@ MAX_EXPOSURE = 2.0
 # trustd's STATUS= line once it issues: the image's CA key policy is `authorized` (PCR 11 signed by
 # the release key, PCR 7 fixed at enrolment).
 TRUSTD_READY = "ready: issuing as bunker BunkerOS Site CA (policy authorized 7+11)"
+HUBD_READY = "hub selftest-1 (CH): 0/0 links up, 0 hubs trusted, transit offered"
 
 
 class Checks:
@@ -169,6 +170,7 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
         c.check(f"{u['unit']} exposure <= {MAX_EXPOSURE}", ok, f"systemd-analyze security: {score or 'no score'}")
 
     judge_trustd(c, image_dir, f, status)
+    judge_hubd(c, f, status)
 
     c.check("no login prompt on the console", re.search(r"login:\s*$", console, re.M) is None)
     # The status screen's own words (bunkerctl status --watch), not systemd's boot messages.
@@ -211,6 +213,26 @@ def judge_trustd(c, image_dir, f, status):
             'trustd_state{state="ready"} 1' in first(f, "trustd-metrics"), first(f, "trustd-metrics"))
     judge_pcr_binding(c, image_dir, f)
     judge_tamper(c, f)
+
+
+def judge_hubd(c, f, status):
+    """hubd provisioned in the guest as an operator would: its certificate from trustd, READY."""
+    unit = next((u for u in status.get("units", []) if u.get("unit") == "hubd.service"), {})
+    c.check("hubd's configuration as provisioned checks out (hubd --check-config)",
+            first(f, "hubd-check-config").startswith("config OK: read /usr/share/bunkeros/hubd.toml, "
+                                                        "/var/lib/bunkeros/config/hubd.toml"),
+            first(f, "hubd-check-config")[:300])
+    c.check("hubd is READY with its STATUS= line once provisioned",
+            first(f, "hubd-state") == f"active {HUBD_READY}" and unit.get("status_text") == HUBD_READY,
+            first(f, "hubd-state"))
+    c.check("hubd's hub certificate came from trustd over D-Bus (profile hub, key in memory)",
+            first(f, "hubd-certificate").startswith("speaks with the certificate from trustd (serial "),
+            first(f, "hubd-certificate"))
+    c.check("...and trustd's log lists that hub certificate",
+            first(f, "hubd-issued").isdigit() and int(first(f, "hubd-issued")) >= 1, first(f, "hubd-issued"))
+    c.check("hubd's metrics on 127.0.0.1:9102: no links configured, transit offered",
+            "hubd_links_configured 0" in first(f, "hubd-metrics") and "hubd_transit 1" in first(f, "hubd-metrics"),
+            first(f, "hubd-metrics"))
 
 
 def judge_tamper(c, f):
