@@ -3,7 +3,8 @@
 //! way between the others (it forwards no IP itself and has no TUN). Ordinary tools cross:
 //! `ping` and an `iperf3` TCP run from Madrid's namespace to an address behind Paris; Lisbon's
 //! relay forwards the ciphertext; a packet for a prefix Paris announces but does not grant to
-//! Lisbon is dropped at Paris and counted.
+//! Lisbon is dropped at Paris and counted. With a second transit hub (Rome) beside Lisbon, pings
+//! move to it when the transit hub that carries them is SIGKILLed.
 
 mod common;
 
@@ -23,55 +24,109 @@ impl Drop for Running {
     }
 }
 
-/// The three namespaces and hubs; namespaces are removed after the hubs stop (declared first,
-/// dropped last).
+/// The namespaces and hubs: `madrid-1` first, `paris-1` last, transit hubs between them
+/// (namespaces are removed after the hubs stop: declared first, dropped last).
 struct Line {
     spaces: Namespaces,
-    names: [String; 3],
-    hubs: [Hub; 3],
-    _sites: [Site; 3],
+    names: Vec<String>,
+    hubs: Vec<Hub>,
+    _sites: Vec<Site>,
 }
 
-async fn line() -> Line {
+/// One hub of a test network: namespace short name, hub id, country, link address.
+type Spec = (&'static str, &'static str, &'static str, &'static str);
+
+/// Hubs in namespaces joined by `veths` (`(a, a address, b, b address)`, by index into
+/// `specs`) with the static `routes` (namespace index, `ip route add` arguments); every hub
+/// between the first and the last is a transit hub of both, which grant it only their own /24.
+async fn network(
+    specs: &[Spec],
+    veths: &[(usize, &str, usize, &str)],
+    routes: &[(usize, &[&str])],
+) -> Line {
     let mut spaces = Namespaces::default();
-    let names = ["ipa", "ipb", "ipc"].map(|short| spaces.add(short));
-    let [a, b, c] = &names;
-    spaces.veth((a, "10.99.1.1/24"), (b, "10.99.1.2/24"));
-    spaces.veth((b, "10.99.2.1/24"), (c, "10.99.2.2/24"));
-    // Lisbon's links all use its first address; Paris reaches it through Lisbon's other leg.
-    // Lisbon does not forward IP (a new namespace's default): only the hubs carry traffic.
-    spaces.ip(a, &["route", "add", "10.99.2.0/24", "via", "10.99.1.2"]);
-    spaces.ip(c, &["route", "add", "10.99.1.0/24", "via", "10.99.2.1"]);
-    let sites = [Site::new("madrid"), Site::new("lisbon"), Site::new("paris")];
-    let address = |text: &str| text.parse().unwrap();
-    let madrid = Hub::in_netns("madrid-1", "ES", &sites[0], a, address("10.99.1.1:7400")).await;
-    let lisbon = Hub::in_netns("lisbon-1", "PT", &sites[1], b, address("10.99.1.2:7400")).await;
-    let paris = Hub::in_netns("paris-1", "FR", &sites[2], c, address("10.99.2.2:7400")).await;
-    // Each end grants the peer its packets arrive through (Lisbon) its own /24 only.
-    madrid.peer_with_grant(
-        &lisbon,
-        "PT",
-        &sites[1].root_pem,
-        "prefixes = [\"10.77.1.0/24\"]",
-    );
-    lisbon.peer_with(&madrid, "ES", &sites[0].root_pem, true);
-    lisbon.peer_with(&paris, "FR", &sites[2].root_pem, true);
-    paris.peer_with_grant(
-        &lisbon,
-        "PT",
-        &sites[1].root_pem,
-        "prefixes = [\"10.77.3.0/24\"]",
-    );
-    madrid.configure("[tun]\naddress = \"10.77.1.1/16\"\nannounce = [\"10.77.1.0/24\"]\n");
-    paris.configure(
+    let names: Vec<String> = specs.iter().map(|spec| spaces.add(spec.0)).collect();
+    for (a, a_address, b, b_address) in veths {
+        spaces.veth((&names[*a], a_address), (&names[*b], b_address));
+    }
+    for (index, route) in routes {
+        let mut args = vec!["route", "add"];
+        args.extend_from_slice(route);
+        spaces.ip(&names[*index], &args);
+    }
+    let sites: Vec<Site> = specs.iter().map(|spec| Site::new(spec.1)).collect();
+    let mut hubs = Vec::new();
+    for (spec, (site, name)) in specs.iter().zip(sites.iter().zip(&names)) {
+        let link = spec.3.parse().unwrap();
+        hubs.push(Hub::in_netns(spec.1, spec.2, site, name, link).await);
+    }
+    let last = specs.len() - 1;
+    let ends = [(0, "10.77.1.0/24"), (last, "10.77.3.0/24")];
+    for transit in 1..last {
+        let code = specs[transit].2;
+        for (end, granted) in ends {
+            let grant = format!("prefixes = [\"{granted}\"]");
+            hubs[end].peer_with_grant(&hubs[transit], code, &sites[transit].root_pem, &grant);
+            hubs[transit].peer_with(&hubs[end], specs[end].2, &sites[end].root_pem, true);
+        }
+    }
+    hubs[0].configure("[tun]\naddress = \"10.77.1.1/16\"\nannounce = [\"10.77.1.0/24\"]\n");
+    hubs[last].configure(
         "[tun]\naddress = \"10.77.3.1/16\"\nannounce = [\"10.77.3.0/24\", \"10.77.4.0/24\"]\n",
     );
     Line {
         spaces,
         names,
-        hubs: [madrid, lisbon, paris],
+        hubs,
         _sites: sites,
     }
+}
+
+/// `madrid-1` (ES) — `lisbon-1` (PT) — `paris-1` (FR). Lisbon's links all use its first
+/// address; Paris reaches it through Lisbon's other leg. Lisbon does not forward IP (a new
+/// namespace's default): only the hubs carry traffic.
+async fn line() -> Line {
+    network(
+        &[
+            ("ipa", "madrid-1", "ES", "10.99.1.1:7400"),
+            ("ipb", "lisbon-1", "PT", "10.99.1.2:7400"),
+            ("ipc", "paris-1", "FR", "10.99.2.2:7400"),
+        ],
+        &[
+            (0, "10.99.1.1/24", 1, "10.99.1.2/24"),
+            (1, "10.99.2.1/24", 2, "10.99.2.2/24"),
+        ],
+        &[
+            (0, &["10.99.2.0/24", "via", "10.99.1.2"]),
+            (2, &["10.99.1.0/24", "via", "10.99.2.1"]),
+        ],
+    )
+    .await
+}
+
+/// Madrid and Paris joined through Lisbon and, apart, through Rome: two link-disjoint paths.
+async fn diamond() -> Line {
+    network(
+        &[
+            ("ipa", "madrid-1", "ES", "10.99.1.1:7400"),
+            ("ipb", "lisbon-1", "PT", "10.99.1.2:7400"),
+            ("ipd", "rome-1", "IT", "10.99.3.2:7400"),
+            ("ipc", "paris-1", "FR", "10.99.2.2:7400"),
+        ],
+        &[
+            (0, "10.99.1.1/24", 1, "10.99.1.2/24"),
+            (1, "10.99.2.1/24", 3, "10.99.2.2/24"),
+            (0, "10.99.3.1/24", 2, "10.99.3.2/24"),
+            (2, "10.99.4.1/24", 3, "10.99.4.2/24"),
+        ],
+        &[
+            (2, &["10.99.1.0/24", "via", "10.99.3.1"]),
+            (2, &["10.99.2.0/24", "via", "10.99.4.2"]),
+            (3, &["10.99.1.0/24", "via", "10.99.2.1"]),
+            (3, &["10.99.3.0/24", "via", "10.99.4.1"]),
+        ],
+    )
+    .await
 }
 
 impl Line {
@@ -82,10 +137,15 @@ impl Line {
     }
 
     async fn converged(&self) {
-        for hub in [&self.hubs[0], &self.hubs[2]] {
-            hub.wait_for("hubd_hubs_trusted", "every hub trusted", |n| n >= 2.0)
+        let others = (self.hubs.len() - 1) as f64;
+        for hub in [&self.hubs[0], self.paris()] {
+            hub.wait_for("hubd_hubs_trusted", "every hub trusted", |n| n >= others)
                 .await;
         }
+    }
+
+    fn paris(&self) -> &Hub {
+        self.hubs.last().unwrap()
     }
 
     /// `ping` from Madrid's namespace; whether every reply came.
@@ -107,7 +167,7 @@ impl Line {
                 Instant::now() < deadline,
                 "no ping reply from {address} within {CONVERGE:?}; madrid log:\n{}\nparis log:\n{}",
                 self.hubs[0].log(),
-                self.hubs[2].log()
+                self.paris().log()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -123,7 +183,7 @@ impl Line {
             .args([
                 "netns",
                 "exec",
-                &self.names[2],
+                self.names.last().unwrap(),
                 "iperf3",
                 "-s",
                 "-1",
@@ -167,8 +227,8 @@ async fn ping_and_iperf3_cross_a_transit_hub_that_forwards_only_ciphertext() {
     let mut line = line().await;
     line.start();
     line.converged().await;
-    let [madrid, lisbon, paris] = &line.hubs;
-    let [_, b, _] = &line.names;
+    let (madrid, lisbon, paris) = (&line.hubs[0], &line.hubs[1], line.paris());
+    let b = &line.names[1];
 
     line.ping_until_answered("10.77.3.1").await;
 
@@ -215,4 +275,79 @@ async fn ping_and_iperf3_cross_a_transit_hub_that_forwards_only_ciphertext() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(madrid.log().contains("packet circuit to paris-1 opened"));
+}
+
+/// The transit hub whose id the latest "packet circuit to paris-1 opened" line of Madrid's log
+/// names on its path.
+fn carrying_transit(madrid: &Hub) -> Option<&'static str> {
+    let log = madrid.log();
+    let opened = log
+        .lines()
+        .rfind(|line| line.contains("packet circuit to paris-1 opened"))?;
+    ["lisbon-1", "rome-1"]
+        .into_iter()
+        .find(|transit| opened.contains(transit))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn packets_move_to_the_other_transit_hub_when_theirs_is_killed() {
+    if let Some(reason) = netns::unavailable() {
+        eprintln!("SKIPPED ip_routing: {reason}");
+        return;
+    }
+    let mut net = diamond().await;
+    net.start();
+    net.converged().await;
+    net.ping_until_answered("10.77.3.1").await;
+    let carrying = carrying_transit(&net.hubs[0]).expect("Madrid's circuit names its path");
+    let index = net.hubs.iter().position(|hub| hub.id == carrying).unwrap();
+
+    // 8 s of pings every 50 ms; the transit hub that carries them is SIGKILLed after 2 s.
+    let pinger = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.names[0],
+            "ping",
+            "-n",
+            "-i",
+            "0.05",
+            "-c",
+            "160",
+        ])
+        .args(["-W", "1", "10.77.3.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    net.hubs[index].kill();
+    let output = tokio::task::spawn_blocking(move || pinger.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout);
+    let received: u32 = summary
+        .lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once("transmitted, ")?;
+            rest.split_once(' ')?.0.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no ping summary: {summary}"));
+    println!(
+        "{carrying} killed under a 20/s ping through it: {} of 160 lost while the circuits moved",
+        160 - received
+    );
+
+    net.ping_until_answered("10.77.3.1").await;
+    let now = carrying_transit(&net.hubs[0]);
+    assert!(
+        now.is_some_and(|transit| transit != carrying),
+        "Madrid's packets still on {now:?}; log:\n{}",
+        net.hubs[0].log()
+    );
+    assert!(
+        received > 40,
+        "the pings after the move were answered: {summary}"
+    );
 }
