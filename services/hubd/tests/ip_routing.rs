@@ -4,7 +4,8 @@
 //! `ping` and an `iperf3` TCP run from Madrid's namespace to an address behind Paris; Lisbon's
 //! relay forwards the ciphertext; a packet for a prefix Paris announces but does not grant to
 //! Lisbon is dropped at Paris and counted. With a second transit hub (Rome) beside Lisbon, pings
-//! move to it when the transit hub that carries them is SIGKILLed.
+//! move to it when the transit hub that carries them is SIGKILLed; unless a `[[route]]` path
+//! policy excludes Rome's country: then nothing is sent rather than sent through it.
 
 mod common;
 
@@ -349,5 +350,48 @@ async fn packets_move_to_the_other_transit_hub_when_theirs_is_killed() {
     assert!(
         received > 40,
         "the pings after the move were answered: {summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_routes_path_policy_keeps_packets_out_of_a_jurisdiction_even_when_that_is_the_only_way() {
+    if let Some(reason) = netns::unavailable() {
+        eprintln!("SKIPPED ip_routing: {reason}");
+        return;
+    }
+    let mut net = diamond().await;
+    // Each end chooses the path of what it sends: both keep out of Italy.
+    for (index, prefix, hub) in [
+        (0, "10.77.3.0/24", "paris-1"),
+        (3, "10.77.1.0/24", "madrid-1"),
+    ] {
+        net.hubs[index].configure(&format!(
+            "[path_policy.no-italy]\nexcluded_jurisdictions = [\"IT\"]\n\
+             [[route]]\nprefix = \"{prefix}\"\nhub = \"{hub}\"\npath_policy = \"no-italy\"\n"
+        ));
+    }
+    net.start();
+    net.converged().await;
+    net.ping_until_answered("10.77.3.1").await;
+    assert_eq!(carrying_transit(&net.hubs[0]), Some("lisbon-1"));
+
+    // Without Lisbon, the only way left crosses Italy: Madrid sends nothing rather than that.
+    net.hubs[1].kill();
+    let deadline = Instant::now() + CONVERGE;
+    while !net.hubs[0].log().contains("no packet circuit to paris-1") {
+        assert!(
+            Instant::now() < deadline,
+            "Madrid never found itself without a compliant path; log:\n{}",
+            net.hubs[0].log()
+        );
+        let _ = net.ping("10.77.3.1", "1");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!net.ping("10.77.3.1", "3"), "no compliant path, no reply");
+    let rome = &net.hubs[2];
+    assert_eq!(
+        rome.metric("hubd_transit_bytes_total").unwrap_or(0.0),
+        0.0,
+        "Rome carried none of Madrid's packets"
     );
 }
