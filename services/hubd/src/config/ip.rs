@@ -33,6 +33,8 @@ pub const DEFAULT_TUN_NAME: &str = "hub0";
 pub const DEFAULT_TUN_MTU: u64 = 1380;
 /// Longest interface name Linux takes (IFNAMSIZ without its NUL).
 const MAX_INTERFACE_NAME: usize = 15;
+/// The smallest MTU of a link that carries IPv6 (RFC 8200).
+const MIN_IPV6_MTU: u64 = 1280;
 
 /// `[tun]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +199,16 @@ fn check_tun(tun: &TunSection, problems: &mut Vec<Invalid>) {
             format!(
                 "{:?} is not an interface name: 1 to {MAX_INTERFACE_NAME} letters, digits, `-` and `_`",
                 tun.name
+            ),
+        ));
+    }
+    let ipv6 = tun.address.address.is_ipv6() || tun.announce.iter().any(|p| p.address().is_ipv6());
+    if ipv6 && tun.mtu.get() < MIN_IPV6_MTU {
+        problems.push(Invalid::new(
+            "tun.mtu",
+            format!(
+                "is {}; IPv6 needs at least {MIN_IPV6_MTU} (the TUN carries IPv6 here)",
+                tun.mtu
             ),
         ));
     }

@@ -541,6 +541,11 @@ fn tun_and_route_mistakes_are_each_named() {
             "via",
             "unknown",
         ),
+        (
+            "[tun]\naddress = \"2001:db8:77::1/48\"\nmtu = 1000\n",
+            "tun.mtu",
+            "IPv6 needs at least 1280",
+        ),
     ];
     for (extra, key, sentence) in cases {
         // Routes are checked beside a valid [tun], but for the one that lacks it.
