@@ -130,19 +130,28 @@ async fn diamond() -> Line {
     .await
 }
 
+/// Whether the test cannot run here (said why): namespaces need root and `ip netns`.
+fn skipped() -> bool {
+    let reason = netns::unavailable();
+    if let Some(reason) = &reason {
+        eprintln!("SKIPPED ip_routing: {reason}");
+    }
+    reason.is_some()
+}
+
 impl Line {
-    fn start(&mut self) {
+    /// Starts every hub, waits until Madrid and Paris trust all the others, and until Paris
+    /// answers Madrid's pings.
+    async fn run(&mut self) {
         for hub in &mut self.hubs {
             hub.start();
         }
-    }
-
-    async fn converged(&self) {
         let others = (self.hubs.len() - 1) as f64;
         for hub in [&self.hubs[0], self.paris()] {
             hub.wait_for("hubd_hubs_trusted", "every hub trusted", |n| n >= others)
                 .await;
         }
+        self.ping_until_answered("10.77.3.1").await;
     }
 
     fn paris(&self) -> &Hub {
@@ -221,17 +230,13 @@ impl Line {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ping_and_iperf3_cross_a_transit_hub_that_forwards_only_ciphertext() {
-    if let Some(reason) = netns::unavailable() {
-        eprintln!("SKIPPED ip_routing: {reason}");
+    if skipped() {
         return;
     }
     let mut line = line().await;
-    line.start();
-    line.converged().await;
+    line.run().await;
     let (madrid, lisbon, paris) = (&line.hubs[0], &line.hubs[1], line.paris());
     let b = &line.names[1];
-
-    line.ping_until_answered("10.77.3.1").await;
 
     // Lisbon has no TUN and no route into 10.77.0.0/16: what it forwards for the others it can
     // only carry as the circuits' bytes, never route as packets.
@@ -292,14 +297,11 @@ fn carrying_transit(madrid: &Hub) -> Option<&'static str> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn packets_move_to_the_other_transit_hub_when_theirs_is_killed() {
-    if let Some(reason) = netns::unavailable() {
-        eprintln!("SKIPPED ip_routing: {reason}");
+    if skipped() {
         return;
     }
     let mut net = diamond().await;
-    net.start();
-    net.converged().await;
-    net.ping_until_answered("10.77.3.1").await;
+    net.run().await;
     let carrying = carrying_transit(&net.hubs[0]).expect("Madrid's circuit names its path");
     let index = net.hubs.iter().position(|hub| hub.id == carrying).unwrap();
 
@@ -355,8 +357,7 @@ async fn packets_move_to_the_other_transit_hub_when_theirs_is_killed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_routes_path_policy_keeps_packets_out_of_a_jurisdiction_even_when_that_is_the_only_way() {
-    if let Some(reason) = netns::unavailable() {
-        eprintln!("SKIPPED ip_routing: {reason}");
+    if skipped() {
         return;
     }
     let mut net = diamond().await;
@@ -370,9 +371,7 @@ async fn a_routes_path_policy_keeps_packets_out_of_a_jurisdiction_even_when_that
              [[route]]\nprefix = \"{prefix}\"\nhub = \"{hub}\"\npath_policy = \"no-italy\"\n"
         ));
     }
-    net.start();
-    net.converged().await;
-    net.ping_until_answered("10.77.3.1").await;
+    net.run().await;
     assert_eq!(carrying_transit(&net.hubs[0]), Some("lisbon-1"));
 
     // Without Lisbon, the only way left crosses Italy: Madrid sends nothing rather than that.
