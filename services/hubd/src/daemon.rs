@@ -36,6 +36,7 @@ use crate::forwarding::Forwarding;
 use crate::hub_id::HubId;
 use crate::hub_identity::{self, HubIdentity};
 use crate::hub1::Hub1;
+use crate::ip_plane::IpPlane;
 use crate::link_supervisor::LinkSupervisor;
 use crate::links::{Link, LinkEndpoint, LinkEvents, LinkTiming};
 use crate::metrics::HubMetrics;
@@ -104,6 +105,15 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
     if !first.transit() {
         flooding.set_transit(false, SystemTime::now());
     }
+    let ip_plane = config
+        .tun
+        .as_ref()
+        .map(|tun| IpPlane::create(tun, &config.route))
+        .transpose()
+        .context("creating the TUN interface ([tun])")?;
+    if let Some((ip, _)) = &ip_plane {
+        flooding.set_prefixes(ip.prefixes(), SystemTime::now());
+    }
     let flooding = FloodingHandle::spawn(flooding, LinkEvents::merge(all_events));
     let (relay, inbound) = Relay::new(
         identity.identity.clone(),
@@ -157,6 +167,11 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         SessionSettings::default(),
     );
     let forwarding_tasks = forwarding.spawn(listeners, &published, inbound, &cancel);
+    let ip_tasks = ip_plane.map(|(ip, arriving)| {
+        forwarding.carry_packets_to(ip.packet_circuits());
+        let tasks = ip.spawn(arriving, relay.clone(), snapshots.subscribe(), &cancel);
+        (ip, tasks)
+    });
     let bus = appliance::dbus::serve(
         &Bus::System,
         HUB.bus_name,
@@ -219,6 +234,7 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
 
     // STOPPING=1 was sent by the signal handler.
     drop(forwarding_tasks);
+    drop(ip_tasks);
     for endpoint in &endpoints {
         endpoint.close();
     }
