@@ -212,6 +212,16 @@ fn check_tun(tun: &TunSection, problems: &mut Vec<Invalid>) {
             ),
         ));
     }
+    if !tun.announce.iter().any(|p| p.contains(tun.address.address)) {
+        problems.push(Invalid::new(
+            "tun.address",
+            format!(
+                "{} is inside no prefix of tun.announce; packets this hub sends carry it as their \
+                 source, and only announced sources are sent or accepted",
+                tun.address.address
+            ),
+        ));
+    }
     if tun.announce.len() > MAX_PREFIXES {
         problems.push(Invalid::new(
             "tun.announce",

@@ -546,6 +546,11 @@ fn tun_and_route_mistakes_are_each_named() {
             "tun.mtu",
             "IPv6 needs at least 1280",
         ),
+        (
+            "[tun]\naddress = \"10.77.0.1/16\"\nannounce = [\"10.77.1.0/24\"]\n",
+            "tun.address",
+            "10.77.0.1 is inside no prefix of tun.announce",
+        ),
     ];
     for (extra, key, sentence) in cases {
         // Routes are checked beside a valid [tun], but for the one that lacks it.
