@@ -281,6 +281,15 @@ async fn ping_and_iperf3_cross_a_transit_hub_that_forwards_only_ciphertext() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(madrid.log().contains("packet circuit to paris-1 opened"));
+
+    // A hub with a TUN and live packet circuits stops cleanly on SIGTERM; its TUN goes with it.
+    assert_eq!(line.hubs[0].stop(), Some(0), "{}", line.hubs[0].log());
+    assert!(
+        !line
+            .spaces
+            .ip(&line.names[0], &["link", "show"])
+            .contains("hub0")
+    );
 }
 
 /// The transit hub whose id the latest "packet circuit to paris-1 opened" line of Madrid's log
