@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod path_policy;
 pub mod path_selection;
 pub mod peering;
+pub mod privileges;
 pub mod session;
 pub mod session_id;
 pub mod site_transit;
