@@ -8,7 +8,8 @@
 //! demand along a compliant path of the source's choice ([`crate::path_selection`], receipts
 //! verified, TLS 1.3 end to end: transit hubs forward ciphertext), kept while packets flow,
 //! reopened when it breaks (the backup path first). The queue is bounded: IP is best effort, and
-//! a packet that finds it full, or no circuit to be had, is dropped and counted.
+//! a packet that finds it full, or no circuit to be had, is dropped and counted; one with no
+//! route or no circuit is answered "net unreachable" ([`unreachable`]), as a router would.
 //!
 //! A packet circuit asks for `packets` instead of a service ([`crate::forwarding::request`]);
 //! the destination's forwarding hands it here ([`crate::forwarding::Forwarding::carry_packets_to`])
@@ -23,9 +24,10 @@ pub mod framing;
 mod inbound;
 mod outbound;
 pub mod packet;
+pub mod unreachable;
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -59,11 +61,29 @@ pub(crate) struct Plane {
     pub(crate) relay: Relay,
     pub(crate) snapshots: Snapshots,
     pub(crate) views: watch::Receiver<Arc<RouteView>>,
+    /// The source of ICMP answers (none on an IPv6 TUN: no answers).
+    pub(crate) router: Option<Ipv4Addr>,
+    pub(crate) answers: unreachable::Limiter,
+}
+
+impl Plane {
+    /// Tells the sender of `packet` that it cannot be delivered, when [`unreachable`] allows.
+    pub(crate) async fn answer_unreachable(&self, packet: &[u8]) {
+        let Some(router) = self.router else {
+            return;
+        };
+        if let Some(answer) = unreachable::answer(router, packet)
+            && self.answers.allow()
+        {
+            let _ = self.device.send(&answer).await;
+        }
+    }
 }
 
 /// The IP plane of this hub (see the module docs).
 pub struct IpPlane {
     name: String,
+    router: Option<Ipv4Addr>,
     device: Arc<AsyncDevice>,
     prefixes: Vec<IpPrefix>,
     routes: Vec<RouteEntry>,
@@ -98,8 +118,13 @@ impl IpPlane {
         tracing::info!(tun = %tun.name, address = %tun.address, mtu, "TUN interface up");
         let (circuits, arriving) = mpsc::channel(ARRIVING_QUEUE);
         let (views, _) = watch::channel(Arc::default());
+        let router = match (tun.address.address, tun.address.network().address()) {
+            (IpAddr::V4(own), IpAddr::V4(network)) => Some(unreachable::router(own, network)),
+            _ => None,
+        };
         let plane = Self {
             name: tun.name.clone(),
+            router,
             device: Arc::new(device),
             prefixes: tun.announce.clone(),
             routes: routes.to_vec(),
@@ -154,6 +179,8 @@ impl IpPlane {
             relay,
             snapshots,
             views: self.views.subscribe(),
+            router: self.router,
+            answers: unreachable::Limiter::default(),
         });
         tracing::info!(tun = %self.name, "routing IP packets between hubs");
         tasks.spawn(outbound::read_tun(Arc::clone(&plane), cancel.clone()));

@@ -214,9 +214,10 @@ impl Line {
             );
             let report: serde_json::Value =
                 serde_json::from_slice(&output.stdout).unwrap_or_default();
-            if output.status.success() {
+            if output.status.success() && report["end"]["sum_received"]["bytes"].is_number() {
                 return report;
             }
+            eprintln!("iperf3 again after: {report}");
             // The server may not listen yet.
             assert!(
                 Instant::now() < deadline,
@@ -281,6 +282,19 @@ async fn ping_and_iperf3_cross_a_transit_hub_that_forwards_only_ciphertext() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(madrid.log().contains("packet circuit to paris-1 opened"));
+
+    // An address in the TUN's network that no hub announces: answered at once, as a router
+    // would, from the TUN network's first address.
+    let unrouted = line.spaces.exec(
+        &line.names[0],
+        "ping",
+        &["-n", "-c", "1", "-W", "5", "10.77.9.9"],
+    );
+    let said = String::from_utf8_lossy(&unrouted.stdout);
+    assert!(
+        said.contains("From 10.77.0.1") && said.contains("Destination Net Unreachable"),
+        "{said}"
+    );
 
     // A hub with a TUN and live packet circuits stops cleanly on SIGTERM; its TUN goes with it.
     assert_eq!(line.hubs[0].stop(), Some(0), "{}", line.hubs[0].log());

@@ -71,6 +71,7 @@ pub(super) async fn read_tun(plane: Arc<Plane>, cancel: CancellationToken) {
             }
             Lookup::NoRoute => {
                 plane.counters.drop_packet(DropReason::NoRoute);
+                plane.answer_unreachable(packet).await;
                 continue;
             }
         };
@@ -159,6 +160,7 @@ async fn carry(
             Err(reason) => {
                 tracing::warn!("no packet circuit to {hub}: {reason}");
                 IpCounters::add(&plane.counters.circuits_failed, 1);
+                plane.answer_unreachable(&first).await;
                 // What waited for this circuit is dropped: IP is best effort, and stale
                 // packets only confuse the ends' retransmissions.
                 let mut dropped = 1;

@@ -97,8 +97,8 @@ fn parse_v6(packet: &[u8]) -> Result<PacketHeader, Malformed> {
     })
 }
 
-/// The one's complement sum of `header` (0 when its checksum field is right).
-fn checksum(header: &[u8]) -> u16 {
+/// The Internet checksum of `header`: 0 over bytes whose checksum field is right.
+pub(crate) fn checksum(header: &[u8]) -> u16 {
     let mut sum: u32 = header
         .chunks(2)
         .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
