@@ -33,7 +33,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::{AsyncDevice, DeviceBuilder, SyncDevice};
 
 pub use self::counters::{DropReason, IpCounters};
 use crate::circuit::{InboundCircuit, Relay};
@@ -92,30 +92,63 @@ pub struct IpPlane {
     views: Arc<watch::Sender<Arc<RouteView>>>,
 }
 
-impl IpPlane {
-    /// Creates the TUN interface of `tun` (name, address, MTU, up) for traffic routed by
-    /// `routes` (needs CAP_NET_ADMIN). Returns the plane and the packet circuits that arrive
-    /// for it, to pass to [`spawn`](Self::spawn).
-    pub fn create(
-        tun: &TunSection,
-        routes: &[RouteEntry],
-    ) -> io::Result<(Self, mpsc::Receiver<InboundCircuit>)> {
-        let mtu = u16::try_from(tun.mtu.get()).expect("at most 9000");
-        let builder = DeviceBuilder::new().name(&tun.name).mtu(mtu);
-        let builder = match tun.address.address {
-            IpAddr::V4(address) => builder.ipv4(address, tun.address.length, None),
-            IpAddr::V6(address) => builder.ipv6(address, tun.address.length),
+/// The TUN interface of `[tun]`, created and up but not yet serving. Creating it is the one
+/// step that needs `CAP_NET_ADMIN`: [`Tun::create`] needs no async runtime, so hubd can create
+/// it first and give every capability up before its runtime's threads exist
+/// ([`crate::privileges`]); reading and writing it afterwards needs none.
+pub struct Tun {
+    device: SyncDevice,
+    section: TunSection,
+}
+
+impl Tun {
+    /// Creates the interface of `section`: its name, address, MTU, up.
+    pub fn create(section: &TunSection) -> io::Result<Self> {
+        let mtu = u16::try_from(section.mtu.get()).expect("at most 9000");
+        let builder = DeviceBuilder::new().name(&section.name).mtu(mtu);
+        let builder = match section.address.address {
+            IpAddr::V4(address) => builder.ipv4(address, section.address.length, None),
+            IpAddr::V6(address) => builder.ipv6(address, section.address.length),
         };
-        let device = builder.build_async().map_err(|error| {
+        let device = builder.build_sync().map_err(|error| {
             io::Error::new(
                 error.kind(),
                 format!(
                     "cannot create the TUN interface {} with {}: {error}",
-                    tun.name, tun.address
+                    section.name, section.address
                 ),
             )
         })?;
-        tracing::info!(tun = %tun.name, address = %tun.address, mtu, "TUN interface up");
+        tracing::info!(tun = %section.name, address = %section.address, mtu, "TUN interface up");
+        Ok(Self {
+            device,
+            section: section.clone(),
+        })
+    }
+}
+
+impl IpPlane {
+    /// Creates the TUN interface of `tun` (needs `CAP_NET_ADMIN`) and the plane that routes
+    /// its traffic by `routes`: [`Tun::create`], then [`with_tun`](Self::with_tun).
+    pub fn create(
+        tun: &TunSection,
+        routes: &[RouteEntry],
+    ) -> io::Result<(Self, mpsc::Receiver<InboundCircuit>)> {
+        Self::with_tun(Tun::create(tun)?, routes)
+    }
+
+    /// The plane that routes the traffic of `tun` by `routes` (inside the async runtime).
+    /// Returns the plane and the packet circuits that arrive for it, to pass to
+    /// [`spawn`](Self::spawn).
+    pub fn with_tun(
+        tun: Tun,
+        routes: &[RouteEntry],
+    ) -> io::Result<(Self, mpsc::Receiver<InboundCircuit>)> {
+        let Tun {
+            device,
+            section: tun,
+        } = tun;
+        let device = AsyncDevice::new(device)?;
         let (circuits, arriving) = mpsc::channel(ARRIVING_QUEUE);
         let (views, _) = watch::channel(Arc::default());
         let router = match (tun.address.address, tun.address.network().address()) {
