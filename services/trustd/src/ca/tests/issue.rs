@@ -106,6 +106,14 @@ fn leaves_of_every_profile_verify_for_their_usages_only() {
             true,
             true,
         ),
+        // What hubd asks for at every start (hubd::hub_identity): the URI repeated as the CN.
+        (
+            Profile::Hub,
+            Some("bunkeros:hub:oslo-3"),
+            vec!["uri:bunkeros:hub:oslo-3"],
+            true,
+            true,
+        ),
         (
             Profile::Service,
             Some("grafana.oslo.bunker.example"),
