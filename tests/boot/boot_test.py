@@ -228,6 +228,10 @@ def judge_hubd(c, f, status):
     c.check("hubd's hub certificate came from trustd over D-Bus (profile hub, key in memory)",
             first(f, "hubd-certificate").startswith("speaks with the certificate from trustd (serial "),
             first(f, "hubd-certificate"))
+    caps = first(f, "hubd-capabilities").split()
+    c.check("hubd runs with no capability left (CAP_NET_ADMIN given up after the TUN step)",
+            caps == ["CapPrm:", "0000000000000000", "CapEff:", "0000000000000000",
+                     "CapAmb:", "0000000000000000"], first(f, "hubd-capabilities"))
     c.check("...and trustd's log lists that hub certificate",
             first(f, "hubd-issued").isdigit() and int(first(f, "hubd-issued")) >= 1, first(f, "hubd-issued"))
     c.check("hubd's metrics on 127.0.0.1:9102: no links configured, transit offered",

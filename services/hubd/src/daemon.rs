@@ -36,7 +36,7 @@ use crate::forwarding::Forwarding;
 use crate::hub_id::HubId;
 use crate::hub_identity::{self, HubIdentity};
 use crate::hub1::Hub1;
-use crate::ip_plane::IpPlane;
+use crate::ip_plane::{IpPlane, Tun};
 use crate::link_supervisor::LinkSupervisor;
 use crate::links::{Link, LinkEndpoint, LinkEvents, LinkTiming};
 use crate::metrics::HubMetrics;
@@ -51,8 +51,9 @@ pub const IDENTITY_RETRY: Duration = Duration::from_secs(10);
 /// How long the stop waits for the links to close.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs hubd until SIGTERM or SIGINT. The configuration was loaded and checked by `main`.
-pub async fn run(setup: HubdSetup) -> Result<()> {
+/// Runs hubd until SIGTERM or SIGINT. The configuration was loaded and checked by `main`,
+/// which also created the TUN of `[tun]` (`tun`) before giving up its capabilities.
+pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
     let notifier = Notifier::new();
     let shutdown = ShutdownSignal::install(notifier).context("installing the stop handlers")?;
     let cancel = shutdown.token();
@@ -105,12 +106,10 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
     if !first.transit() {
         flooding.set_transit(false, SystemTime::now());
     }
-    let ip_plane = config
-        .tun
-        .as_ref()
-        .map(|tun| IpPlane::create(tun, &config.route))
+    let ip_plane = tun
+        .map(|tun| IpPlane::with_tun(tun, &config.route))
         .transpose()
-        .context("creating the TUN interface ([tun])")?;
+        .context("attaching the TUN interface ([tun])")?;
     if let Some((ip, _)) = &ip_plane {
         flooding.set_prefixes(ip.prefixes(), SystemTime::now());
     }
@@ -219,6 +218,9 @@ pub async fn run(setup: HubdSetup) -> Result<()> {
         let view = flooding.view().await.context("the control plane stopped")?;
         metrics.observe(&view, &supervisor.counters(), configured);
         metrics.observe_data_plane(&relay.counters(), &forwarding);
+        if let Some((ip, _)) = &ip_tasks {
+            metrics.observe_ip(&ip.counters());
+        }
         relay_control_plane(&relay, &view);
         let fresh = status.line(&view);
         snapshots.send_replace(Arc::new(snapshot_parts.take(view, &status.transit)));

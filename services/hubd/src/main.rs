@@ -44,6 +44,27 @@ fn main() -> ExitCode {
     for line in setup.report().lines() {
         tracing::info!("{line}");
     }
+    // The one privileged step, while this is the only thread: the TUN, then every capability
+    // given up for the whole process (see hubd::privileges).
+    let tun = match setup
+        .config
+        .tun
+        .as_ref()
+        .map(hubd::ip_plane::Tun::create)
+        .transpose()
+    {
+        Ok(tun) => tun,
+        Err(error) => {
+            tracing::error!("creating the TUN interface ([tun]): {error}");
+            eprintln!("hubd: creating the TUN interface ([tun]): {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = hubd::privileges::drop_all() {
+        tracing::error!("cannot give up the process's capabilities: {error}");
+        eprintln!("hubd: cannot give up the process's capabilities: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hubd")
@@ -55,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(hubd::daemon::run(setup)) {
+    match runtime.block_on(hubd::daemon::run(setup, tun)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

@@ -25,6 +25,9 @@
 //! | `hubd_session_failovers_total` | counter | sessions moved to a new circuit after theirs broke |
 //! | `hubd_sessions_refused_total` | counter | clients reset: no compliant path or no circuit |
 //! | `hubd_sessions_failed_total` | counter | sessions that ended with an error |
+//! | `hubd_ip_packets_total{direction}`, `hubd_ip_bytes_total{direction}` | counter | IP packets (and their bytes) sent into circuits (`out`) and written to the TUN (`in`) |
+//! | `hubd_ip_drops_total{reason}` | counter | IP packets dropped (`not_granted`, `spoofed_source`, `no_route`, `queue_full`, ...) |
+//! | `hubd_ip_circuits` | gauge | packet circuits up now, both directions |
 //! | `bunkeros_build_info{service,version}` | gauge | always 1 |
 //!
 //! The daemon's main loop refreshes them from the control plane's counters ([`HubMetrics::observe`]),
@@ -41,6 +44,7 @@ use prometheus_client::registry::Registry;
 use crate::circuit::RelayCounters;
 use crate::flooding::ControlPlaneView;
 use crate::forwarding::Forwarding;
+use crate::ip_plane::IpCounters;
 use crate::link_supervisor::SupervisorCounters;
 
 type Labels = Vec<(String, String)>;
@@ -72,6 +76,10 @@ pub struct HubMetrics {
     failovers: Counter,
     sessions_refused: Counter,
     sessions_failed: Counter,
+    ip_packets: Family<Labels, Counter>,
+    ip_bytes: Family<Labels, Counter>,
+    ip_drops: Family<Labels, Counter>,
+    ip_circuits: Gauge,
     /// What the counters were last set from: the sources keep totals, Prometheus counters only
     /// go up by differences.
     seen: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -190,7 +198,56 @@ impl HubMetrics {
             "Sessions that ended with an error",
             metrics.sessions_failed.clone(),
         );
+        hubd.register(
+            "ip_packets",
+            "IP packets sent into circuits (out) and written to the TUN (in)",
+            metrics.ip_packets.clone(),
+        );
+        hubd.register(
+            "ip_bytes",
+            "Bytes of those IP packets",
+            metrics.ip_bytes.clone(),
+        );
+        hubd.register(
+            "ip_drops",
+            "IP packets dropped, by reason",
+            metrics.ip_drops.clone(),
+        );
+        hubd.register(
+            "ip_circuits",
+            "Packet circuits up now, both directions",
+            metrics.ip_circuits.clone(),
+        );
         metrics
+    }
+
+    /// Sets the IP plane's metrics from its counters now.
+    pub fn observe_ip(&self, ip: &IpCounters) {
+        for (direction, packets, bytes) in [
+            ("out", &ip.packets_out, &ip.bytes_out),
+            ("in", &ip.packets_in, &ip.bytes_in),
+        ] {
+            let labels = vec![("direction".to_owned(), direction.to_owned())];
+            let counter = self.ip_packets.get_or_create(&labels);
+            self.advance(
+                &counter,
+                &format!("ip_packets/{direction}"),
+                IpCounters::get(packets),
+            );
+            let counter = self.ip_bytes.get_or_create(&labels);
+            self.advance(
+                &counter,
+                &format!("ip_bytes/{direction}"),
+                IpCounters::get(bytes),
+            );
+        }
+        for (reason, total) in ip.drops() {
+            if total > 0 {
+                self.advance_family(&self.ip_drops, "ip_drops", reason, total);
+            }
+        }
+        self.ip_circuits
+            .set(i64::try_from(IpCounters::get(&ip.circuits_live)).unwrap_or(i64::MAX));
     }
 
     /// Sets the data plane's metrics from the relay and forwarding now.

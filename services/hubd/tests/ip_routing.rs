@@ -282,6 +282,23 @@ async fn ping_and_iperf3_cross_a_transit_hub_that_forwards_only_ciphertext() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(madrid.log().contains("packet circuit to paris-1 opened"));
+    paris
+        .wait_for(
+            "hubd_ip_drops_total{reason=\"not_granted\"}",
+            "the drop in Paris's metrics",
+            |n| n >= 3.0,
+        )
+        .await;
+    assert!(
+        madrid
+            .metric("hubd_ip_packets_total{direction=\"out\"}")
+            .is_some_and(|n| n > 0.0)
+    );
+    assert!(
+        paris
+            .metric("hubd_ip_packets_total{direction=\"in\"}")
+            .is_some_and(|n| n > 0.0)
+    );
 
     // An address in the TUN's network that no hub announces: answered at once, as a router
     // would, from the TUN network's first address.
