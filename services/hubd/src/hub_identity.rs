@@ -112,12 +112,13 @@ async fn from_trustd(own: &HubId, bus: &Bus) -> Result<HubIdentity, IdentityErro
 /// A new P-256 key (PEM, kept in memory only) and a request for `bunkeros:hub:<own>`.
 pub fn certificate_request(own: &HubId) -> Result<(String, String), IdentityError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let uri = format!("{HUB_URI_PREFIX}{own}");
     let mut params = CertificateParams::default();
+    // trustd wants the common name to repeat one of the requested names.
     params.distinguished_name = DistinguishedName::new();
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, own.as_str());
-    let uri = format!("{HUB_URI_PREFIX}{own}");
+        .push(rcgen::DnType::CommonName, uri.as_str());
     params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
     let csr = params.serialize_request(&key)?;
     Ok((csr.pem()?, key.serialize_pem()))
@@ -197,6 +198,17 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(names, ["URI(bunkeros:hub:lisbon-1)"]);
+        let common_names: Vec<&str> = csr
+            .certification_request_info
+            .subject
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .collect();
+        assert_eq!(
+            common_names,
+            ["bunkeros:hub:lisbon-1"],
+            "trustd wants the CN to repeat a name"
+        );
         assert!(key_pem.contains("PRIVATE KEY"));
         // Two requests, two keys.
         assert_ne!(certificate_request(&hub("lisbon-1")).unwrap().1, key_pem);
