@@ -9,21 +9,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::{self, Namespaces};
-use common::{CONVERGE, Hub, Site};
-
-/// A process ended by PID when dropped (an iperf3 server that never got its client).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{CONVERGE, Hub, Running, Site};
 
 /// The namespaces and hubs: `madrid-1` first, `paris-1` last, transit hubs between them
 /// (namespaces are removed after the hubs stop: declared first, dropped last).

@@ -23,6 +23,16 @@ use rcgen::{
 };
 use tempfile::TempDir;
 
+/// A process ended by PID when dropped (an iperf3 server that never got its client).
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// How long anything may take to converge on a busy 2-core machine.
 pub const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -176,6 +186,45 @@ impl Hub {
         let path = self.dir.path().join("hubd.toml");
         let mut config = fs::read_to_string(&path).unwrap();
         config.push_str(text);
+        fs::write(path, config).unwrap();
+    }
+
+    /// Writes the peering file for hub `other` (pinning `root_pem`) with its `links` (number,
+    /// the other hub's `IP:PORT` on that cable) and `grant` as its `[grant]` table's body.
+    pub fn peer_over(
+        &self,
+        other: &str,
+        code: &str,
+        root_pem: &str,
+        links: &[(u16, String)],
+        grant: &str,
+    ) {
+        let peers = self.dir.path().join("peers");
+        fs::write(peers.join(format!("{other}.pem")), root_pem).unwrap();
+        let links: String = links
+            .iter()
+            .map(|(id, address)| format!("[[link]]\nid = {id}\naddress = \"{address}\"\n"))
+            .collect();
+        fs::write(
+            peers.join(format!("{other}.toml")),
+            format!(
+                "hub = \"{other}\"\njurisdiction = \"{code}\"\nroot = \"{other}.pem\"\n{links}[grant]\n{grant}\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Makes the hub ask the trustd on its bus for its certificate instead of reading PEM files.
+    pub fn certificate_from_trustd(&self) {
+        let path = self.dir.path().join("hubd.toml");
+        let config = fs::read_to_string(&path).unwrap();
+        let start = config.find("[certificate]").unwrap();
+        let end = config[start..].find("[metrics]").unwrap() + start;
+        let config = format!(
+            "{}[certificate]\nsource = \"trustd\"\n{}",
+            &config[..start],
+            &config[end..]
+        );
         fs::write(path, config).unwrap();
     }
 

@@ -24,6 +24,8 @@ pub fn unavailable() -> Option<String> {
 #[derive(Default)]
 pub struct Namespaces {
     names: Vec<String>,
+    /// Cables made so far between two namespaces, for the interface names.
+    cables: std::sync::Mutex<std::collections::BTreeMap<(String, String), u32>>,
 }
 
 impl Namespaces {
@@ -47,7 +49,8 @@ impl Namespaces {
     }
 
     /// A veth pair between namespaces `a` and `b`, addressed `a_address` and `b_address`
-    /// (`10.99.1.1/24` style), both up.
+    /// (`10.99.1.1/24` style), both up. Each end is named `to-<other's short name>`; a second
+    /// cable between the same two namespaces gets `-2`, and so on.
     pub fn veth(&self, (a, a_address): (&str, &str), (b, b_address): (&str, &str)) {
         run(
             "ip",
@@ -57,8 +60,19 @@ impl Namespaces {
             ],
         );
         // Rename so further pairs can reuse the names.
-        let a_name = format!("to-{}", short_of(b));
-        let b_name = format!("to-{}", short_of(a));
+        let cable = {
+            let mut cables = self.cables.lock().unwrap();
+            let count = cables.entry((a.to_owned(), b.to_owned())).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let suffix = if cable == 1 {
+            String::new()
+        } else {
+            format!("-{cable}")
+        };
+        let a_name = format!("to-{}{suffix}", short_of(b));
+        let b_name = format!("to-{}{suffix}", short_of(a));
         run("ip", &["-n", a, "link", "set", "veth-a", "name", &a_name]);
         run("ip", &["-n", b, "link", "set", "veth-b", "name", &b_name]);
         for (ns, name, address) in [(a, &a_name, a_address), (b, &b_name, b_address)] {
