@@ -11,7 +11,7 @@
 //!   carrying it is killed with SIGKILL; the longest pause the client sees, over several runs.
 //! - **Memory**: RSS of the source and destination hubd before and with 1,000 concurrent sessions.
 //!
-//! Environment: BENCH_MIB (default 256), BENCH_ROUNDS (default 2000), BENCH_FAILOVERS (default 8),
+//! Environment: BENCH_MIB (default 256), BENCH_ROUNDS (default 2000), BENCH_FAILOVERS (default 20),
 //! BENCH_SESSIONS (default 1000).
 
 #[path = "../tests/common/mod.rs"]
@@ -235,6 +235,6 @@ async fn memory(sessions: usize) {
 async fn main() {
     throughput(env_count("BENCH_MIB", 256)).await;
     latency(env_count("BENCH_ROUNDS", 2000)).await;
-    failover(env_count("BENCH_FAILOVERS", 8)).await;
+    failover(env_count("BENCH_FAILOVERS", 20)).await;
     memory(env_count("BENCH_SESSIONS", 1000)).await;
 }
