@@ -12,7 +12,11 @@
 //! line (`hub madrid-1 (ES): 2/3 links up, 5 hubs trusted, transit offered`), and beats the
 //! watchdog.
 //!
-//! Stop: SIGTERM → `STOPPING=1` → links closed (peers see them go at once) → exit 0.
+//! Stop: SIGTERM → `STOPPING=1` → links closed (peers see them go at once) → exit 0. A hub
+//! certificate from trustd is renewed by a restart: two thirds into its life the daemon stops
+//! the same way and exits [`RENEW_EXIT`], and systemd starts it again with a fresh key and
+//! certificate (links are back within seconds; taking a new identity without a restart is not
+//! built yet).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,9 +55,25 @@ pub const IDENTITY_RETRY: Duration = Duration::from_secs(10);
 /// How long the stop waits for the links to close.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs hubd until SIGTERM or SIGINT. The configuration was loaded and checked by `main`,
-/// which also created the TUN of `[tun]` (`tun`) before giving up its capabilities.
-pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
+/// Why the daemon returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT: exit 0.
+    Asked,
+    /// Two thirds of the hub certificate's life have passed: hubd stops so that systemd starts it
+    /// again with a fresh key and certificate from trustd (`main` exits with [`RENEW_EXIT`]).
+    /// Peers see its links drop and come back within seconds; sessions through it fail over.
+    Renewal,
+}
+
+/// The exit status of a stop for renewal (EX_TEMPFAIL): not 0, so `Restart=on-failure` starts
+/// hubd again; not 78, which the unit keeps stopped.
+pub const RENEW_EXIT: u8 = 75;
+
+/// Runs hubd until SIGTERM or SIGINT, or until its certificate from trustd is due for renewal.
+/// The configuration was loaded and checked by `main`, which also created the TUN of `[tun]`
+/// (`tun`) before giving up its capabilities.
+pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
     let notifier = Notifier::new();
     let shutdown = ShutdownSignal::install(notifier).context("installing the stop handlers")?;
     let cancel = shutdown.token();
@@ -71,7 +91,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
     let mut transit = site.decisions();
 
     let Some(identity) = obtain_identity(&setup, &own, &notifier, &cancel).await else {
-        return Ok(());
+        return Ok(Stopped::Asked);
     };
     tracing::info!(
         "hub {own} ({jurisdiction}) speaks with the certificate from {}",
@@ -190,7 +210,23 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut following_site = true;
+    let mut stopped = Stopped::Asked;
     loop {
+        if identity.renew_at.is_some_and(|at| SystemTime::now() >= at) {
+            tracing::info!(
+                "two thirds of the hub certificate's life have passed (it ends {}); stopping to be started again with a new one",
+                crate::hub1::documents::rfc3339(crate::advertisement::Timestamp::from(
+                    identity.not_after
+                ))
+            );
+            stopped = Stopped::Renewal;
+            if let Err(error) = notifier.stopping() {
+                tracing::warn!(%error, "cannot tell systemd hubd is stopping");
+            }
+            // Every task ends as on SIGTERM.
+            cancel.cancel();
+            break;
+        }
         tokio::select! {
             () = cancel.cancelled() => break,
             Some(link) = arriving.recv() => {
@@ -240,7 +276,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
     for endpoint in &endpoints {
         endpoint.close();
     }
-    let stopped = async {
+    let closing = async {
         flooding.stop().await;
         supervisor.stopped().await;
         for endpoint in &endpoints {
@@ -248,7 +284,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
         }
         let _ = metrics_task.await;
     };
-    if tokio::time::timeout(STOP_TIMEOUT, stopped).await.is_err() {
+    if tokio::time::timeout(STOP_TIMEOUT, closing).await.is_err() {
         tracing::warn!("links did not close in time");
     }
     if let Some(watchdog) = watchdog {
@@ -257,7 +293,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
     drop(site);
     drop(bus);
     tracing::info!("hubd stopped");
-    Ok(())
+    Ok(stopped)
 }
 
 /// The hub identity, asking again every [`IDENTITY_RETRY`] while trustd cannot issue it (the

@@ -61,6 +61,9 @@ pub struct HubIdentity {
     pub source: String,
     /// When the hub certificate expires.
     pub not_after: SystemTime,
+    /// When to take a new one: two thirds into the certificate's life, for a certificate from
+    /// trustd (`None` for PEM files, which the site replaces itself).
+    pub renew_at: Option<SystemTime>,
 }
 
 /// Obtains this hub's identity as `[certificate]` says.
@@ -80,7 +83,9 @@ pub async fn obtain(
             let identity = Identity::from_pem(&read(chain)?, &read(key)?)
                 .map_err(|error| IdentityError::Invalid(error.to_string()))?;
             let source = format!("PEM {} and {}", chain.display(), key.display());
-            checked(identity, own, source)
+            let mut identity = checked(identity, own, source)?;
+            identity.renew_at = None;
+            Ok(identity)
         }
         CertificateSource::Trustd => from_trustd(own, bus).await,
     }
@@ -152,12 +157,20 @@ fn checked(identity: Identity, own: &HubId, source: String) -> Result<HubIdentit
     config::check_identity(&identity, Some(own)).map_err(IdentityError::Invalid)?;
     let (_, leaf) = X509Certificate::from_der(identity.leaf().as_ref())
         .map_err(|_| IdentityError::Invalid("the hub certificate does not parse".into()))?;
-    let seconds = u64::try_from(leaf.validity().not_after.timestamp()).unwrap_or(0);
-    let not_after = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    let at = |time: x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(time.timestamp()).unwrap_or(0))
+    };
+    let (not_before, not_after) = (
+        at(leaf.validity().not_before),
+        at(leaf.validity().not_after),
+    );
+    let life = not_after.duration_since(not_before).unwrap_or_default();
     Ok(HubIdentity {
         identity,
         source,
         not_after,
+        renew_at: Some(not_before + life * 2 / 3),
     })
 }
 
@@ -228,6 +241,8 @@ mod tests {
         let checked = checked(identity, &hub("lisbon-1"), "test".into()).unwrap();
         assert_eq!(hub_id_of(checked.identity.leaf()).unwrap(), hub("lisbon-1"));
         assert!(checked.not_after > SystemTime::now());
+        let renew_at = checked.renew_at.unwrap();
+        assert!(renew_at < checked.not_after && renew_at > SystemTime::now());
         assert!(matches!(
             chain_with_root(&leaf_pem, "not pem"),
             Err(IdentityError::Invalid(_))

@@ -77,7 +77,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(hubd::daemon::run(setup, tun)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(hubd::daemon::Stopped::Asked) => ExitCode::SUCCESS,
+        Ok(hubd::daemon::Stopped::Renewal) => ExitCode::from(hubd::daemon::RENEW_EXIT),
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("hubd: {error:#}");
