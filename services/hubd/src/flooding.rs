@@ -436,7 +436,16 @@ impl Flooding {
     }
 
     fn refused(&mut self, from: &LinkKey, rejection: Rejection, now: SystemTime) -> Vec<Outbound> {
-        tracing::warn!(link = %from, reason = rejection.reason(), "advertisement refused: {rejection}");
+        match rejection {
+            // In a network with more than one path, older copies of an advertisement arrive after
+            // the newer one as a matter of course: counted, not worth an operator's attention.
+            Rejection::Stale { .. } => {
+                tracing::debug!(link = %from, reason = rejection.reason(), "advertisement refused: {rejection}");
+            }
+            _ => {
+                tracing::warn!(link = %from, reason = rejection.reason(), "advertisement refused: {rejection}");
+            }
+        }
         *self
             .counters
             .rejected
