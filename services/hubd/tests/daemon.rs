@@ -294,3 +294,18 @@ async fn forged_replayed_and_malformed_advertisements_from_a_linked_peer_are_ref
     link.close();
     endpoint.close();
 }
+
+/// A hub just provisioned, with no peering file yet, runs (and accepts nobody) rather than
+/// failing to start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_without_peers_runs_and_stops_cleanly() {
+    let site = common::Site::new("oslo");
+    let mut oslo = common::Hub::new("oslo-1", "NO", &site).await;
+    oslo.start();
+    oslo.wait_for("hubd_links_configured", "hubd serves its metrics", |n| {
+        n == 0.0
+    })
+    .await;
+    assert_eq!(oslo.metric("hubd_transit"), Some(1.0));
+    assert_eq!(oslo.stop(), Some(0), "{}", oslo.log());
+}

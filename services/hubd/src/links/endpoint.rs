@@ -130,22 +130,27 @@ impl LinkEndpoint {
             address: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-        let mut tls = tls::server_config(&identity, &distinct_roots(&peers))?;
-        tls.alpn_protocols = vec![LINK_ALPN.to_vec()];
-        let mut server =
-            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(Arc::new(tls))?));
-        server.transport_config(timing.transport());
+        // A hub without peering agreements yet (just provisioned) has nobody to accept: its
+        // endpoint refuses every knock instead of failing to start.
+        let roots = distinct_roots(&peers);
+        let server = if roots.is_empty() {
+            None
+        } else {
+            let mut tls = tls::server_config(&identity, &roots)?;
+            tls.alpn_protocols = vec![LINK_ALPN.to_vec()];
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+                QuicServerConfig::try_from(Arc::new(tls))?,
+            ));
+            server.transport_config(timing.transport());
+            Some(server)
+        };
         let runtime = quinn::default_runtime().ok_or_else(|| LinkError::Bind {
             address,
             source: io::Error::other("no tokio runtime to drive the links"),
         })?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            runtime,
-        )
-        .map_err(|source| LinkError::Bind { address, source })?;
+        let endpoint =
+            quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+                .map_err(|source| LinkError::Bind { address, source })?;
         let (events, receiver) = keepalive::channel();
         let endpoint = Self {
             endpoint,
