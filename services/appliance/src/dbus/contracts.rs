@@ -159,7 +159,8 @@ pub trait Hub1 {
     /// `jurisdiction`, `trust` (`self`, `pinned`, `vouched` or `untrusted`), `vouched_through`
     /// (for `vouched`: the chain of hubs from the pinned peer to the one that vouches directly;
     /// else empty), `transit` (its advertisement offers transit), `sequence`, `expires_at`,
-    /// `links` [{`neighbour`, `link`, `latency_ms`}] as it advertises them.
+    /// `links` [{`neighbour`, `link`, `latency_ms`}] as it advertises them, `prefixes` (the IP
+    /// prefixes it announces, e.g. `10.77.2.0/24`).
     fn hubs(&self) -> zbus::Result<String>;
 
     /// For every trusted hub other than this one, as a JSON array: `destination`,

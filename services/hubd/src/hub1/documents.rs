@@ -137,6 +137,11 @@ pub fn hubs(snapshot: &HubSnapshot) -> Value {
                     "link": link.link.get(),
                     "latency_ms": millis(link.latency),
                 })).collect::<Vec<_>>(),
+                "prefixes": advertisement
+                    .prefixes()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
             })
         })
         .collect()

@@ -79,7 +79,8 @@ pub(crate) fn snapshot() -> HubSnapshot {
             .link("madrid-1", 1, 5)
             .link("madrid-1", 2, 7)
             .link("sao-paulo-1", 1, 40)
-            .link("sao-paulo-1", 2, 45),
+            .link("sao-paulo-1", 2, 45)
+            .prefix("10.77.2.0/24"),
         Draft::new("paris-1", "FR")
             .no_transit()
             .link("madrid-1", 1, 10),
@@ -267,6 +268,11 @@ fn hubs_say_how_each_is_trusted_and_what_it_advertises() {
             "sao-paulo-1"
         ]
     );
+    assert_eq!(
+        by_id("lisbon-1")["prefixes"],
+        serde_json::json!(["10.77.2.0/24"])
+    );
+    assert_eq!(by_id("paris-1")["prefixes"], serde_json::json!([]));
     let trust = |id: &str| {
         (
             by_id(id)["trust"].clone(),
