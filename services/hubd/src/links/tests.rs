@@ -12,17 +12,15 @@ use quinn::crypto::rustls::QuicClientConfig;
 use super::*;
 use crate::grant::Grant;
 use crate::peering::{PeerLink, PeeringAgreement, Peers};
+use crate::testing::loopback::{guarded, link_key};
 use crate::testing::{HubCert, Site, country, hub};
-
-/// Long enough for any handshake on a loaded machine; only a guard against hanging.
-const GUARD: Duration = Duration::from_secs(20);
 
 /// Timing for tests that must not see a link drop because the machine is busy.
 fn patient() -> LinkTiming {
     LinkTiming {
         idle_timeout: Duration::from_secs(5),
         rtt_report: Duration::from_millis(20),
-        handshake_timeout: GUARD * 3,
+        handshake_timeout: Duration::from_secs(60),
         ..LinkTiming::default()
     }
 }
@@ -72,12 +70,6 @@ fn endpoint(
     LinkEndpoint::on_socket(socket, cert.identity().clone(), peers, timing).unwrap()
 }
 
-async fn guarded<T>(work: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, work)
-        .await
-        .expect("the test hung")
-}
-
 /// The first event about `key` that `wanted` accepts, skipping others.
 async fn event(
     events: &mut LinkEvents,
@@ -93,13 +85,6 @@ async fn event(
         }
     })
     .await
-}
-
-fn key(peer: &str, id: u16) -> LinkKey {
-    LinkKey {
-        peer: hub(peer),
-        link: link(id),
-    }
 }
 
 /// Dials from `dialer` and accepts on `acceptor` at once.
@@ -192,12 +177,12 @@ async fn links_come_up_both_ways_and_report_their_rtt() {
     // Madrid dials link 1, Lisbon dials link 2: two connections between the same two hubs.
     let (dialed, accepted) = connect(&madrid, "lisbon-1", 1, &lisbon).await;
     let (mut madrid_1, mut lisbon_1) = (dialed.unwrap(), accepted.unwrap());
-    assert_eq!(madrid_1.key(), &key("lisbon-1", 1));
-    assert_eq!(lisbon_1.key(), &key("madrid-1", 1));
+    assert_eq!(madrid_1.key(), &link_key("lisbon-1", 1));
+    assert_eq!(lisbon_1.key(), &link_key("madrid-1", 1));
     let (dialed, accepted) = connect(&lisbon, "madrid-1", 2, &madrid).await;
     let (lisbon_2, madrid_2) = (dialed.unwrap(), accepted.unwrap());
-    assert_eq!(lisbon_2.key(), &key("madrid-1", 2));
-    assert_eq!(madrid_2.key(), &key("lisbon-1", 2));
+    assert_eq!(lisbon_2.key(), &link_key("madrid-1", 2));
+    assert_eq!(madrid_2.key(), &link_key("lisbon-1", 2));
     assert_eq!(madrid_1.remote_address(), pair.lisbon_address);
 
     for (events, peer) in [
@@ -224,7 +209,7 @@ async fn links_come_up_both_ways_and_report_their_rtt() {
         })
         .await;
         measured.sort();
-        assert_eq!(measured, [key(peer, 1), key(peer, 2)]);
+        assert_eq!(measured, [link_key(peer, 1), link_key(peer, 2)]);
     }
 
     // Frames cross in both directions on the control stream.
@@ -443,8 +428,8 @@ async fn a_peer_that_stalls_its_hello_delays_only_itself() {
     .await;
     // While that admission waits, a real link comes up on the same endpoint.
     let (dialed, accepted) = connect(&madrid, "lisbon-1", 1, &lisbon).await;
-    assert_eq!(accepted.unwrap().key(), &key("madrid-1", 1));
-    assert_eq!(dialed.unwrap().key(), &key("lisbon-1", 1));
+    assert_eq!(accepted.unwrap().key(), &link_key("madrid-1", 1));
+    assert_eq!(dialed.unwrap().key(), &link_key("lisbon-1", 1));
     assert!(!stalled.1.is_finished());
     stalled.0.close(quinn::VarInt::from_u32(0), b"done");
     let refused = guarded(stalled.1).await.unwrap();
@@ -493,7 +478,7 @@ async fn a_link_goes_down_when_the_peer_endpoint_closes() {
     let (lisbon, _lisbon_events) = pair.lisbon(&pair.lisbon.hub("lisbon-1"), LinkTiming::default());
     let (dialed, accepted) = connect(&madrid, "lisbon-1", 1, &lisbon).await;
     let (_madrid_1, _lisbon_1) = (dialed.unwrap(), accepted.unwrap());
-    let lisbon_1 = key("lisbon-1", 1);
+    let lisbon_1 = link_key("lisbon-1", 1);
     event(&mut madrid_events, &lisbon_1, |e| {
         matches!(e, LinkEvent::Up { .. })
     })
@@ -562,7 +547,7 @@ async fn a_silent_peer_is_declared_down_by_the_idle_timeout() {
     );
     let (dialed, accepted) = connect(&madrid, "lisbon-1", 1, &lisbon).await;
     let (_madrid_1, _lisbon_1) = (dialed.unwrap(), accepted.unwrap());
-    let lisbon_1 = key("lisbon-1", 1);
+    let lisbon_1 = link_key("lisbon-1", 1);
     event(&mut madrid_events, &lisbon_1, |e| {
         matches!(e, LinkEvent::Up { .. })
     })
@@ -604,7 +589,7 @@ async fn a_frame_over_the_bound_is_refused_and_closes_the_link() {
         guarded(lisbon_1.recv_frame()).await,
         Err(FrameError::TooLarge { .. })
     ));
-    let lisbon_key = key("lisbon-1", 1);
+    let lisbon_key = link_key("lisbon-1", 1);
     let down = event(&mut madrid_events, &lisbon_key, |e| {
         matches!(e, LinkEvent::Down { .. })
     })

@@ -16,8 +16,9 @@ use crate::link::LinkId;
 use crate::links::{Link, LinkEndpoint, LinkEvents, LinkKey, LinkTiming};
 use crate::peering::{PeerLink, PeeringAgreement, Peers};
 
-/// Long enough for anything on a loaded machine; only a guard against hanging.
-pub const GUARD: Duration = Duration::from_secs(30);
+/// Long enough for anything on a loaded machine (flooding over four hubs included); only a
+/// guard against hanging.
+pub const GUARD: Duration = Duration::from_secs(60);
 
 /// `work`, or a panic after [`GUARD`].
 pub async fn guarded<T>(work: impl Future<Output = T>) -> T {

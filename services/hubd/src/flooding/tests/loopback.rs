@@ -14,9 +14,7 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::flooding::driver::FloodingHandle;
 use crate::links::{Link, LinkEndpoint, LinkTiming};
-
-/// Long enough for anything on a loaded machine; only a guard against hanging.
-const GUARD: Duration = Duration::from_secs(60);
+use crate::testing::loopback::{GUARD, guarded};
 
 const HUBS: [(&str, &str); 4] = [
     ("madrid-1", "ES"),
@@ -41,12 +39,6 @@ fn timing() -> LinkTiming {
         handshake_timeout: GUARD,
         ..LinkTiming::default()
     }
-}
-
-async fn guarded<T>(work: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, work)
-        .await
-        .expect("the test hung")
 }
 
 /// What every hub must agree on: hubs (id, jurisdiction, transit) and links by name.
