@@ -9,12 +9,14 @@
 //!   proves it is alive, so a wedged service is killed and restarted by systemd instead of lying.
 //! - [`ShutdownSignal`] / [`shutdown_token`] turn SIGTERM and SIGINT into a
 //!   [`CancellationToken`](tokio_util::sync::CancellationToken) the whole service stops on.
+//! - [`run_daemon`] runs the daemon on its runtime and turns its end into the exit status.
 //!
 //! Outside systemd (`NOTIFY_SOCKET` unset, e.g. in a developer's shell) every notification is a
 //! no-op and the watchdog is off, so the same binary runs anywhere. Nothing here ever unsets the
 //! environment: in edition 2024 that is `unsafe`, and child processes are spawned with explicit
 //! environments anyway.
 
+mod daemon_main;
 mod notify;
 mod shutdown;
 mod watchdog;
@@ -22,6 +24,7 @@ mod watchdog;
 #[cfg(test)]
 mod tests;
 
+pub use daemon_main::run_daemon;
 pub use notify::Notifier;
 pub use shutdown::{ShutdownSignal, shutdown_token};
 pub use watchdog::{Heartbeat, WatchdogVerdict, spawn_watchdog, watchdog_verdict};

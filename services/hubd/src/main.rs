@@ -65,26 +65,14 @@ fn main() -> ExitCode {
         eprintln!("hubd: cannot give up the process's capabilities: {error}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("hubd")
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("hubd: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(hubd::daemon::run(setup, tun)) {
-        Ok(hubd::daemon::Stopped::Asked) => ExitCode::SUCCESS,
-        Ok(hubd::daemon::Stopped::Renewal) => ExitCode::from(hubd::daemon::RENEW_EXIT),
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("hubd: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    appliance::systemd::run_daemon(
+        hubd::config::SERVICE,
+        hubd::daemon::run(setup, tun),
+        |stopped| match stopped {
+            hubd::daemon::Stopped::Asked => ExitCode::SUCCESS,
+            hubd::daemon::Stopped::Renewal => ExitCode::from(hubd::daemon::RENEW_EXIT),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -39,25 +39,7 @@ fn main() -> ExitCode {
         cli.config.as_deref(),
     ))
     .into_inner();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("trustd")
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("trustd: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(trustd::daemon::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("trustd: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    appliance::systemd::run_daemon(SERVICE, trustd::daemon::run(config), |()| ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
