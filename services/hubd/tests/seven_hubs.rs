@@ -244,31 +244,13 @@ async fn network() -> Network {
     }
 }
 
-/// A sink service inside São Paulo's namespace: counts what it reads, answers the count.
+/// The test network's sink service ([`common::network::sink_on`]), inside São Paulo's namespace.
 fn sink_in(netns: &str) -> std::net::SocketAddr {
     let listener = netns::within(netns, || {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap()
     })
     .expect("the namespace exists");
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || {
-                let mut buffer = vec![0u8; 64 * 1024];
-                let mut total = 0u64;
-                while let Ok(n) = stream.read(&mut buffer) {
-                    if n == 0 {
-                        break;
-                    }
-                    total += n as u64;
-                }
-                let _ = stream.write_all(&total.to_be_bytes());
-            });
-        }
-    });
-    address
+    common::network::sink_on(listener)
 }
 
 /// `bytes` sent from Malaga's namespace to `listen` (its local service listener); the count
@@ -280,6 +262,10 @@ fn push_from(netns: &str, listen: std::net::SocketAddr, bytes: usize) -> Option<
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .ok()?;
+        // The sink answers its first 4 bytes: the session is up.
+        let mut hello = *b"ping";
+        stream.write_all(&hello).ok()?;
+        stream.read_exact(&mut hello).ok()?;
         let chunk = vec![7u8; 64 * 1024];
         let mut sent = 0;
         while sent < bytes {

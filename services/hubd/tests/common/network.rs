@@ -33,7 +33,14 @@ pub async fn echo_service() -> SocketAddr {
 /// A sink service on loopback: echoes the first 4 bytes (so a client knows the session is up),
 /// then counts what it reads and, at the client's half-close, answers the count (8 bytes, BE).
 pub async fn sink_service() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    sink_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// [`sink_service`] on a listener already bound (e.g. inside a test's network namespace).
+/// Must be called inside a tokio runtime.
+pub fn sink_on(listener: std::net::TcpListener) -> SocketAddr {
+    listener.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(listener).unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
