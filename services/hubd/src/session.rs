@@ -22,10 +22,13 @@
 //! A transport is replaced, not repaired: a transport that fails, ends without the session
 //! ending, or is superseded by a newer one handed in, is dropped. The session itself ends with
 //! an error only when no transport resumes it within [`SessionSettings::resume_within`], the
-//! peer breaks the protocol, or either local connection fails. One window is left, as in TCP:
-//! if the last transport fails while the final acknowledgements cross, the side that already
-//! finished ends well and the other waits in vain ([`SessionError::NoTransport`]), although its
-//! local side got every byte.
+//! peer breaks the protocol, or either local connection fails.
+//!
+//! The last acknowledgement is the one nobody acknowledges (TCP's TIME-WAIT): a side whose
+//! transport fails once it is *settled* (every byte of its own acknowledged, the peer's whole
+//! stream delivered) still waits out [`SessionSettings::resume_within`] for a transport that
+//! resumes it, so that a peer which missed that acknowledgement hears it again, and then ends
+//! well either way: its local connection lost nothing.
 
 mod byte_queue;
 mod driver;

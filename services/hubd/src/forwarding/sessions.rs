@@ -100,7 +100,9 @@ impl SessionTable {
     }
 
     /// Where to hand a circuit that resumes session `id` from `source` for `service`; `None`
-    /// when no such session runs here (then the circuit starts a new one).
+    /// when no such session runs or ended here (then the circuit starts a new one). A session
+    /// that ended is refused with `session_ended`: its source, still waiting out the last
+    /// acknowledgement, learns that there is nothing left to resume.
     pub fn resumption(
         &self,
         id: &SessionId,
@@ -108,7 +110,13 @@ impl SessionTable {
         service: &ServiceName,
     ) -> Option<Result<mpsc::Sender<Resumption>, &'static str>> {
         let table = self.lock();
-        let live = table.live.get(id)?;
+        let Some(live) = table.live.get(id) else {
+            return table
+                .ended
+                .iter()
+                .any(|ended| &ended.id == id)
+                .then_some(Err("session_ended"));
+        };
         let record = &live.record;
         if record.role != SessionRole::Destination
             || &record.peer != source

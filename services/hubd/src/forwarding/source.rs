@@ -23,6 +23,22 @@ use crate::snapshot::Snapshots;
 /// The end-to-end session a source holds on one circuit.
 pub(crate) type ClientStream = tokio_rustls::client::TlsStream<CircuitStream>;
 
+/// Why no circuit to a destination could be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenFailure {
+    /// The destination refused what was asked (it would along any path): `not_granted`,
+    /// `unknown_service`, `session_ended`, ...
+    #[error("{hub} refused {asked}: {label}")]
+    Refused {
+        hub: HubId,
+        asked: String,
+        label: String,
+    },
+    /// No compliant path, or none of them carried the request.
+    #[error("{0}")]
+    NoCircuit(String),
+}
+
 /// Pause between attempts at a new circuit while a session waits for one.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MOST: Duration = Duration::from_millis(500);
@@ -139,6 +155,12 @@ async fn keep_carried(
                     }
                     break;
                 }
+                Err(error @ OpenFailure::Refused { .. }) => {
+                    // The destination's session ended (it had every byte, or gave up) or the
+                    // service is no longer granted: no other circuit will be taken either.
+                    tracing::info!(session = %id, "no new circuit: {error}");
+                    return;
+                }
                 Err(error) if Instant::now() + pause < deadline => {
                     tracing::debug!(session = %id, "no circuit yet: {error}");
                     tokio::time::sleep(pause).await;
@@ -160,7 +182,7 @@ async fn open_circuit(
     service: &ReachedService,
     id: SessionId,
     failed: Option<&Route>,
-) -> Result<(ClientStream, Vec<Hop>, Route), String> {
+) -> Result<(ClientStream, Vec<Hop>, Route), OpenFailure> {
     let to = Destination {
         hub: &service.hub,
         policy: service.path_policy.as_deref(),
@@ -194,8 +216,9 @@ pub(crate) async fn open_asking(
     asked: &Request,
     id: SessionId,
     failed: Option<&Route>,
-) -> Result<(ClientStream, Vec<Hop>, Route), String> {
-    let candidates = compliant_paths(snapshots, to.hub, to.policy, failed)?;
+) -> Result<(ClientStream, Vec<Hop>, Route), OpenFailure> {
+    let candidates =
+        compliant_paths(snapshots, to.hub, to.policy, failed).map_err(OpenFailure::NoCircuit)?;
     let mut last = String::from("no path");
     for path in &candidates {
         let mut circuit = match relay.open(path, id).await {
@@ -214,18 +237,23 @@ pub(crate) async fn open_asking(
         .await;
         match answer {
             Ok(Ok(ServiceReply::Accepted)) => {
-                let route = Route::of_path(path).map_err(|error| error.to_string())?;
+                let route = Route::of_path(path)
+                    .map_err(|error| OpenFailure::NoCircuit(error.to_string()))?;
                 return Ok((circuit.stream, circuit.hops, route));
             }
             // The same answer would come along any path.
             Ok(Ok(ServiceReply::Refused(label))) => {
-                return Err(format!("{} refused {asked}: {label}", to.hub));
+                return Err(OpenFailure::Refused {
+                    hub: to.hub.clone(),
+                    asked: asked.to_string(),
+                    label,
+                });
             }
             Ok(Err(error)) => last = format!("the request failed: {error}"),
             Err(_) => last = format!("no answer to the request within {REQUEST_TIMEOUT:?}"),
         }
     }
-    Err(last)
+    Err(OpenFailure::NoCircuit(last))
 }
 
 /// The paths to `hub` that follow the path policy named `policy` (none: any path) on the latest

@@ -76,9 +76,11 @@ impl Session {
         let mut local_unflushed = false;
         let mut transport: Option<Transport<T>> = None;
         let mut handing_in = true;
+        // The peer closed its last transport between frames: it ended the session.
+        let mut peer_closed = false;
         self.resume_by = Some(Instant::now() + self.settings.resume_within);
         loop {
-            if transport.is_none() && self.is_complete() && !local_unflushed {
+            if transport.is_none() && peer_closed && self.is_settled() && !local_unflushed {
                 // The peer closed its last transport once it had everything; so have we now.
                 return Ok(self.report());
             }
@@ -135,15 +137,21 @@ impl Session {
                     }
                 }
                 Step::Transport(TransportStep::Wrote) | Step::AckDue => {}
-                Step::Transport(TransportStep::Ended) if self.peer_has_finished(&transport) => {
+                Step::Transport(TransportStep::Ended) if self.peer_may_close() => {
                     transport = None;
+                    peer_closed = true;
                 }
                 Step::Transport(TransportStep::Ended) => {
-                    let reason = "the transport ended".to_owned();
-                    self.lose(&mut transport, reason, handing_in, now)?;
+                    self.lose(&mut transport, "the transport ended".to_owned(), now);
+                    if !handing_in {
+                        return self.without_transport();
+                    }
                 }
                 Step::Transport(TransportStep::Failed(error)) => {
-                    self.lose(&mut transport, error.to_string(), handing_in, now)?;
+                    self.lose(&mut transport, error.to_string(), now);
+                    if !handing_in {
+                        return self.without_transport();
+                    }
                 }
                 Step::Transport(TransportStep::Malformed(error)) => {
                     let error = SessionError::Protocol(ProtocolError::Malformed(error));
@@ -153,10 +161,10 @@ impl Session {
                 Step::HandedIn(None) => {
                     handing_in = false;
                     if transport.is_none() {
-                        return Err(self.no_transport());
+                        return self.without_transport();
                     }
                 }
-                Step::ResumeTimeout => return Err(self.no_transport()),
+                Step::ResumeTimeout => return self.without_transport(),
             }
         }
     }
@@ -166,15 +174,20 @@ impl Session {
         self.outbound.is_complete() && self.inbound.is_complete()
     }
 
-    /// The peer has every byte and both Finishes: a transport it closes between frames then
-    /// means it ended the session well, not that the transport failed.
-    fn peer_has_finished<T: AsyncRead + AsyncWrite>(
-        &self,
-        transport: &Option<Transport<T>>,
-    ) -> bool {
-        self.outbound.is_complete()
-            && self.inbound.peer_told_whole()
-            && transport.as_ref().is_some_and(Transport::is_idle)
+    /// Every byte arrived both ways: the peer acknowledged this side's whole stream, and the
+    /// peer's whole stream was delivered to the local side. Only whether the peer heard the last
+    /// acknowledgement is unknown; the local connection lost nothing.
+    fn is_settled(&self) -> bool {
+        self.outbound.is_complete() && self.inbound.is_delivered_whole()
+    }
+
+    /// The peer acknowledged this side's whole stream and sent its own whole: a transport it
+    /// closes between frames then means it ended the session well (it closes only once it heard
+    /// this side's last acknowledgement, on this transport or an earlier one), not that the
+    /// transport failed. A circuit that breaks ends its TLS stream without a close_notify,
+    /// which is a failure, not an end.
+    fn peer_may_close(&self) -> bool {
+        self.outbound.is_complete() && self.inbound.is_whole()
     }
 
     /// Queues the frame due next if the transport has nothing queued: this side's Resume first,
@@ -240,13 +253,7 @@ impl Session {
 
     /// The transport failed or ended early: the owner hears of it, and another must resume
     /// the session in time (counted from the first loss since a transport last resumed it).
-    fn lose<T>(
-        &mut self,
-        transport: &mut Option<Transport<T>>,
-        reason: String,
-        handing_in: bool,
-        now: Instant,
-    ) -> Result<(), SessionError> {
+    fn lose<T>(&mut self, transport: &mut Option<Transport<T>>, reason: String, now: Instant) {
         if let Some(lost) = transport.take() {
             tracing::debug!(generation = lost.generation, %reason, "session transport lost");
             self.report_event(SessionEvent::TransportLost {
@@ -258,11 +265,6 @@ impl Session {
         self.inbound.transport_lost();
         self.resume_by
             .get_or_insert(now + self.settings.resume_within);
-        if handing_in {
-            Ok(())
-        } else {
-            Err(self.no_transport())
-        }
     }
 
     /// A transport handed in: the next to carry the session, replacing any current one.
@@ -272,8 +274,7 @@ impl Session {
         io: T,
         now: Instant,
     ) {
-        let reason = "replaced by a newer transport".to_owned();
-        let _ = self.lose(transport, reason, true, now);
+        self.lose(transport, "replaced by a newer transport".to_owned(), now);
         self.generation += 1;
         *transport = Some(Transport::new(io, self.generation));
     }
@@ -305,6 +306,18 @@ impl Session {
             current.close(self.settings.resume_within).await;
         }
         error
+    }
+
+    /// No transport is left, nor will one come in time: a settled session ends well (the peer
+    /// ended first, or never heard this side's last acknowledgement and gave up on it; either
+    /// way every byte arrived), any other fails.
+    fn without_transport(&self) -> Result<SessionReport, SessionError> {
+        if self.is_settled() {
+            tracing::debug!("session settled; no transport came to hear its last acknowledgement");
+            Ok(self.report())
+        } else {
+            Err(self.no_transport())
+        }
     }
 
     fn no_transport(&self) -> SessionError {

@@ -94,9 +94,14 @@ impl Inbound {
         self.local_closed && self.acknowledgement.finished
     }
 
-    /// The peer's stream is whole here, and the peer was told so on this transport.
-    pub(super) fn peer_told_whole(&self) -> bool {
-        self.length == Some(self.received) && self.acknowledgement.finished
+    /// The peer's stream arrived whole and was delivered, and the local side's writing shut.
+    pub(super) fn is_delivered_whole(&self) -> bool {
+        self.local_closed
+    }
+
+    /// The peer's stream is whole here (not necessarily delivered yet).
+    pub(super) fn is_whole(&self) -> bool {
+        self.length == Some(self.received)
     }
 
     /// A data frame: the part not seen before is kept for the local side.

@@ -311,3 +311,115 @@ async fn an_abort_is_heard_even_when_the_peer_is_already_gone() {
         assert_eq!(err.label(), "aborted", "{err}");
     }
 }
+
+/// The next whole frame from the session; `None` once it closed the transport.
+async fn read_frame(peer: &mut DuplexStream) -> Option<SessionFrame> {
+    let mut header = [0; 4];
+    peer.read_exact(&mut header).await.ok()?;
+    let mut body = vec![0; frame::body_len(header).unwrap()];
+    peer.read_exact(&mut body).await.unwrap();
+    Some(SessionFrame::decode(&[&header[..], &body].concat()).unwrap())
+}
+
+/// A session that has every byte both ways and then loses its transport before it could tell
+/// the peer that the peer's stream arrived whole (TCP's TIME-WAIT): a session with `b"abc"` to
+/// send and `b"xy"` to receive, whose peer acknowledges all of `abc`, sends its Finish, and
+/// breaks the transport inside the next frame, gone before the session's last acknowledgement
+/// can be written. Returns the session, its client end, its transports and events.
+async fn settled_then_broken(
+    settings: SessionSettings,
+) -> (
+    JoinHandle<Result<SessionReport, SessionError>>,
+    DuplexStream,
+    mpsc::Sender<DuplexStream>,
+    mpsc::Receiver<SessionEvent>,
+) {
+    let (local, mut client) = duplex(4096);
+    let (transports, handed) = mpsc::channel(1);
+    let (events, events_seen) = mpsc::channel(8);
+    let session = tokio::spawn(run(local, handed, events, settings));
+    client.write_all(b"abc").await.unwrap();
+    client.shutdown().await.unwrap();
+
+    let (transport, mut peer) = duplex(4096);
+    transports.send(transport).await.unwrap();
+    peer.write_all(&[resume(0), data(0, b"xy")].concat())
+        .await
+        .unwrap();
+    while read_frame(&mut peer).await != Some(SessionFrame::Finish { length: 3 }) {}
+    peer.write_all(&[ack(3, true), finish(2), vec![0, 0]].concat())
+        .await
+        .unwrap();
+    drop(peer);
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"xy");
+    (session, client, transports, events_seen)
+}
+
+#[tokio::test]
+async fn a_settled_session_answers_a_late_resumption_with_its_last_acknowledgement() {
+    let (session, _client, transports, mut events) = settled_then_broken(settings(1024)).await;
+    // The peer never heard that its stream arrived whole: it resumes on a new transport.
+    let (transport, mut peer) = duplex(4096);
+    transports.send(transport).await.unwrap();
+    peer.write_all(&resume(3)).await.unwrap();
+    let mut answered = Vec::new();
+    while let Some(frame) = read_frame(&mut peer).await {
+        answered.push(frame);
+    }
+    assert_eq!(
+        answered,
+        [
+            SessionFrame::Resume {
+                received: 2,
+                window: 1024
+            },
+            SessionFrame::Ack {
+                received: 2,
+                window: 1024,
+                finished: true
+            }
+        ],
+        "the last acknowledgement again, nothing resent, then the session closes"
+    );
+    drop(peer);
+    let report = super::finish(session).await.unwrap();
+    assert_eq!((report.sent, report.received, report.transports), (3, 2, 2));
+    let events = drain_when_some(&mut events).await;
+    assert!(
+        matches!(
+            &events[..],
+            [
+                SessionEvent::TransportLost { generation: 1, .. },
+                SessionEvent::Resumed {
+                    generation: 2,
+                    retransmitted: 0
+                }
+            ]
+        ),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_settled_session_waits_out_the_resume_time_then_ends_well() {
+    let quick = SessionSettings {
+        resume_within: Duration::from_millis(300),
+        ..settings(1024)
+    };
+    let (session, _client, _transports, _events) = settled_then_broken(quick.clone()).await;
+    let waiting = tokio::time::Instant::now();
+    let report = super::finish(session).await.unwrap();
+    assert!(
+        waiting.elapsed() >= quick.resume_within / 2,
+        "it waited for a resumption"
+    );
+    assert_eq!((report.sent, report.received, report.transports), (3, 2, 1));
+
+    // The owner closing the channel ends the wait at once, just as well.
+    let (session, _client, transports, _events) = settled_then_broken(settings(1024)).await;
+    drop(transports);
+    let report = super::finish(session).await.unwrap();
+    assert_eq!((report.sent, report.received), (3, 2));
+}
