@@ -340,6 +340,13 @@ impl Flooding {
         self.reoriginate(now)
     }
 
+    /// Takes a renewed identity: re-originates at once, signed with the new key and carrying
+    /// the new chain, so that peers hold the new certificate for this hub.
+    pub fn set_identity(&mut self, identity: Identity, now: SystemTime) -> Vec<Outbound> {
+        self.identity = identity;
+        self.reoriginate(now)
+    }
+
     /// Announces `prefixes` as the IP prefixes behind this hub (`[tun] announce`; at most
     /// [`crate::advertisement::MAX_PREFIXES`], no duplicates): re-originates when they change.
     pub fn set_prefixes(&mut self, mut prefixes: Vec<IpPrefix>, now: SystemTime) -> Vec<Outbound> {

@@ -128,7 +128,7 @@ impl Arrival {
             next: hubs.get(position + 1).cloned(),
             epoch: Timestamp::from(SystemTime::now()).as_unix_secs(),
         };
-        TransitReceipt::sign(&self.shared.identity, open.session, hop).map_err(|error| {
+        TransitReceipt::sign(&self.shared.identity(), open.session, hop).map_err(|error| {
             tracing::error!("cannot sign a transit receipt: {error}");
             CircuitRefusal::CannotSign
         })
@@ -176,7 +176,8 @@ impl Arrival {
             return self.refuse(CircuitRefusal::Busy).await;
         };
         let source = open.route.source().clone();
-        let Ok(config) = end_to_end::server_config(&self.shared.identity, &source, vouched) else {
+        let Ok(config) = end_to_end::server_config(&self.shared.identity(), &source, vouched)
+        else {
             return self.refuse(CircuitRefusal::UnknownSource).await;
         };
         let receipt = match self.own_receipt(&open, position) {

@@ -157,7 +157,8 @@ pub struct Relay {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) own: HubId,
-    pub(crate) identity: Identity,
+    /// This hub's identity; replaced when its certificate is renewed.
+    identity: RwLock<Arc<Identity>>,
     pub(crate) jurisdiction: Jurisdiction,
     pub(crate) peers: Arc<Peers>,
     pub(crate) settings: RelaySettings,
@@ -201,6 +202,11 @@ impl Shared {
         self.transit.load(Ordering::Relaxed)
     }
 
+    /// This hub's identity now: what receipts are signed with and end-to-end handshakes present.
+    pub(crate) fn identity(&self) -> Arc<Identity> {
+        Arc::clone(&self.identity.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     pub(crate) fn vouched(&self) -> Arc<VouchedHubs> {
         Arc::clone(&self.vouched.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -219,7 +225,7 @@ impl Relay {
         let (inbound, receiver) = mpsc::channel(settings.inbound_queue.max(1));
         let shared = Shared {
             own: peers.own_hub().clone(),
-            identity,
+            identity: RwLock::new(Arc::new(identity)),
             jurisdiction,
             peers,
             settings,
@@ -233,6 +239,16 @@ impl Relay {
             shared: Arc::new(shared),
         };
         (relay, receiver)
+    }
+
+    /// Uses `identity` (a renewed certificate) for the receipts and end-to-end handshakes of
+    /// circuits from now on; circuits already up keep their TLS sessions.
+    pub fn set_identity(&self, identity: Identity) {
+        *self
+            .shared
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(identity);
     }
 
     /// Link `streams.key()` is up: accept its circuits (each on its own task) and open circuits
@@ -328,7 +344,7 @@ impl Relay {
         let first = route.link_after(0).expect("a route has a second hub");
         let streams = shared.link(&first).ok_or(CircuitError::NoLink(first))?;
         let vouched = shared.vouched();
-        let config = end_to_end::client_config(&shared.identity, route.destination(), &vouched)?;
+        let config = end_to_end::client_config(&shared.identity(), route.destination(), &vouched)?;
         let limit = shared.settings.open_timeout;
         let (send, recv) = within(limit, streams.open())
             .await?

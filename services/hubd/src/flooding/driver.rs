@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use appliance::tls::Identity;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -31,6 +32,7 @@ enum Command {
     AddLink(Link),
     CloseLink(LinkKey),
     SetTransit(bool),
+    SetIdentity(Box<Identity>),
     View(oneshot::Sender<ControlPlaneView>),
 }
 
@@ -80,6 +82,12 @@ impl FloodingHandle {
     /// Offers transit or withdraws it (site lockdown).
     pub async fn set_transit(&self, transit: bool) -> Result<(), FloodingStopped> {
         self.send(Command::SetTransit(transit)).await
+    }
+
+    /// Signs this hub's advertisements with `identity` (a renewed certificate) from now on,
+    /// starting with a new one at once.
+    pub async fn set_identity(&self, identity: Identity) -> Result<(), FloodingStopped> {
+        self.send(Command::SetIdentity(Box::new(identity))).await
     }
 
     /// The control plane now.
@@ -161,6 +169,7 @@ impl Runner {
                 None => Vec::new(),
             },
             Command::SetTransit(transit) => self.flooding.set_transit(transit, now),
+            Command::SetIdentity(identity) => self.flooding.set_identity(*identity, now),
             Command::View(reply) => {
                 let _ = reply.send(self.flooding.view(now));
                 Vec::new()

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use appliance::tls::{self, Fingerprint, Identity, PinnedRoot, TlsError};
@@ -96,7 +96,8 @@ impl LinkError {
 #[derive(Debug)]
 pub struct LinkEndpoint {
     endpoint: quinn::Endpoint,
-    identity: Identity,
+    /// What this hub presents; replaced by [`set_identity`](Self::set_identity).
+    identity: RwLock<Identity>,
     peers: Arc<Peers>,
     timing: LinkTiming,
     events: EventSink,
@@ -130,20 +131,7 @@ impl LinkEndpoint {
             address: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-        // A hub without peering agreements yet (just provisioned) has nobody to accept: its
-        // endpoint refuses every knock instead of failing to start.
-        let roots = distinct_roots(&peers);
-        let server = if roots.is_empty() {
-            None
-        } else {
-            let mut tls = tls::server_config(&identity, &roots)?;
-            tls.alpn_protocols = vec![LINK_ALPN.to_vec()];
-            let mut server = quinn::ServerConfig::with_crypto(Arc::new(
-                QuicServerConfig::try_from(Arc::new(tls))?,
-            ));
-            server.transport_config(timing.transport());
-            Some(server)
-        };
+        let server = server_config(&identity, &peers, timing)?;
         let runtime = quinn::default_runtime().ok_or_else(|| LinkError::Bind {
             address,
             source: io::Error::other("no tokio runtime to drive the links"),
@@ -154,12 +142,27 @@ impl LinkEndpoint {
         let (events, receiver) = keepalive::channel();
         let endpoint = Self {
             endpoint,
-            identity,
+            identity: RwLock::new(identity),
             peers: Arc::new(peers),
             timing,
             events,
         };
         Ok((endpoint, receiver))
+    }
+
+    /// Presents `identity` (a renewed certificate) from now on: to peers whose handshake starts
+    /// after this, accepted or dialed. Links already up keep theirs. On an error nothing
+    /// changes.
+    pub fn set_identity(&self, identity: Identity) -> Result<(), LinkError> {
+        let server = server_config(&identity, &self.peers, self.timing)?;
+        if let Some(server) = server {
+            self.endpoint.set_server_config(Some(server));
+        }
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = identity;
+        Ok(())
     }
 
     /// The address links are accepted on (with the port chosen, if 0 was asked for).
@@ -184,7 +187,12 @@ impl LinkEndpoint {
             .address;
         let verifier = HubServerVerifier::new(agreement.root().der().clone(), peer.clone());
         let refusal = verifier.refusal_slot();
-        let mut tls = tls::client_config(&self.identity, agreement.root())?;
+        let identity = self
+            .identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut tls = tls::client_config(&identity, agreement.root())?;
         tls.dangerous().set_certificate_verifier(Arc::new(verifier));
         tls.alpn_protocols = vec![LINK_ALPN.to_vec()];
         let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
@@ -532,6 +540,26 @@ async fn receive_frame(
         connection.close(CLOSE_FRAME_TOO_LARGE, b"frame_too_large");
     }
     received
+}
+
+/// The configuration peers' handshakes are accepted with, presenting `identity`; `None` for a
+/// hub without peering agreements yet (just provisioned): it has nobody to accept, and its
+/// endpoint refuses every knock instead of failing to start.
+fn server_config(
+    identity: &Identity,
+    peers: &Peers,
+    timing: LinkTiming,
+) -> Result<Option<quinn::ServerConfig>, LinkError> {
+    let roots = distinct_roots(peers);
+    if roots.is_empty() {
+        return Ok(None);
+    }
+    let mut tls = tls::server_config(identity, &roots)?;
+    tls.alpn_protocols = vec![LINK_ALPN.to_vec()];
+    let mut server =
+        quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(Arc::new(tls))?));
+    server.transport_config(timing.transport());
+    Ok(Some(server))
 }
 
 /// The roots of every peer, each once (several peers of one site pin the same root).
