@@ -18,6 +18,7 @@ use crate::terminal::{Palette, Tone};
 /// hubd: madrid-1 (ES): 3/4 links up, 4 hubs trusted, transit offered
 ///   transit       offered (sited reports normal)
 ///   certificate   from trustd, valid until 2026-12-21T09:00:00Z
+///   renewal       failing, the certificate above stays in use: <why> (only while it fails)
 ///   advertisement sequence 1795251600000, expires 2026-11-21T10:00:00Z
 ///   held back     0 advertisements waiting for a voucher
 ///   accepted      12 advertisements, 30 duplicate copies
@@ -62,6 +63,12 @@ pub fn render_status(status: &Value, palette: Palette) -> String {
             text(&status["certificate"]["not_after"])
         ),
     );
+    if let Some(error) = status["certificate"]["renewal_error"].as_str() {
+        row(
+            "renewal",
+            format!("failing, the certificate above stays in use: {error}"),
+        );
+    }
     row(
         "advertisement",
         format!(

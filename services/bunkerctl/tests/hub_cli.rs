@@ -138,6 +138,7 @@ fn snapshot(up: bool) -> HubSnapshot {
         },
         certificate_source: "trustd".into(),
         certificate_not_after: SystemTime::now() + Duration::from_secs(30 * 86_400),
+        certificate_renewal_error: None,
         taken_at: SystemTime::now(),
     }
 }
@@ -258,6 +259,20 @@ async fn the_operator_reads_the_hub_and_is_refused_a_non_compliant_path() {
     let down = hub.bunkerctl(&["hub", "status"]);
     assert_eq!(down.status.code(), Some(3));
     assert!(stdout(&down).contains("No link is up"), "{}", stdout(&down));
+
+    // Renewing the certificate fails: the status says why, under the certificate.
+    let mut failing = snapshot(true);
+    failing.certificate_renewal_error =
+        Some("trustd did not issue the hub certificate: sealed".into());
+    hub.publish.send_replace(Arc::new(failing));
+    let renewal = stdout(&hub.bunkerctl(&["hub", "status"]));
+    assert!(
+        renewal.contains(
+            "  renewal       failing, the certificate above stays in use: trustd did not issue \
+             the hub certificate: sealed\n"
+        ),
+        "{renewal}"
+    );
 }
 
 #[test]

@@ -12,11 +12,13 @@
 //! line (`hub madrid-1 (ES): 2/3 links up, 5 hubs trusted, transit offered`), and beats the
 //! watchdog.
 //!
-//! Stop: SIGTERM → `STOPPING=1` → links closed (peers see them go at once) → exit 0. A hub
-//! certificate from trustd is renewed by a restart: two thirds into its life the daemon stops
-//! the same way and exits [`RENEW_EXIT`], and systemd starts it again with a fresh key and
-//! certificate (links are back within seconds; taking a new identity without a restart is not
-//! built yet).
+//! Renewal ([`renewal`]): two thirds into the life of a certificate from trustd, or at SIGHUP,
+//! a new identity is taken and put into use without dropping a link or a session: the link
+//! endpoints present it to new handshakes, flooding re-originates with it, the relay signs
+//! receipts with it. While trustd cannot issue, the hub keeps its certificate and asks again
+//! with a backoff; the status line says so.
+//!
+//! Stop: SIGTERM → `STOPPING=1` → links closed (peers see them go at once) → exit 0.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -44,6 +46,7 @@ use crate::ip_plane::{IpPlane, Tun};
 use crate::link_supervisor::LinkSupervisor;
 use crate::links::{Link, LinkEndpoint, LinkEvents, LinkTiming};
 use crate::metrics::HubMetrics;
+use crate::renewal::{Renewal, RenewalEvent};
 use crate::session::SessionSettings;
 use crate::site_transit::{SiteTransit, TransitDecision};
 use crate::snapshot::HubSnapshot;
@@ -55,28 +58,16 @@ pub const IDENTITY_RETRY: Duration = Duration::from_secs(10);
 /// How long the stop waits for the links to close.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the daemon returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    /// SIGTERM or SIGINT: exit 0.
-    Asked,
-    /// Two thirds of the hub certificate's life have passed: hubd stops so that systemd starts it
-    /// again with a fresh key and certificate from trustd (`main` exits with [`RENEW_EXIT`]).
-    /// Peers see its links drop and come back within seconds; sessions through it fail over.
-    Renewal,
-}
-
-/// The exit status of a stop for renewal (EX_TEMPFAIL): not 0, so `Restart=on-failure` starts
-/// hubd again; not 78, which the unit keeps stopped.
-pub const RENEW_EXIT: u8 = 75;
-
-/// Runs hubd until SIGTERM or SIGINT, or until its certificate from trustd is due for renewal.
-/// The configuration was loaded and checked by `main`, which also created the TUN of `[tun]`
-/// (`tun`) before giving up its capabilities.
-pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
+/// Runs hubd until SIGTERM or SIGINT. The configuration was loaded and checked by `main`, which
+/// also created the TUN of `[tun]` (`tun`) before giving up its capabilities.
+pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
     let notifier = Notifier::new();
     let shutdown = ShutdownSignal::install(notifier).context("installing the stop handlers")?;
     let cancel = shutdown.token();
+    // SIGHUP (`systemctl reload hubd`): a new identity now. Installed first, so that a SIGHUP
+    // while starting does not end the process.
+    let mut reload = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let config = &setup.config;
     let own = config.hub.id.clone().expect("validated: hub.id");
     let jurisdiction = config
@@ -91,7 +82,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
     let mut transit = site.decisions();
 
     let Some(identity) = obtain_identity(&setup, &own, &notifier, &cancel).await else {
-        return Ok(Stopped::Asked);
+        return Ok(());
     };
     tracing::info!(
         "hub {own} ({jurisdiction}) speaks with the certificate from {}",
@@ -147,6 +138,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
 
     let mut registry = Registry::default();
     let metrics = HubMetrics::register(&mut registry);
+    metrics.certificate(identity.not_after);
     let endpoint = MetricsEndpoint::bind(config.metrics.listen.get(), Arc::new(registry))
         .await
         .context("starting the metrics endpoint (metrics.listen)")?;
@@ -160,8 +152,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
         transit: first,
     };
     let view = flooding.view().await.context("the control plane stopped")?;
-    let mut line = status.line(&view);
-    let snapshot_parts = SnapshotParts {
+    let mut snapshot_parts = SnapshotParts {
         own: own.clone(),
         peers: Arc::new(peers.clone()),
         policies: Arc::new(
@@ -173,7 +164,9 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
         ),
         certificate_source: identity.source.clone(),
         certificate_not_after: identity.not_after,
+        certificate_renewal_error: None,
     };
+    let mut line = status.line(&view, &snapshot_parts);
     relay_control_plane(&relay, &view);
     let (snapshots, _first_reader) =
         tokio::sync::watch::channel(Arc::new(snapshot_parts.take(view, &status.transit)));
@@ -204,29 +197,35 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
         .context("telling systemd that hubd is ready")?;
     tracing::info!("READY=1; status: {line}");
 
+    let mut renewal = Renewal::spawn(
+        config.certificate.clone(),
+        own.clone(),
+        Bus::System,
+        identity.renew_at,
+        cancel.clone(),
+    );
+    if let Some(at) = identity.renew_at {
+        tracing::info!(
+            "the hub certificate is valid until {}; it is renewed from {}",
+            rfc3339(identity.not_after),
+            rfc3339(at)
+        );
+    }
+    let identity_parts = IdentityParts {
+        endpoints: &endpoints,
+        flooding: &flooding,
+        relay: &relay,
+        metrics: &metrics,
+    };
+
     let heartbeat = Heartbeat::new();
     let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
     let mut status = status;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut following_site = true;
-    let mut stopped = Stopped::Asked;
+    let mut reloading = true;
     loop {
-        if identity.renew_at.is_some_and(|at| SystemTime::now() >= at) {
-            tracing::info!(
-                "two thirds of the hub certificate's life have passed (it ends {}); stopping to be started again with a new one",
-                crate::hub1::documents::rfc3339(crate::advertisement::Timestamp::from(
-                    identity.not_after
-                ))
-            );
-            stopped = Stopped::Renewal;
-            if let Err(error) = notifier.stopping() {
-                tracing::warn!(%error, "cannot tell systemd hubd is stopping");
-            }
-            // Every task ends as on SIGTERM.
-            cancel.cancel();
-            break;
-        }
         tokio::select! {
             () = cancel.cancelled() => break,
             Some(link) = arriving.recv() => {
@@ -249,6 +248,17 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
                 }
                 status.transit = decision;
             }
+            signal = reload.recv(), if reloading => {
+                if signal.is_some() {
+                    tracing::info!("SIGHUP: taking a new hub identity now");
+                    renewal.renew_now();
+                } else {
+                    reloading = false;
+                }
+            }
+            Some(event) = renewal.next() => {
+                identity_parts.apply(event, &mut snapshot_parts).await?;
+            }
             _ = ticker.tick() => {}
         }
         let view = flooding.view().await.context("the control plane stopped")?;
@@ -258,7 +268,7 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
             metrics.observe_ip(&ip.counters());
         }
         relay_control_plane(&relay, &view);
-        let fresh = status.line(&view);
+        let fresh = status.line(&view, &snapshot_parts);
         snapshots.send_replace(Arc::new(snapshot_parts.take(view, &status.transit)));
         if fresh != line {
             tracing::info!("status: {fresh}");
@@ -293,7 +303,83 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<Stopped> {
     drop(site);
     drop(bus);
     tracing::info!("hubd stopped");
-    Ok(stopped)
+    Ok(())
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    crate::hub1::documents::rfc3339(crate::advertisement::Timestamp::from(at))
+}
+
+/// What a new identity is put into.
+struct IdentityParts<'a> {
+    endpoints: &'a [Arc<LinkEndpoint>],
+    flooding: &'a FloodingHandle,
+    relay: &'a Relay,
+    metrics: &'a HubMetrics,
+}
+
+impl IdentityParts<'_> {
+    /// Puts a renewed identity into use, or notes why renewing failed (for the status line and
+    /// Hub1's `Status`).
+    async fn apply(&self, event: RenewalEvent, snapshot: &mut SnapshotParts) -> Result<()> {
+        let identity = match event {
+            RenewalEvent::Renewed(identity) => identity,
+            RenewalEvent::Failed { error, retry_in } => {
+                self.metrics.renewal(false);
+                let expired = SystemTime::now() >= snapshot.certificate_not_after;
+                let state = if expired {
+                    format!(
+                        "the hub certificate EXPIRED at {} (peers refuse new links)",
+                        rfc3339(snapshot.certificate_not_after)
+                    )
+                } else {
+                    format!(
+                        "keeping the hub certificate valid until {}",
+                        rfc3339(snapshot.certificate_not_after)
+                    )
+                };
+                let next = retry_in.map_or_else(
+                    || "not retried until the next SIGHUP".to_owned(),
+                    |pause| format!("asking again in {} s", pause.as_secs()),
+                );
+                if expired {
+                    tracing::error!("cannot renew the hub identity: {error}; {state}; {next}");
+                } else {
+                    tracing::warn!("cannot renew the hub identity: {error}; {state}; {next}");
+                }
+                snapshot.certificate_renewal_error = Some(error);
+                return Ok(());
+            }
+        };
+        for endpoint in self.endpoints {
+            endpoint
+                .set_identity(identity.identity.clone())
+                .context("building the link TLS configuration for the renewed identity")?;
+        }
+        if self
+            .flooding
+            .set_identity(identity.identity.clone())
+            .await
+            .is_err()
+        {
+            anyhow::bail!("the control plane stopped");
+        }
+        self.relay.set_identity(identity.identity.clone());
+        self.metrics.renewal(true);
+        self.metrics.certificate(identity.not_after);
+        let next = identity.renew_at.map_or_else(String::new, |at| {
+            format!("; next renewal from {}", rfc3339(at))
+        });
+        tracing::info!(
+            "renewed the hub identity: now the certificate from {}, valid until {}{next} (links and sessions stay up)",
+            identity.source,
+            rfc3339(identity.not_after)
+        );
+        snapshot.certificate_source = identity.source;
+        snapshot.certificate_not_after = identity.not_after;
+        snapshot.certificate_renewal_error = None;
+        Ok(())
+    }
 }
 
 /// The hub identity, asking again every [`IDENTITY_RETRY`] while trustd cannot issue it (the
@@ -335,13 +421,14 @@ fn relay_control_plane(relay: &Relay, view: &ControlPlaneView) {
     relay.set_control_plane(view.chains.clone(), jurisdictions);
 }
 
-/// What a snapshot holds that does not change while the daemon runs.
+/// What a snapshot holds that changes only with the hub identity.
 struct SnapshotParts {
     own: HubId,
     peers: Arc<crate::peering::Peers>,
     policies: Arc<std::collections::BTreeMap<String, crate::path_policy::PathPolicy>>,
     certificate_source: String,
     certificate_not_after: SystemTime,
+    certificate_renewal_error: Option<String>,
 }
 
 impl SnapshotParts {
@@ -354,6 +441,7 @@ impl SnapshotParts {
             transit: transit.clone(),
             certificate_source: self.certificate_source.clone(),
             certificate_not_after: self.certificate_not_after,
+            certificate_renewal_error: self.certificate_renewal_error.clone(),
             taken_at: SystemTime::now(),
         }
     }
@@ -368,14 +456,23 @@ struct Status {
 
 impl Status {
     /// `hub madrid-1 (ES): 2/3 links up, 5 hubs trusted, transit offered`.
-    fn line(&self, view: &ControlPlaneView) -> String {
+    /// While renewing the certificate fails: `…, transit offered; certificate renewal failing:
+    /// <why>` (`certificate EXPIRED, renewal failing: …` once it has expired).
+    fn line(&self, view: &ControlPlaneView, certificate: &SnapshotParts) -> String {
         let transit = if view.transit {
             "transit offered".to_owned()
         } else {
             format!("no transit ({})", self.transit.reason)
         };
+        let renewal = match &certificate.certificate_renewal_error {
+            None => String::new(),
+            Some(error) if SystemTime::now() >= certificate.certificate_not_after => {
+                format!("; certificate EXPIRED, renewal failing: {error}")
+            }
+            Some(error) => format!("; certificate renewal failing: {error}"),
+        };
         format!(
-            "hub {} ({}): {}/{} links up, {} hubs trusted, {transit}",
+            "hub {} ({}): {}/{} links up, {} hubs trusted, {transit}{renewal}",
             self.own,
             view.own.jurisdiction(),
             view.links.len(),

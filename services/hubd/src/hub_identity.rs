@@ -4,9 +4,10 @@
 //! `[certificate] source = "trustd"` (the appliance's default): hubd makes a fresh P-256 key in
 //! memory at every start, asks the local trustd (`org.bunkeros.Trust1.Issue`, profile `hub`)
 //! to certify it under the name `bunkeros:hub:<id>`, and appends the site root trustd serves.
-//! The key never touches the disk; a restarted hub simply gets a new certificate. trustd may
-//! refuse for a while (not started yet, sealed, site in lockdown): the daemon retries and says
-//! why in its status line.
+//! The key never touches the disk; a restarted hub simply gets a new certificate, and a running
+//! one takes a new key and certificate the same way two thirds into the certificate's life
+//! ([`crate::renewal`]). trustd may refuse for a while (not started yet, sealed, site in
+//! lockdown): the daemon retries and says why in its status line.
 //!
 //! `source = "pem"`: a chain and a key read from files, where no trustd runs (a hub of a site
 //! whose CA lives elsewhere, and tests). Either way the result is checked the same way as
@@ -62,7 +63,8 @@ pub struct HubIdentity {
     /// When the hub certificate expires.
     pub not_after: SystemTime,
     /// When to take a new one: two thirds into the certificate's life, for a certificate from
-    /// trustd (`None` for PEM files, which the site replaces itself).
+    /// trustd (`None` for PEM files, which the site replaces itself and hubd reads again at
+    /// SIGHUP).
     pub renew_at: Option<SystemTime>,
 }
 

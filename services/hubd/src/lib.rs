@@ -45,6 +45,7 @@ pub mod path_policy;
 pub mod path_selection;
 pub mod peering;
 pub mod privileges;
+pub mod renewal;
 pub mod session;
 pub mod session_id;
 pub mod site_transit;

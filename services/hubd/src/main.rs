@@ -65,14 +65,9 @@ fn main() -> ExitCode {
         eprintln!("hubd: cannot give up the process's capabilities: {error}");
         return ExitCode::FAILURE;
     }
-    appliance::systemd::run_daemon(
-        hubd::config::SERVICE,
-        hubd::daemon::run(setup, tun),
-        |stopped| match stopped {
-            hubd::daemon::Stopped::Asked => ExitCode::SUCCESS,
-            hubd::daemon::Stopped::Renewal => ExitCode::from(hubd::daemon::RENEW_EXIT),
-        },
-    )
+    appliance::systemd::run_daemon(hubd::config::SERVICE, hubd::daemon::run(setup, tun), |()| {
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(test)]

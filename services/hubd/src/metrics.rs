@@ -28,6 +28,8 @@
 //! | `hubd_ip_packets_total{direction}`, `hubd_ip_bytes_total{direction}` | counter | IP packets (and their bytes) sent into circuits (`out`) and written to the TUN (`in`) |
 //! | `hubd_ip_drops_total{reason}` | counter | IP packets dropped (`not_granted`, `spoofed_source`, `no_route`, `queue_full`, ...) |
 //! | `hubd_ip_circuits` | gauge | packet circuits up now, both directions |
+//! | `hubd_certificate_not_after_seconds` | gauge | when the hub certificate in use expires (Unix time) |
+//! | `hubd_certificate_renewals_total{result}` | counter | attempts to renew the hub identity while running: `ok`, `failed` |
 //! | `bunkeros_build_info{service,version}` | gauge | always 1 |
 //!
 //! The daemon's main loop refreshes them from the control plane's counters ([`HubMetrics::observe`]),
@@ -80,6 +82,8 @@ pub struct HubMetrics {
     ip_bytes: Family<Labels, Counter>,
     ip_drops: Family<Labels, Counter>,
     ip_circuits: Gauge,
+    certificate_not_after: Gauge,
+    renewals: Family<Labels, Counter>,
     /// What the counters were last set from: the sources keep totals, Prometheus counters only
     /// go up by differences.
     seen: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -218,7 +222,40 @@ impl HubMetrics {
             "Packet circuits up now, both directions",
             metrics.ip_circuits.clone(),
         );
+        hubd.register(
+            "certificate_not_after_seconds",
+            "When the hub certificate in use expires (Unix time)",
+            metrics.certificate_not_after.clone(),
+        );
+        hubd.register(
+            "certificate_renewals",
+            "Attempts to renew the hub identity while running, by result (ok, failed)",
+            metrics.renewals.clone(),
+        );
+        for result in ["ok", "failed"] {
+            // Both results are scraped from the start, at 0.
+            let _ = metrics
+                .renewals
+                .get_or_create(&vec![("result".to_owned(), result.to_owned())]);
+        }
         metrics
+    }
+
+    /// The hub certificate in use expires at `not_after`.
+    pub fn certificate(&self, not_after: std::time::SystemTime) {
+        let seconds = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.certificate_not_after
+            .set(i64::try_from(seconds).unwrap_or(i64::MAX));
+    }
+
+    /// An attempt to renew the hub identity succeeded (`ok`) or failed.
+    pub fn renewal(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.renewals
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
     }
 
     /// Sets the IP plane's metrics from its counters now.

@@ -31,6 +31,9 @@ pub struct HubSnapshot {
     pub certificate_source: String,
     /// When the hub certificate expires.
     pub certificate_not_after: SystemTime,
+    /// Why the last attempt to renew the hub certificate failed (the hub still uses the one
+    /// above); `None` when the last attempt succeeded or none was due yet.
+    pub certificate_renewal_error: Option<String>,
     /// When this snapshot was taken.
     pub taken_at: SystemTime,
 }

@@ -144,8 +144,8 @@ pub trait Trust1 {
 )]
 pub trait Hub1 {
     /// The hub's status document: `hub`, `jurisdiction`, `transit` (bool) and `transit_reason`,
-    /// `links` {`up`, `configured`}, `hubs_trusted`, `certificate` {`source`, `not_after`},
-    /// `advertisement` {`sequence`, `expires_at`}, `held_back`, `counters` {`accepted`,
+    /// `links` {`up`, `configured`}, `hubs_trusted`, `certificate` {`source`, `not_after`,
+    /// `renewal_error` (null while renewing it goes well)}, `advertisement` {`sequence`, `expires_at`}, `held_back`, `counters` {`accepted`,
     /// `duplicates`, `rejected` {reason: count}, `malformed` {label: count}, `held_back`,
     /// `originated`, `origination_failures`}, `taken_at`.
     fn status(&self) -> zbus::Result<String>;

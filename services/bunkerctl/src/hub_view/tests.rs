@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const STATUS: &str = r#"{"advertisement":{"expires_at":"2026-11-21T10:00:00Z","sequence":1795251600000},"certificate":{"not_after":"2026-12-21T09:00:00Z","source":"trustd"},"counters":{"accepted":12,"duplicates":30,"held_back":1,"malformed":{"empty":1},"originated":4,"origination_failures":0,"rejected":{"stale":2,"wrong_root":1}},"held_back":0,"hub":"madrid-1","hubs_trusted":4,"jurisdiction":"ES","links":{"configured":4,"up":3},"taken_at":"2026-11-21T09:00:00Z","transit":true,"transit_reason":"sited reports normal"}"#;
+const STATUS: &str = r#"{"advertisement":{"expires_at":"2026-11-21T10:00:00Z","sequence":1795251600000},"certificate":{"not_after":"2026-12-21T09:00:00Z","renewal_error":null,"source":"trustd"},"counters":{"accepted":12,"duplicates":30,"held_back":1,"malformed":{"empty":1},"originated":4,"origination_failures":0,"rejected":{"stale":2,"wrong_root":1}},"held_back":0,"hub":"madrid-1","hubs_trusted":4,"jurisdiction":"ES","links":{"configured":4,"up":3},"taken_at":"2026-11-21T09:00:00Z","transit":true,"transit_reason":"sited reports normal"}"#;
 
 const LINKS: &str = r#"[{"address":"198.51.100.7:7400","jurisdiction":"PT","link":1,"peer":"lisbon-1","rtt_ms":10.0,"up":true},{"address":"203.0.113.9:7400","jurisdiction":"PT","link":2,"peer":"lisbon-1","rtt_ms":14.0,"up":true},{"address":"192.0.2.10:7400","jurisdiction":"FR","link":1,"peer":"paris-1","rtt_ms":20.0,"up":true},{"address":"192.0.2.11:7400","jurisdiction":"FR","link":2,"peer":"paris-1","rtt_ms":null,"up":false}]"#;
 
@@ -33,6 +33,28 @@ fn the_status_reads_as_sentences() {
          \x20 rejected      3: stale 2, wrong_root 1\n\
          \x20 malformed     1: empty 1\n"
     );
+}
+
+#[test]
+fn a_failing_certificate_renewal_is_shown_under_the_certificate() {
+    let mut status = document(STATUS);
+    let error = "cannot reach trustd on the system bus: org.bunkeros.Trust1 was not provided";
+    status["certificate"]["renewal_error"] = json!(error);
+    let out = render_status(&status, Palette::Plain);
+    assert!(
+        out.contains(&format!(
+            "  certificate   from trustd, valid until 2026-12-21T09:00:00Z\n\
+             \x20 renewal       failing, the certificate above stays in use: {error}\n\
+             \x20 advertisement"
+        )),
+        "{out}"
+    );
+    // An older hubd sends no renewal_error: no row.
+    status["certificate"]
+        .as_object_mut()
+        .unwrap()
+        .remove("renewal_error");
+    assert!(!render_status(&status, Palette::Plain).contains("renewal"));
 }
 
 #[test]

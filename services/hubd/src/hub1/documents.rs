@@ -64,6 +64,7 @@ pub fn status(snapshot: &HubSnapshot) -> Value {
         "certificate": {
             "source": snapshot.certificate_source,
             "not_after": rfc3339(snapshot.certificate_not_after.into()),
+            "renewal_error": snapshot.certificate_renewal_error,
         },
         "advertisement": {
             "sequence": view.own.sequence(),

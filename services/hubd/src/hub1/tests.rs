@@ -186,6 +186,7 @@ pub(crate) fn snapshot() -> HubSnapshot {
         },
         certificate_source: "trustd".into(),
         certificate_not_after: at(TAKEN_AT + 30 * 86_400),
+        certificate_renewal_error: None,
         taken_at: at(TAKEN_AT),
     }
 }
@@ -212,7 +213,9 @@ fn status_says_who_the_hub_is_its_links_trust_and_counters() {
             "transit_reason": "sited reports normal",
             "links": {"up": 3, "configured": 4},
             "hubs_trusted": 4,
-            "certificate": {"source": "trustd", "not_after": "2026-12-21T09:00:00Z"},
+            "certificate": {
+                "source": "trustd", "not_after": "2026-12-21T09:00:00Z", "renewal_error": null,
+            },
             "advertisement": {"sequence": 1_795_251_600_000_u64, "expires_at": "2026-11-21T10:00:00Z"},
             "held_back": 0,
             "counters": {
