@@ -5,6 +5,7 @@
 
 pub mod netns;
 pub mod network;
+pub mod trustd;
 
 use std::fs;
 use std::io::{Read, Write};

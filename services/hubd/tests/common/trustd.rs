@@ -1,0 +1,107 @@
+//! A real trustd on a hub's private bus, its CA key in a software TPM (swtpm), as the appliance
+//! runs it: the image's trustd.toml with the TPM, PCR policy, HTTP and ACME of a test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use appliance::dbus::Bus;
+use appliance::dbus::contracts::Trust1Proxy;
+use appliance::testtpm::Swtpm;
+use tempfile::TempDir;
+
+/// A running trustd, ended (by its PID) when dropped.
+pub struct Trustd {
+    child: Option<Child>,
+    _tpm: Swtpm,
+    _dir: TempDir,
+}
+
+impl Trustd {
+    /// Starts trustd on `bus` (with `site_config` appended to its site layer, e.g. an
+    /// `[issuance.hub]` table) and returns it with its site root (PEM) once it serves.
+    pub async fn start(bus: &str, site_config: &str) -> (Self, String) {
+        let tpm = Swtpm::start().expect("swtpm starts (Debian package swtpm)");
+        let dir = TempDir::new().unwrap();
+        let defaults = dir.path().join("root/usr/share/bunkeros");
+        fs::create_dir_all(&defaults).unwrap();
+        fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../image/config/trustd.toml"),
+            defaults.join("trustd.toml"),
+        )
+        .unwrap();
+        let site = dir.path().join("root/var/lib/bunkeros/config");
+        fs::create_dir_all(&site).unwrap();
+        fs::write(
+            site.join("trustd.toml"),
+            format!(
+                "[tpm]\ntcti = \"{}\"\n[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n\
+                 [http]\nenabled = false\n[acme]\nenabled = false\n[metrics]\nlisten = \"{}\"\n\
+                 {site_config}",
+                tpm.tcti(),
+                super::free_tcp()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary())
+            .env("BUNKEROS_ROOT", dir.path().join("root"))
+            .env("STATE_DIRECTORY", dir.path().join("state"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("TPM2TOOLS_TCTI")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("trustd starts");
+        let trustd = Self {
+            child: Some(child),
+            _tpm: tpm,
+            _dir: dir,
+        };
+        let connection = appliance::dbus::connect(&Bus::Address(bus.to_owned()))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(proxy) = Trust1Proxy::new(&connection).await
+                && let Ok(root) = proxy.root_certificate().await
+            {
+                return (trustd, root);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trustd did not serve its root within 2 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Ends trustd (SIGKILL to its PID): the bus name goes with it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Trustd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The trustd binary beside this test's hubd (built with the workspace; built here if not).
+fn binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_hubd")).with_file_name("trustd");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let built = Command::new(cargo)
+            .args(["build", "-p", "trustd", "--bin", "trustd"])
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "cannot build trustd for this test");
+    }
+    path
+}
