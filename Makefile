@@ -19,6 +19,11 @@ DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fspro
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
 DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego tpm2-tools iperf3 iputils-ping iproute2
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
+# Only `make bench` needs these (hubd against tunnels: stunnel and boringtun's `wg`). No
+# recommends: wireguard-tools recommends a whole kernel image (wireguard-modules).
+DEPS_BENCH := stunnel4 wireguard-tools
+# boringtun-cli (userspace WireGuard), built from crates.io into build/tools for `make bench`.
+BORINGTUN := build/tools/bin/boringtun-cli
 
 # One timestamp for every image build of this make run (so the builds a comparison makes agree):
 # the time of the last commit that changed what goes into the image.
@@ -34,7 +39,7 @@ BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint fuzz bench clean
+.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint fuzz bench bench-deps clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -124,7 +129,20 @@ test-reproducible: image
 test: lint test-rust test-image-faults test-reproducible test-boot
 
 # Benchmarks: each prints absolute figures and ratios against a baseline measured in the same run.
-bench: deps
+bench-deps: deps
+	@missing=$$(for p in $(DEPS_BENCH); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing Debian packages for the benchmarks: $$missing"; \
+		$(SUDO) apt-get update -q; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "==> Debian packages for the benchmarks: all $(words $(DEPS_BENCH)) present"; fi
+
+# Built once (the file target: only when missing), pinned to the version the baselines were taken with.
+$(BORINGTUN):
+	@echo "==> boringtun-cli 0.7.1 into build/tools (the userspace WireGuard hubd is compared with)"
+	$(CARGO) install boringtun-cli --locked --version 0.7.1 --root build/tools
+
+bench: deps bench-deps $(BORINGTUN)
 	@echo "==> trustd: issuance in process against the raw TPM signature rate (swtpm), then memory over BENCH_CERTS (default 5000) more certificates"
 	$(CARGO) bench -p trustd --bench issuance --locked
 	@echo "==> trustd: issuance through D-Bus (org.bunkeros.Trust1) against the raw TPM signature rate"
@@ -135,6 +153,8 @@ bench: deps
 	$(CARGO) bench -p hubd --bench path_selection --locked
 	@echo "==> hubd: the data plane with real hubd processes (throughput, latency per hop, failover, memory per session)"
 	$(CARGO) bench -p hubd --bench data_plane --locked
+	@echo "==> hubd against tunnels: iperf3 through hubd (IP over TUN, service forward; 1 hop and a transit hub) against veth, boringtun, stunnel and openssl speed, in network namespaces"
+	BORINGTUN=$(CURDIR)/$(BORINGTUN) $(CARGO) bench -p hubd --bench tunnels --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
