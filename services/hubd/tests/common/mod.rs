@@ -267,7 +267,11 @@ impl Hub {
             .env("BUNKEROS_ROOT", self.dir.path())
             .env("STATE_DIRECTORY", self.dir.path().join("state"))
             .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address())
-            .env("RUST_LOG", "info")
+            // HUBD_TEST_LOG: other filter directives for the hubs a test runs (e.g. debug).
+            .env(
+                "RUST_LOG",
+                std::env::var("HUBD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
             .stderr(log)
