@@ -993,6 +993,7 @@ async fn bench() {
             boringtun_binary().display()
         );
     }
+    println!("   load average at the start: {}", load_average());
     let scratch = TempDir::new().unwrap();
     let scratch = scratch.path();
 
@@ -1042,7 +1043,20 @@ async fn bench() {
     hubd_paths(&mut results, &topology, scratch, seconds, true).await;
     boringtun_paths(&mut results, &topology, scratch, seconds).await;
     stunnel_path(&mut results, &topology, scratch, seconds).await;
+    println!(
+        "   load average at the end: {} (the machine is shared: compare ratios, not absolutes)",
+        load_average()
+    );
     report(&results, aes_16k);
+}
+
+/// The 1, 5 and 15 minute load averages (/proc/loadavg).
+fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[tokio::main]
