@@ -236,6 +236,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn from_trustd_it_asks_when_due_and_again_after_the_backoff_when_it_cannot() {
+        let cancel = CancellationToken::new();
+        let nowhere = Bus::Address("unix:path=/nonexistent/hubd-renewal-test".into());
+        let own = crate::testing::hub("lisbon-1");
+        // Not due for an hour: nothing happens.
+        let mut later = Renewal::spawn(
+            CertificateSource::Trustd,
+            own.clone(),
+            nowhere.clone(),
+            Some(SystemTime::now() + Duration::from_secs(3600)),
+            cancel.clone(),
+        );
+        let quiet = tokio::time::timeout(Duration::from_millis(300), later.next()).await;
+        assert!(quiet.is_err(), "not before its time");
+        // Due now: it asks at once, fails (no bus there), and will ask again after 5 s ± 25 %.
+        let mut due = Renewal::spawn(
+            CertificateSource::Trustd,
+            own,
+            nowhere,
+            Some(SystemTime::now()),
+            cancel.clone(),
+        );
+        let event = tokio::time::timeout(Duration::from_secs(5), due.next()).await;
+        let Ok(Some(RenewalEvent::Failed { error, retry_in })) = event else {
+            panic!("a failed attempt is reported: {event:?}");
+        };
+        assert!(error.contains("trustd"), "{error}");
+        let retry_in = retry_in.expect("from trustd, retried");
+        assert!(
+            (Duration::from_millis(3750)..=Duration::from_millis(6250)).contains(&retry_in),
+            "{retry_in:?}"
+        );
+        // Asked meanwhile (SIGHUP): at once, and the backoff goes on growing.
+        due.renew_now();
+        let event = tokio::time::timeout(Duration::from_secs(2), due.next()).await;
+        let Ok(Some(RenewalEvent::Failed { retry_in, .. })) = event else {
+            panic!("a failed attempt is reported: {event:?}");
+        };
+        assert!(
+            (Duration::from_millis(7500)..=Duration::from_millis(12500))
+                .contains(&retry_in.unwrap()),
+            "{retry_in:?}"
+        );
+        cancel.cancel();
+    }
+
+    #[tokio::test]
     async fn a_pem_identity_is_read_again_when_asked_and_a_bad_read_is_not_retried() {
         let site = crate::testing::Site::new("lisbon");
         let dir = tempfile::TempDir::new().unwrap();
