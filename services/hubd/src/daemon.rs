@@ -351,6 +351,9 @@ impl IdentityParts<'_> {
                 return Ok(());
             }
         };
+        // Cannot fail for an identity that passed the checks of `hub_identity` (the same
+        // configuration was built at start); if it did, the daemon stops with the error and
+        // systemd starts it again, rather than keep a certificate the schedule no longer renews.
         for endpoint in self.endpoints {
             endpoint
                 .set_identity(identity.identity.clone())
