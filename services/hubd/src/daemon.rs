@@ -225,6 +225,8 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut following_site = true;
     let mut reloading = true;
+    let mut view_changes = flooding.changes();
+    let mut following_view = true;
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -258,6 +260,11 @@ pub async fn run(setup: HubdSetup, tun: Option<Tun>) -> Result<()> {
             }
             Some(event) = renewal.next() => {
                 identity_parts.apply(event, &mut snapshot_parts).await?;
+            }
+            // A new view for path selection as soon as the control plane changes: a session
+            // whose link broke finds its backup path without waiting for the tick.
+            changed = view_changes.changed(), if following_view => {
+                following_view = changed.is_ok();
             }
             _ = ticker.tick() => {}
         }

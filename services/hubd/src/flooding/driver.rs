@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use appliance::tls::Identity;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::{ControlPlaneView, Flooding, Outbound};
@@ -52,6 +52,7 @@ enum Inbound {
 #[derive(Debug)]
 pub struct FloodingHandle {
     commands: mpsc::Sender<Command>,
+    changes: watch::Receiver<u64>,
     task: JoinHandle<()>,
 }
 
@@ -65,8 +66,20 @@ impl FloodingHandle {
     /// called inside a tokio runtime.
     pub fn spawn(flooding: Flooding, events: LinkEvents) -> Self {
         let (commands, receiver) = mpsc::channel(64);
-        let task = tokio::spawn(run(flooding, events, receiver));
-        Self { commands, task }
+        let (changed, changes) = watch::channel(0);
+        let task = tokio::spawn(run(flooding, events, receiver, changed));
+        Self {
+            commands,
+            changes,
+            task,
+        }
+    }
+
+    /// Changes each time the view may have changed (an advertisement accepted, this hub's own
+    /// re-originated: a link came up or went down, transit changed), so that whoever acts on
+    /// the view (path selection) hears of a broken link at once rather than at its next tick.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
     }
 
     /// Hands over a link that just came up.
@@ -125,7 +138,12 @@ struct Runner {
     inbound: mpsc::Sender<Inbound>,
 }
 
-async fn run(flooding: Flooding, mut events: LinkEvents, mut commands: mpsc::Receiver<Command>) {
+async fn run(
+    flooding: Flooding,
+    mut events: LinkEvents,
+    mut commands: mpsc::Receiver<Command>,
+    changed: watch::Sender<u64>,
+) {
     let (inbound, mut received) = mpsc::channel(INBOUND_QUEUE);
     let mut runner = Runner {
         flooding,
@@ -150,6 +168,9 @@ async fn run(flooding: Flooding, mut events: LinkEvents, mut commands: mpsc::Rec
             _ = tick.tick() => runner.flooding.tick(SystemTime::now()),
         };
         runner.deliver(out);
+        let counters = runner.flooding.counters();
+        let stamp = counters.accepted + counters.originated;
+        changed.send_if_modified(|last| std::mem::replace(last, stamp) != stamp);
     }
     for slot in runner.links.values() {
         slot.closer.close();

@@ -143,6 +143,8 @@ async fn keep_carried(
         tracing::info!(session = %id, "circuit lost ({reason}); moving to another path");
         let deadline = Instant::now() + forwarding.settings.resume_within;
         let mut pause = RETRY_FIRST;
+        let mut topology = forwarding.snapshots.clone();
+        topology.mark_unchanged();
         loop {
             match open_circuit(&forwarding, &service, id, Some(&route)).await {
                 Ok((stream, hops, new_route)) => {
@@ -163,7 +165,7 @@ async fn keep_carried(
                 }
                 Err(error) if Instant::now() + pause < deadline => {
                     tracing::debug!(session = %id, "no circuit yet: {error}");
-                    tokio::time::sleep(pause).await;
+                    next_attempt(&mut topology, pause).await;
                     pause = (pause * 2).min(RETRY_MOST);
                 }
                 Err(error) => {
@@ -172,6 +174,20 @@ async fn keep_carried(
                 }
             }
         }
+    }
+}
+
+/// Waits for the next attempt at a circuit: until the control plane publishes a new view (the
+/// link that broke is withdrawn, a backup appears: worth trying at once) or `pause` passes.
+async fn next_attempt(topology: &mut Snapshots, pause: Duration) {
+    tokio::select! {
+        changed = topology.changed() => {
+            if changed.is_err() {
+                // The control plane stopped: nothing new will come, only the pause is left.
+                tokio::time::sleep(pause).await;
+            }
+        }
+        () = tokio::time::sleep(pause) => {}
     }
 }
 
