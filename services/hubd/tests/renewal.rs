@@ -72,6 +72,20 @@ async fn a_hub_renews_its_certificate_without_dropping_links_or_sessions() {
     ));
     geneva.start();
     paris.start();
+    // Geneva is ready once trustd has issued its first certificate (it asks every 10 s until
+    // then; a loaded machine's swtpm can make that slow).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while geneva
+        .metric("hubd_certificate_not_after_seconds")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "geneva has no certificate from trustd after 2 minutes:\n{}",
+            geneva.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for hub in [&geneva, &paris] {
         hub.wait_for("hubd_links_up", "the geneva-paris link up", |n| n >= 1.0)
             .await;

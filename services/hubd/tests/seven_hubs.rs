@@ -20,16 +20,14 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use appliance::dbus::Bus;
-use appliance::dbus::contracts::{Hub1Proxy, SiteState, Trust1Proxy};
-use appliance::testtpm::Swtpm;
+use appliance::dbus::contracts::{Hub1Proxy, SiteState};
 use common::netns::{self, Namespaces};
+use common::trustd::Trustd;
 use common::{CONVERGE, Hub, Site};
-use tempfile::TempDir;
 
 /// The hubs: namespace short name, hub id, country.
 const HUBS: [(&str, &str, &str); 8] = [
@@ -67,90 +65,6 @@ const CABLES: [(usize, usize, u16); 10] = [
 const POLICIES: &str = "[path_policy.no-portugal]\nexcluded_jurisdictions = [\"PT\"]\n\
                         [path_policy.nowhere]\nexcluded_jurisdictions = [\"PT\", \"FR\", \"CO\"]\n";
 
-/// A real trustd on Geneva's bus, its CA key in a software TPM.
-struct Trustd {
-    child: Child,
-    _tpm: Swtpm,
-    _dir: TempDir,
-}
-
-impl Drop for Trustd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The trustd binary beside this test's hubd (built with the workspace; built here if not).
-fn trustd_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_hubd")).with_file_name("trustd");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let built = Command::new(cargo)
-            .args(["build", "-p", "trustd", "--bin", "trustd"])
-            .status()
-            .expect("cargo runs");
-        assert!(built.success(), "cannot build trustd for this test");
-    }
-    path
-}
-
-/// Starts trustd on `bus` and returns it with its site root (PEM) once it serves.
-async fn trustd(bus: &str) -> (Trustd, String) {
-    let tpm = Swtpm::start().expect("swtpm starts (Debian package swtpm)");
-    let dir = TempDir::new().unwrap();
-    let defaults = dir.path().join("root/usr/share/bunkeros");
-    fs::create_dir_all(&defaults).unwrap();
-    fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../image/config/trustd.toml"),
-        defaults.join("trustd.toml"),
-    )
-    .unwrap();
-    let site = dir.path().join("root/var/lib/bunkeros/config");
-    fs::create_dir_all(&site).unwrap();
-    fs::write(
-        site.join("trustd.toml"),
-        format!(
-            "[tpm]\ntcti = \"{}\"\n[policy]\nmode = \"pcr\"\npcrs = [16]\npcr11_prediction = \"\"\n\
-             [http]\nenabled = false\n[acme]\nenabled = false\n[metrics]\nlisten = \"{}\"\n",
-            tpm.tcti(),
-            common::free_tcp()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(trustd_binary())
-        .env("BUNKEROS_ROOT", dir.path().join("root"))
-        .env("STATE_DIRECTORY", dir.path().join("state"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("TPM2TOOLS_TCTI")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("trustd starts");
-    let trustd = Trustd {
-        child,
-        _tpm: tpm,
-        _dir: dir,
-    };
-    let connection = appliance::dbus::connect(&Bus::Address(bus.to_owned()))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(proxy) = Trust1Proxy::new(&connection).await
-            && let Ok(root) = proxy.root_certificate().await
-        {
-            return (trustd, root);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trustd did not serve its root within 2 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The network: namespaces (dropped last), the hubs, the sites and trustd.
 struct Network {
     spaces: Namespaces,
@@ -180,7 +94,7 @@ async fn network() -> Network {
     }
     // Geneva's certificate comes from a real trustd; the rogue Zurich presents a certificate
     // of Bogota's site instead of its own.
-    let (trustd, geneva_root) = trustd(hubs[GENEVA].bus.address()).await;
+    let (trustd, geneva_root) = Trustd::start(hubs[GENEVA].bus.address(), "").await;
     hubs[GENEVA].certificate_from_trustd();
     let (chain, key) = sites[5].hub("zurich-1");
     fs::write(hubs[ZURICH].dir.path().join("chain.pem"), chain).unwrap();
