@@ -443,11 +443,19 @@ impl Flooding {
     }
 
     fn refused(&mut self, from: &LinkKey, rejection: Rejection, now: SystemTime) -> Vec<Outbound> {
+        let own_sequence = self.own.advertisement().sequence();
         match rejection {
             // In a network with more than one path, older copies of an advertisement arrive after
-            // the newer one as a matter of course: counted, not worth an operator's attention.
+            // the newer one as a matter of course, this hub's own included (its earlier ones,
+            // flooded back): counted, not worth an operator's attention.
             Rejection::Stale { .. } => {
                 tracing::debug!(link = %from, reason = rejection.reason(), "advertisement refused: {rejection}");
+            }
+            Rejection::OwnOrigin { sequence } if sequence < own_sequence => {
+                tracing::debug!(link = %from, reason = rejection.reason(), "advertisement refused: {rejection}");
+            }
+            Rejection::OwnOrigin { .. } => {
+                tracing::info!(link = %from, "a copy of this hub's advertisement newer than its own (it restarted without its state): advertising above it");
             }
             _ => {
                 tracing::warn!(link = %from, reason = rejection.reason(), "advertisement refused: {rejection}");
@@ -461,9 +469,7 @@ impl Flooding {
         match rejection {
             // A copy of our own advertisement newer than the one we send: we were restarted
             // without our state. Advertise above it, so peers take the new one.
-            Rejection::OwnOrigin { sequence }
-                if sequence >= self.own.advertisement().sequence() =>
-            {
+            Rejection::OwnOrigin { sequence } if sequence >= own_sequence => {
                 self.reoriginate_above(Some(sequence), now)
             }
             _ => Vec::new(),
