@@ -18,9 +18,12 @@
 //!   A→C;
 //! - **`openssl speed -seconds 2 -evp aes-256-gcm`**, one core, 16384- and 1024-byte blocks.
 //!
-//! Each path gets 3 runs of BENCH_SECONDS (default 5); the figure is the receiver's rate, median
-//! (min–max). "CPU" is the utime+stime (/proc/PID/stat) of the tunnel's processes during the runs,
-//! in % of one core, summed over them. No assertions on the figures: this is a report.
+//! Every path is set up first (hubd through the transit hub in a second set of namespaces, so its
+//! TUNs and metrics listeners do not meet the direct pair's), then measured in 3 rounds, each
+//! running every path once for BENCH_SECONDS (default 5) and openssl speed once: a change in the
+//! machine's load reaches all paths alike. The figure is the receiver's rate, median (min–max).
+//! "CPU" is the utime+stime (/proc/PID/stat) of the tunnel's processes during a run, in % of one
+//! core, summed over them (median). No assertions on the figures: this is a report.
 //!
 //! Needs root (namespaces, TUN), iperf3, ping, stunnel4, wg (wireguard-tools) and boringtun-cli
 //! (BORINGTUN, default `build/tools/bin/boringtun-cli`; `make bench` installs them all). A path
@@ -255,7 +258,7 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
-/// The three namespaces and their cables.
+/// Three namespaces and their cables.
 struct Topology {
     _spaces: Namespaces,
     a: String,
@@ -263,9 +266,10 @@ struct Topology {
     c: String,
 }
 
-fn topology() -> Topology {
+/// The namespaces `<short>-<pid>` for A, B and C, cabled as in the module's picture.
+fn three_namespaces([a, b, c]: [&str; 3]) -> Topology {
     let mut spaces = Namespaces::default();
-    let (a, b, c) = (spaces.add("tba"), spaces.add("tbb"), spaces.add("tbc"));
+    let (a, b, c) = (spaces.add(a), spaces.add(b), spaces.add(c));
     spaces.veth((&a, "10.10.1.1/24"), (&b, "10.10.1.2/24"));
     spaces.veth((&b, "10.10.2.1/24"), (&c, "10.10.2.2/24"));
     spaces.veth((&a, "10.10.3.1/24"), (&c, "10.10.3.2/24"));
@@ -289,15 +293,6 @@ struct Iperf3<'a> {
 }
 
 impl Iperf3<'_> {
-    /// [`RUNS`] runs of `seconds` each, timing the tunnel processes `pids`.
-    async fn figure(&self, subject: Subject, scratch: &Path, seconds: u64, pids: &[u32]) -> Figure {
-        let mut runs = Vec::new();
-        for _ in 0..RUNS {
-            runs.push(self.run(subject, scratch, seconds, pids).await);
-        }
-        Figure { subject, runs }
-    }
-
     /// One run; retried while the path is not ready (the server not listening yet, a forward
     /// whose session is still being set up).
     async fn run(&self, subject: Subject, scratch: &Path, seconds: u64, pids: &[u32]) -> Run {
@@ -518,12 +513,12 @@ fn wg_keys(scratch: &Path, name: &str) -> (PathBuf, String) {
 }
 
 /// One boringtun endpoint: interface `name` in `ns` with `address` (`10.20.0.1/24`), listening on
-/// 51820, its peers (public key, endpoint, allowed IPs); `-t 4`, its default.
+/// UDP `port`, its peers (public key, endpoint, allowed IPs); `-t 4`, its default.
 async fn boringtun(
     binary: &Path,
     scratch: &Path,
     ns: &str,
-    (name, key, address): (&str, &Path, &str),
+    (name, key, address, port): (&str, &Path, &str, &str),
     peers: &[(&str, &str, &str)],
 ) -> Boringtun {
     let socket = PathBuf::from(format!("/var/run/wireguard/{name}.sock"));
@@ -552,7 +547,7 @@ async fn boringtun(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let key = key.to_str().unwrap();
-    let mut args = vec!["set", name, "private-key", key, "listen-port", "51820"];
+    let mut args = vec!["set", name, "private-key", key, "listen-port", port];
     for (public, endpoint, allowed) in peers {
         args.extend_from_slice(&["peer", public, "endpoint", endpoint, "allowed-ips", allowed]);
     }
@@ -702,13 +697,36 @@ fn boringtun_binary() -> PathBuf {
     }
 }
 
-async fn hubd_paths(
-    results: &mut Results,
-    topology: &Topology,
-    scratch: &Path,
-    seconds: u64,
-    transit: bool,
-) {
+/// A path to measure: iperf3 through it, and the tunnel processes to time.
+struct Measured<'a> {
+    subject: Subject,
+    iperf3: Iperf3<'a>,
+    pids: Vec<u32>,
+}
+
+/// The plain paths on `topology`: veth A—C, and A→B→C routed by B's kernel.
+fn plain_paths(topology: &Topology) -> Vec<Measured<'_>> {
+    [
+        (Subject::VethDirect, "10.10.3.2"),
+        (Subject::VethRouted, "10.10.2.2"),
+    ]
+    .into_iter()
+    .map(|(subject, target)| Measured {
+        subject,
+        iperf3: Iperf3 {
+            client: &topology.a,
+            server: &topology.c,
+            target,
+            port: IPERF3_PORT,
+        },
+        pids: Vec::new(),
+    })
+    .collect()
+}
+
+/// hubd's paths (IP over TUN, the service forward) on `topology`: A and C linked directly, or
+/// through B.
+async fn hubd_paths(topology: &Topology, transit: bool) -> (Hubs, Vec<Measured<'_>>) {
     let (ip, service) = if transit {
         (Subject::HubdIpTransit, Subject::HubdServiceTransit)
     } else {
@@ -716,35 +734,36 @@ async fn hubd_paths(
     };
     let hubs = Hubs::start(topology, transit).await;
     let pids = hubs.pids();
-    let (a, c) = (&topology.a, &topology.c);
-    let tun = Iperf3 {
-        client: a,
-        server: c,
-        target: "10.77.3.1",
-        port: IPERF3_PORT,
-    };
-    results.add(tun.figure(ip, scratch, seconds, &pids).await);
-    let forward = Iperf3 {
-        client: a,
-        server: c,
-        target: "127.0.0.1",
-        port: HUBD_LISTEN,
-    };
-    results.add(forward.figure(service, scratch, seconds, &pids).await);
+    let paths = [
+        (ip, "10.77.3.1", IPERF3_PORT),
+        (service, "127.0.0.1", HUBD_LISTEN),
+    ]
+    .into_iter()
+    .map(|(subject, target, port)| Measured {
+        subject,
+        iperf3: Iperf3 {
+            client: &topology.a,
+            server: &topology.c,
+            target,
+            port,
+        },
+        pids: pids.clone(),
+    })
+    .collect();
+    (hubs, paths)
 }
 
-async fn boringtun_paths(results: &mut Results, topology: &Topology, scratch: &Path, seconds: u64) {
+/// boringtun's paths on `topology`, both up at once: A↔C (UDP 51820, 10.20.0.0/24) and the hub
+/// A→B→C (UDP 51821, 10.22.0.0/24: one interface in B with A and C as its peers).
+async fn boringtun_paths<'a>(
+    topology: &'a Topology,
+    scratch: &Path,
+) -> Result<(Vec<Boringtun>, Vec<Measured<'a>>), String> {
     let binary = boringtun_binary();
-    let subjects = [Subject::BoringtunDirect, Subject::BoringtunHub];
-    if let Err(why) = available(binary.to_str().unwrap(), "--version") {
-        return results.skip(&subjects, &format!("{why} (make bench builds it)"));
-    }
-    if let Err(why) = available("wg", "--version") {
-        return results.skip(
-            &subjects,
-            &format!("{why} (apt-get install wireguard-tools)"),
-        );
-    }
+    available(binary.to_str().unwrap(), "--version")
+        .map_err(|why| format!("{why} (make bench builds it)"))?;
+    available("wg", "--version")
+        .map_err(|why| format!("{why} (apt-get install wireguard-tools)"))?;
     let (a, b, c) = (&topology.a, &topology.b, &topology.c);
     // Interface names are global (the UAPI socket): unique to this process.
     let name = |end: &str| format!("tb{}{end}", std::process::id());
@@ -752,91 +771,91 @@ async fn boringtun_paths(results: &mut Results, topology: &Topology, scratch: &P
         .iter()
         .map(|end| wg_keys(scratch, end))
         .collect();
-    {
-        let (ia, ic) = (name("a1"), name("c1"));
-        let _a = boringtun(
+    let (a1, c1) = (name("a1"), name("c1"));
+    let (a2, b2, c2) = (name("a2"), name("b2"), name("c2"));
+    let endpoints = vec![
+        boringtun(
             &binary,
             scratch,
             a,
-            (&ia, &keys[0].0, "10.20.0.1/24"),
+            (&a1, &keys[0].0, "10.20.0.1/24", "51820"),
             &[(&keys[2].1, "10.10.3.2:51820", "10.20.0.2/32")],
         )
-        .await;
-        let _c = boringtun(
+        .await,
+        boringtun(
             &binary,
             scratch,
             c,
-            (&ic, &keys[2].0, "10.20.0.2/24"),
+            (&c1, &keys[2].0, "10.20.0.2/24", "51820"),
             &[(&keys[0].1, "10.10.3.1:51820", "10.20.0.1/32")],
         )
-        .await;
-        ping_until_answered(a, "10.20.0.2", String::new).await;
-        let pids = [_a.child.id(), _c.child.id()];
-        let path = Iperf3 {
-            client: a,
-            server: c,
-            target: "10.20.0.2",
-            port: IPERF3_PORT,
-        };
-        results.add(
-            path.figure(Subject::BoringtunDirect, scratch, seconds, &pids)
-                .await,
-        );
-    }
-    let (ia, ib, ic) = (name("a2"), name("b2"), name("c2"));
-    let _a = boringtun(
-        &binary,
-        scratch,
-        a,
-        (&ia, &keys[0].0, "10.22.0.1/24"),
-        &[(&keys[1].1, "10.10.1.2:51820", "10.22.0.0/24")],
-    )
-    .await;
-    let _b = boringtun(
-        &binary,
-        scratch,
-        b,
-        (&ib, &keys[1].0, "10.22.0.254/24"),
-        &[
-            (&keys[0].1, "10.10.1.1:51820", "10.22.0.1/32"),
-            (&keys[2].1, "10.10.2.2:51820", "10.22.0.3/32"),
-        ],
-    )
-    .await;
-    let _c = boringtun(
-        &binary,
-        scratch,
-        c,
-        (&ic, &keys[2].0, "10.22.0.3/24"),
-        &[(&keys[1].1, "10.10.2.1:51820", "10.22.0.0/24")],
-    )
-    .await;
+        .await,
+        boringtun(
+            &binary,
+            scratch,
+            a,
+            (&a2, &keys[0].0, "10.22.0.1/24", "51821"),
+            &[(&keys[1].1, "10.10.1.2:51821", "10.22.0.0/24")],
+        )
+        .await,
+        boringtun(
+            &binary,
+            scratch,
+            b,
+            (&b2, &keys[1].0, "10.22.0.254/24", "51821"),
+            &[
+                (&keys[0].1, "10.10.1.1:51821", "10.22.0.1/32"),
+                (&keys[2].1, "10.10.2.2:51821", "10.22.0.3/32"),
+            ],
+        )
+        .await,
+        boringtun(
+            &binary,
+            scratch,
+            c,
+            (&c2, &keys[2].0, "10.22.0.3/24", "51821"),
+            &[(&keys[1].1, "10.10.2.1:51821", "10.22.0.0/24")],
+        )
+        .await,
+    ];
+    ping_until_answered(a, "10.20.0.2", String::new).await;
     ping_until_answered(a, "10.22.0.3", String::new).await;
-    let pids = [_a.child.id(), _b.child.id(), _c.child.id()];
-    let path = Iperf3 {
-        client: a,
-        server: c,
-        target: "10.22.0.3",
-        port: IPERF3_PORT,
-    };
-    results.add(
-        path.figure(Subject::BoringtunHub, scratch, seconds, &pids)
-            .await,
-    );
+    let pids: Vec<u32> = endpoints.iter().map(|e| e.child.id()).collect();
+    let paths = vec![
+        Measured {
+            subject: Subject::BoringtunDirect,
+            iperf3: Iperf3 {
+                client: a,
+                server: c,
+                target: "10.20.0.2",
+                port: IPERF3_PORT,
+            },
+            pids: pids[..2].to_vec(),
+        },
+        Measured {
+            subject: Subject::BoringtunHub,
+            iperf3: Iperf3 {
+                client: a,
+                server: c,
+                target: "10.22.0.3",
+                port: IPERF3_PORT,
+            },
+            pids: pids[2..].to_vec(),
+        },
+    ];
+    Ok((endpoints, paths))
 }
 
-async fn stunnel_path(results: &mut Results, topology: &Topology, scratch: &Path, seconds: u64) {
-    if let Err(why) = available("stunnel4", "-version") {
-        return results.skip(
-            &[Subject::Stunnel],
-            &format!("{why} (apt-get install stunnel4)"),
-        );
-    }
-    let dir = scratch.join("tls");
-    fs::create_dir(&dir).unwrap();
-    certificates(&dir);
+/// stunnel's path on `topology`, its CA, certificates, configurations and logs in `dir`.
+fn stunnel_path<'a>(
+    topology: &'a Topology,
+    dir: &Path,
+) -> Result<(Vec<Stunnel>, Measured<'a>), String> {
+    available("stunnel4", "-version").map_err(|why| format!("{why} (apt-get install stunnel4)"))?;
+    fs::create_dir(dir).unwrap();
+    certificates(dir);
     let server = stunnel(
-        &dir,
+        dir,
         &topology.c,
         "server",
         &format!(
@@ -844,22 +863,29 @@ async fn stunnel_path(results: &mut Results, topology: &Topology, scratch: &Path
         ),
     );
     let client = stunnel(
-        &dir,
+        dir,
         &topology.a,
         "client",
         &format!(
             "client = yes\naccept = 127.0.0.1:{STUNNEL_LISTEN}\nconnect = {STUNNEL_ACCEPT}\ncheckHost = server\n"
         ),
     );
-    let pids = [client.0.0.id(), server.0.0.id()];
-    let path = Iperf3 {
-        client: &topology.a,
-        server: &topology.c,
-        target: "127.0.0.1",
-        port: STUNNEL_LISTEN,
+    let path = Measured {
+        subject: Subject::Stunnel,
+        iperf3: Iperf3 {
+            client: &topology.a,
+            server: &topology.c,
+            target: "127.0.0.1",
+            port: STUNNEL_LISTEN,
+        },
+        pids: vec![client.0.0.id(), server.0.0.id()],
     };
-    results.add(path.figure(Subject::Stunnel, scratch, seconds, &pids).await);
-    // What was negotiated, from the server's log: TLS 1.3, the suite, the client's certificate.
+    Ok((vec![client, server], path))
+}
+
+/// What stunnel negotiated, from its server's log in `dir`: TLS 1.3, the suite, the client's
+/// certificate.
+fn stunnel_negotiated(dir: &Path) -> String {
     let log = fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     let suite = log
         .lines()
@@ -870,11 +896,10 @@ async fn stunnel_path(results: &mut Results, topology: &Topology, scratch: &Path
             |(_, rest)| format!("TLSv{rest}"),
         );
     let client_verified = log.contains("Certificate accepted at depth=0: CN=client");
-    println!(
-        "   {:<42} negotiated {suite}; client certificate verified: {}",
-        "",
+    format!(
+        "negotiated {suite}; client certificate verified: {}",
         if client_verified { "yes" } else { "NO" }
-    );
+    )
 }
 
 /// `a / b` as "0.73×", or "n/a" when one is missing.
@@ -976,7 +1001,9 @@ async fn bench() {
     } else {
         "NOT a release build: run through cargo bench"
     };
-    println!("== hubd against tunnels: iperf3 TCP, 1 stream, {RUNS} runs of {seconds} s per path");
+    println!(
+        "== hubd against tunnels: iperf3 TCP, 1 stream, {RUNS} runs of {seconds} s per path, interleaved"
+    );
     println!("   hubd: {hubd} ({release})");
     for (program, arg) in [
         ("iperf3", "--version"),
@@ -997,11 +1024,52 @@ async fn bench() {
     let scratch = TempDir::new().unwrap();
     let scratch = scratch.path();
 
+    // The namespaces are declared before what runs in them: dropped after it has ended. hubd
+    // through a transit hub gets namespaces of its own (a second TUN and metrics listener in A
+    // and C would clash with the direct pair's).
+    let topology = three_namespaces(["tba", "tbb", "tbc"]);
+    let transit_topology = three_namespaces(["tbd", "tbe", "tbf"]);
+    let mut paths = plain_paths(&topology);
+    let (_direct_hubs, direct) = hubd_paths(&topology, false).await;
+    paths.extend(direct);
+    let (_transit_hubs, transit) = hubd_paths(&transit_topology, true).await;
+    paths.extend(transit);
+    let mut missing = Vec::new();
+    let _boringtun = match boringtun_paths(&topology, scratch).await {
+        Ok((endpoints, measured)) => {
+            paths.extend(measured);
+            Some(endpoints)
+        }
+        Err(why) => {
+            missing.push((vec![Subject::BoringtunDirect, Subject::BoringtunHub], why));
+            None
+        }
+    };
+    let tls = scratch.join("tls");
+    let stunnel_processes = match stunnel_path(&topology, &tls) {
+        Ok((processes, measured)) => {
+            paths.push(measured);
+            Some(processes)
+        }
+        Err(why) => {
+            missing.push((vec![Subject::Stunnel], why));
+            None
+        }
+    };
+
+    // Every path is up: each round measures each once (and AES on one core), so a change in the
+    // machine's load over the minutes of the run reaches every path alike.
+    let mut runs: Vec<Vec<Run>> = paths.iter().map(|_| Vec::new()).collect();
     let mut aes = [Vec::new(), Vec::new()];
-    for _ in 0..RUNS {
+    for round in 1..=RUNS {
         for (i, block) in [16384, 1024].into_iter().enumerate() {
             aes[i].push(openssl_speed(scratch, block).await);
         }
+        for (path, runs) in paths.iter().zip(&mut runs) {
+            let run = path.iperf3.run(path.subject, scratch, seconds, &path.pids);
+            runs.push(run.await);
+        }
+        eprintln!("   round {round} of {RUNS} done");
     }
     let [aes_16k, aes_1k] = aes.map(median);
     println!(
@@ -1012,37 +1080,19 @@ async fn bench() {
         "   {:<42} {:>6} median (min–max)   tunnel CPU (% of one core, median)   TCP retransmits",
         "path", "Gbit/s"
     );
-
-    // Dropped last: every process in the namespaces has ended by then.
-    let topology = topology();
     let mut results = Results::default();
-    let (a, c) = (&topology.a, &topology.c);
-    let direct = Iperf3 {
-        client: a,
-        server: c,
-        target: "10.10.3.2",
-        port: IPERF3_PORT,
-    };
-    results.add(
-        direct
-            .figure(Subject::VethDirect, scratch, seconds, &[])
-            .await,
-    );
-    let routed = Iperf3 {
-        client: a,
-        server: c,
-        target: "10.10.2.2",
-        port: IPERF3_PORT,
-    };
-    results.add(
-        routed
-            .figure(Subject::VethRouted, scratch, seconds, &[])
-            .await,
-    );
-    hubd_paths(&mut results, &topology, scratch, seconds, false).await;
-    hubd_paths(&mut results, &topology, scratch, seconds, true).await;
-    boringtun_paths(&mut results, &topology, scratch, seconds).await;
-    stunnel_path(&mut results, &topology, scratch, seconds).await;
+    for (path, runs) in paths.iter().zip(runs) {
+        results.add(Figure {
+            subject: path.subject,
+            runs,
+        });
+    }
+    for (subjects, why) in &missing {
+        results.skip(subjects, why);
+    }
+    if stunnel_processes.is_some() {
+        println!("   {:<42} {}", "", stunnel_negotiated(&tls));
+    }
     println!(
         "   load average at the end: {} (the machine is shared: compare ratios, not absolutes)",
         load_average()
