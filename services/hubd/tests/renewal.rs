@@ -195,6 +195,10 @@ async fn a_hub_renews_its_certificate_without_dropping_links_or_sessions() {
         "a warning each attempt:\n{log}"
     );
     assert!(log.contains("asking again in"), "{log}");
+    assert!(
+        log.contains("transit offered; certificate renewal failing: "),
+        "the status line says so:\n{log}"
+    );
     // (Links and sessions are only required to be there: nothing changed at Geneva, so a link
     // lost meanwhile to a machine overloaded by parallel tests is not the renewal's doing.)
     streaming.advances().await;
