@@ -9,7 +9,7 @@
 //! verified, TLS 1.3 end to end: transit hubs forward ciphertext), kept while packets flow,
 //! reopened when it breaks (the backup path first). The queue is bounded: IP is best effort, and
 //! a packet that finds it full, or no circuit to be had, is dropped and counted; one with no
-//! route or no circuit is answered "net unreachable" ([`unreachable`]), as a router would.
+//! route or no circuit is answered "destination unreachable" ([`unreachable`]), as a router would.
 //!
 //! A packet circuit asks for `packets` instead of a service ([`crate::forwarding::request`]);
 //! the destination's forwarding hands it here ([`crate::forwarding::Forwarding::carry_packets_to`])
@@ -27,7 +27,7 @@ pub mod packet;
 pub mod unreachable;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -61,8 +61,8 @@ pub(crate) struct Plane {
     pub(crate) relay: Relay,
     pub(crate) snapshots: Snapshots,
     pub(crate) views: watch::Receiver<Arc<RouteView>>,
-    /// The source of ICMP answers (none on an IPv6 TUN: no answers).
-    pub(crate) router: Option<Ipv4Addr>,
+    /// The source of ICMP answers, an address of the TUN's network and family.
+    pub(crate) router: Option<IpAddr>,
     pub(crate) answers: unreachable::Limiter,
 }
 
@@ -83,7 +83,7 @@ impl Plane {
 /// The IP plane of this hub (see the module docs).
 pub struct IpPlane {
     name: String,
-    router: Option<Ipv4Addr>,
+    router: Option<IpAddr>,
     device: Arc<AsyncDevice>,
     prefixes: Vec<IpPrefix>,
     routes: Vec<RouteEntry>,
@@ -151,10 +151,7 @@ impl IpPlane {
         let device = AsyncDevice::new(device)?;
         let (circuits, arriving) = mpsc::channel(ARRIVING_QUEUE);
         let (views, _) = watch::channel(Arc::default());
-        let router = match (tun.address.address, tun.address.network().address()) {
-            (IpAddr::V4(own), IpAddr::V4(network)) => Some(unreachable::router(own, network)),
-            _ => None,
-        };
+        let router = unreachable::router(tun.address.address, tun.address.network().address());
         let plane = Self {
             name: tun.name.clone(),
             router,

@@ -424,3 +424,46 @@ async fn a_routes_path_policy_keeps_packets_out_of_a_jurisdiction_even_when_that
         "Rome carried none of Madrid's packets"
     );
 }
+
+/// A hub with an IPv6 TUN and no peers: a packet for an address of the TUN's network that no hub
+/// announces is answered at once, ICMPv6 "no route to destination" from the network's first
+/// address that is not the TUN's own (here the second), as on IPv4.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ipv6_packet_without_a_route_is_answered_no_route() {
+    if skipped() {
+        return;
+    }
+    let mut spaces = Namespaces::default();
+    let name = spaces.add("ip6");
+    let site = Site::new("madrid-1");
+    let link = "127.0.0.1:7400".parse().unwrap();
+    let mut hub = Hub::in_netns("madrid-1", "ES", &site, &name, link).await;
+    hub.configure("[tun]\naddress = \"fd77:1::1/32\"\nannounce = [\"fd77:1::/48\"]\n");
+    hub.start();
+    // The address is usable once the kernel's duplicate address detection has passed.
+    let deadline = Instant::now() + CONVERGE;
+    let said = loop {
+        let ping = spaces.exec(
+            &name,
+            "ping",
+            &["-6", "-n", "-c", "1", "-W", "2", "fd77:1:9::9"],
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&ping.stdout),
+            String::from_utf8_lossy(&ping.stderr)
+        );
+        if said.contains("From") || Instant::now() > deadline {
+            break said;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        said.contains("From fd77:1::2") && said.contains("Destination unreachable: No route"),
+        "{said}\n{}\n{}\n{}",
+        spaces.ip(&name, &["-6", "addr"]),
+        spaces.ip(&name, &["-6", "route"]),
+        hub.log()
+    );
+    assert_eq!(hub.stop(), Some(0), "{}", hub.log());
+}
