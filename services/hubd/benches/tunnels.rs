@@ -186,26 +186,11 @@ async fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// `program args…`, which must succeed: its stdout.
-fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
-    assert!(
-        output.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// `ip netns exec NS program args…`, which must succeed: its stdout.
 fn run_in(ns: &str, program: &str, args: &[&str]) -> String {
     let mut all = vec!["netns", "exec", ns, program];
     all.extend_from_slice(args);
-    run("ip", &all)
+    netns::stdout_of("ip", &all)
 }
 
 /// Whether `program` can be run (`--version` or similar answers).
@@ -495,7 +480,7 @@ impl Drop for Boringtun {
 
 /// A WireGuard key pair (private key file, public key).
 fn wg_keys(scratch: &Path, name: &str) -> (PathBuf, String) {
-    let private = run("wg", &["genkey"]);
+    let private = netns::stdout_of("wg", &["genkey"]);
     let path = scratch.join(format!("{name}.key"));
     fs::write(&path, &private).unwrap();
     let mut pubkey = Command::new("wg")
@@ -552,8 +537,8 @@ async fn boringtun(
         args.extend_from_slice(&["peer", public, "endpoint", endpoint, "allowed-ips", allowed]);
     }
     run_in(ns, "wg", &args);
-    run("ip", &["-n", ns, "addr", "add", address, "dev", name]);
-    run("ip", &["-n", ns, "link", "set", name, "mtu", "1420", "up"]);
+    netns::stdout_of("ip", &["-n", ns, "addr", "add", address, "dev", name]);
+    netns::stdout_of("ip", &["-n", ns, "link", "set", name, "mtu", "1420", "up"]);
     endpoint
 }
 
@@ -563,7 +548,7 @@ struct Stunnel(Running);
 /// A throw-away P-256 CA and its server (`server`) and client certificates, in `dir`.
 fn certificates(dir: &Path) {
     let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    run(
+    netns::stdout_of(
         "openssl",
         &[
             "req",
@@ -588,7 +573,7 @@ fn certificates(dir: &Path) {
         ],
     );
     for (name, usage, serial) in [("server", "serverAuth", "2"), ("client", "clientAuth", "3")] {
-        run(
+        netns::stdout_of(
             "openssl",
             &[
                 "req",
@@ -612,7 +597,7 @@ fn certificates(dir: &Path) {
             ),
         )
         .unwrap();
-        run(
+        netns::stdout_of(
             "openssl",
             &[
                 "x509",

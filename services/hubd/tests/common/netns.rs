@@ -85,7 +85,7 @@ impl Namespaces {
     pub fn ip(&self, ns: &str, args: &[&str]) -> String {
         let mut all = vec!["-n", ns];
         all.extend_from_slice(args);
-        String::from_utf8_lossy(&run("ip", &all).stdout).into_owned()
+        stdout_of("ip", &all)
     }
 
     /// `ip netns exec NS PROGRAM ARGS…`, whatever its outcome.
@@ -131,6 +131,12 @@ fn short_of(name: &str) -> &str {
     name.rsplit_once('-').map_or(name, |(short, _)| short)
 }
 
+/// `program args…`, which must succeed: its stdout.
+pub fn stdout_of(program: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&run(program, args).stdout).into_owned()
+}
+
+/// `program args…`, which must succeed.
 fn run(program: &str, args: &[&str]) -> Output {
     let output = Command::new(program)
         .args(args)
