@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use appliance::tls::Identity;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use super::counters::{Counters, RelayCounters, Role};
 use super::end_to_end::{self, EndToEndError};
 use super::inbound;
-use super::receipt::{Hop, ReceiptError, verify_receipts};
+use super::receipt::{Hop, ReceiptError, TransitReceipt, verify_receipts};
 use super::refusal::CircuitRefusal;
 use super::route::{Route, RouteError};
 use super::stream::CircuitStream;
@@ -52,17 +52,26 @@ pub struct RelaySettings {
     pub open_timeout: Duration,
     /// Circuits ended here and not yet taken by the daemon; more are refused `busy`.
     pub inbound_queue: usize,
+    /// How long a receipt whose signature does not verify is checked again as the control plane
+    /// changes, before the circuit is refused: a hub that just renewed its certificate signs
+    /// with its new key before its new advertisement has reached every hub.
+    pub receipt_recheck: Duration,
 }
 
 impl Default for RelaySettings {
-    /// 5 s per step, 64 circuits waiting.
+    /// 5 s per step, 64 circuits waiting, receipts checked again for 2 s (flooding takes
+    /// milliseconds per hop).
     fn default() -> Self {
         Self {
             open_timeout: Duration::from_secs(5),
             inbound_queue: 64,
+            receipt_recheck: Duration::from_secs(2),
         }
     }
 }
+
+/// How often the control plane is looked at while a receipt is checked again.
+const RECHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// Why a circuit could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -428,15 +437,45 @@ impl Relay {
         })?;
         match CircuitReply::decode(&reply)? {
             CircuitReply::Refused { hub, reason } => Err(CircuitError::Refused { hub, reason }),
-            CircuitReply::Accepted { receipts } => Ok(verify_receipts(
+            CircuitReply::Accepted { receipts } => {
+                Ok(self.verified_hops(open, &receipts, vouched).await?)
+            }
+        }
+    }
+
+    /// The hops the `receipts` prove. A signature that does not verify is checked again each
+    /// time the control plane vouches anew, for up to [`RelaySettings::receipt_recheck`]: the
+    /// hub may have renewed its certificate a moment ago; a forged receipt stays refused.
+    async fn verified_hops(
+        &self,
+        open: &CircuitOpen,
+        receipts: &[TransitReceipt],
+        vouched: &VouchedHubs,
+    ) -> Result<Vec<Hop>, ReceiptError> {
+        let verify = |vouched: &VouchedHubs| {
+            verify_receipts(
                 &open.route,
                 open.session,
-                &receipts,
+                receipts,
                 vouched,
                 self.shared.jurisdiction,
                 Timestamp::from(SystemTime::now()),
-            )?),
+            )
+        };
+        let mut verified = verify(vouched);
+        let deadline = Instant::now() + self.shared.settings.receipt_recheck;
+        let mut seen = self.shared.vouched();
+        while matches!(verified, Err(ReceiptError::BadSignature { .. }))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(RECHECK_EVERY).await;
+            let fresh = self.shared.vouched();
+            if !Arc::ptr_eq(&fresh, &seen) {
+                seen = fresh;
+                verified = verify(&seen);
+            }
         }
+        verified
     }
 
     /// From now on, keeps a copy of every byte this hub forwards in transit (to show that it

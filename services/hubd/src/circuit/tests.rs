@@ -39,6 +39,7 @@ impl Network {
         let patient = RelaySettings {
             open_timeout: Duration::from_secs(10),
             inbound_queue: 4,
+            receipt_recheck: Duration::from_millis(300),
         };
         Self::start_with(patient).await
     }
@@ -244,6 +245,30 @@ async fn bytes_cross_two_transit_hubs_both_ways_and_transit_sees_only_ciphertext
     assert!(lisbon.transit_bytes >= 2 * LEN as u64);
     assert_eq!(network.relays["madrid-1"].counters().opened.total, 1);
     assert_eq!(network.relays["bogota-1"].counters().destination.total, 1);
+}
+
+/// A hub that renewed its certificate signs receipts with its new key a moment before its new
+/// advertisement reaches the source: the source checks again when its control plane changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_signed_with_a_key_the_control_plane_learns_a_moment_later_is_accepted() {
+    let mut network = Network::start().await;
+    let (chains, jurisdictions) = vouching_for_all(&network.hubs);
+    let madrid = network.relays["madrid-1"].clone();
+    // Madrid still holds São Paulo's previous certificate.
+    let previous = network.hubs["sao-paulo-1"].site.hub("sao-paulo-1");
+    let mut stale = chains.clone();
+    stale.insert(hub("sao-paulo-1"), previous.chain().to_vec());
+    madrid.set_control_plane(stale, jurisdictions.clone());
+    let learning = tokio::spawn({
+        let madrid = madrid.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            madrid.set_control_plane(chains, jurisdictions);
+        }
+    });
+    let circuit = network.open(&LINE).await;
+    learning.await.unwrap();
+    assert!(circuit.is_ok(), "{:?}", circuit.err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,6 +496,7 @@ async fn an_open_frame_that_stalls_is_refused_after_the_open_timeout() {
     let settings = RelaySettings {
         open_timeout: Duration::from_millis(300),
         inbound_queue: 4,
+        ..RelaySettings::default()
     };
     let network = Network::start_with(settings).await;
     let streams = network.hubs["madrid-1"].links[&link_key("lisbon-1", 1)].streams();
