@@ -1,18 +1,20 @@
 //! `make bench` for hubd's data plane: real `hubd` processes on loopback, each measurement against
 //! a baseline taken in the same run (machines here are noisy: the ratios are what travel).
 //!
-//! - **Throughput**: 256 MiB written by one client to a sink service through
-//!   `madrid-1 → lisbon-1 → paris-1` (one transit hub; two QUIC links, TLS 1.3 end to end inside,
-//!   the session layer's sequencing), against the same bytes written to the sink directly over
-//!   loopback TCP.
+//! - **Throughput**: 256 MiB written by one client to a sink service through `madrid-1 → paris-1`
+//!   linked directly and through `madrid-1 → lisbon-1 → paris-1` (one transit hub; QUIC links,
+//!   TLS 1.3 end to end inside, the session layer's sequencing), against the same bytes written to
+//!   the sink directly over loopback TCP and over one QUIC stream alone in this process (the
+//!   ceiling of one QUIC hop here), interleaved.
 //! - **Latency per hop**: 64-byte request/response round trips (TCP_NODELAY) through the network
 //!   with no transit hub and with one, against the same round trips directly; p50 and p99.
 //! - **Failover**: a session streaming through a diamond (two transit hubs); the transit hub
 //!   carrying it is killed with SIGKILL; the longest pause the client sees, over several runs.
 //! - **Memory**: RSS of the source and destination hubd before and with 1,000 concurrent sessions.
 //!
-//! Environment: BENCH_MIB (default 256), BENCH_ROUNDS (default 2000), BENCH_FAILOVERS (default 20),
-//! BENCH_SESSIONS (default 1000).
+//! Environment: BENCH_MIB (default 256), BENCH_REPEATS (default 3), BENCH_ROUNDS (default 2000),
+//! BENCH_FAILOVERS (default 20), BENCH_SESSIONS (default 1000); BENCH_ONLY picks sections
+//! (comma-separated: throughput, latency, failover, memory).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -85,33 +87,166 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn throughput(mib: usize) {
-    println!(
-        "== throughput: {mib} MiB, one client, one transit hub (madrid-1 → lisbon-1 → paris-1)"
-    );
+/// One QUIC stream alone, in this process (self-signed TLS 1.3, aws-lc-rs, quinn's default
+/// windows and MTU discovery as on the links): the ceiling one QUIC hop of a circuit can reach
+/// on this machine, with both ends sharing its cores as the hubs do.
+mod quinn_alone {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+    pub struct Pair {
+        connection: quinn::Connection,
+        _client: quinn::Endpoint,
+        _server: quinn::Endpoint,
+    }
+
+    fn endpoint(server: Option<quinn::ServerConfig>) -> quinn::Endpoint {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let runtime = quinn::default_runtime().unwrap();
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime).unwrap()
+    }
+
+    /// quinn's defaults, as the links have them (their keep-alive and idle timings do not
+    /// change a bulk transfer).
+    fn transport() -> Arc<quinn::TransportConfig> {
+        Arc::new(quinn::TransportConfig::default())
+    }
+
+    impl Pair {
+        pub async fn new() -> Self {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+            let cert = certified.cert.der().clone();
+            let key = rustls_pki_types::PrivateKeyDer::Pkcs8(
+                certified.signing_key.serialize_der().into(),
+            );
+            let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.clone()], key)
+                .unwrap();
+            tls.alpn_protocols = vec![b"bench".to_vec()];
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+                QuicServerConfig::try_from(tls).unwrap(),
+            ));
+            server.transport_config(transport());
+            let server = endpoint(Some(server));
+            let address: SocketAddr = server.local_addr().unwrap();
+            let accepting = server.clone();
+            tokio::spawn(async move {
+                while let Some(incoming) = accepting.accept().await {
+                    tokio::spawn(async move {
+                        let Ok(connection) = incoming.await else {
+                            return;
+                        };
+                        while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                            tokio::spawn(async move {
+                                let mut total = 0u64;
+                                while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await
+                                {
+                                    total += chunk.bytes.len() as u64;
+                                }
+                                let _ = send.write_all(&total.to_be_bytes()).await;
+                                let _ = send.finish();
+                                let _ = send.stopped().await;
+                            });
+                        }
+                    });
+                }
+            });
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert).unwrap();
+            let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            tls.alpn_protocols = vec![b"bench".to_vec()];
+            let mut config =
+                quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+            config.transport_config(transport());
+            let client = endpoint(None);
+            let connection = client
+                .connect_with(config, address, "localhost")
+                .unwrap()
+                .await
+                .unwrap();
+            Self {
+                connection,
+                _client: client,
+                _server: server,
+            }
+        }
+
+        /// Writes `bytes` on a new stream, finishes it, waits for the count: Gbit/s.
+        pub async fn push(&self, bytes: usize) -> f64 {
+            let chunk = vec![0x5au8; 256 * 1024];
+            let started = Instant::now();
+            let (mut send, mut recv) = self.connection.open_bi().await.unwrap();
+            let mut sent = 0;
+            while sent < bytes {
+                send.write_all(&chunk).await.unwrap();
+                sent += chunk.len();
+            }
+            send.finish().unwrap();
+            let mut count = [0u8; 8];
+            recv.read_exact(&mut count).await.unwrap();
+            assert_eq!(u64::from_be_bytes(count) as usize, sent);
+            (sent as f64 * 8.0) / started.elapsed().as_secs_f64() / 1e9
+        }
+    }
+}
+
+async fn throughput(mib: usize, repeats: usize) {
+    println!("== throughput: {mib} MiB, one client (madrid-1 → paris-1, direct and via lisbon-1)");
     let sink = common::network::sink_service().await;
-    let mut net = network(&[("lisbon-1", "PT")], "").await;
-    net.start();
-    net.converged(2.0).await;
+    let mut chain = network(&[("lisbon-1", "PT")], "").await;
+    chain.start();
+    let mut direct_net = network(&[], "").await;
+    direct_net.peer_directly();
+    direct_net.start();
+    chain.converged(2.0).await;
+    direct_net.converged(1.0).await;
+    let quinn = quinn_alone::Pair::new().await;
     let bytes = mib << 20;
-    // Baseline and measurement interleaved, three times each.
+    // Baselines and measurements interleaved, `repeats` times each.
     let mut direct = Vec::new();
-    let mut hubs = Vec::new();
-    for _ in 0..3 {
+    let mut alone = Vec::new();
+    let mut zero = Vec::new();
+    let mut one = Vec::new();
+    for _ in 0..repeats {
         let mut stream = TcpStream::connect(sink).await.unwrap();
         stream.write_all(b"ping").await.unwrap();
         stream.read_exact(&mut [0u8; 4]).await.unwrap();
         direct.push(push(stream, bytes).await);
-        hubs.push(push(net.connect_to("sink").await, bytes).await);
+        alone.push(quinn.push(bytes).await);
+        zero.push(push(direct_net.connect_to("sink").await, bytes).await);
+        one.push(push(chain.connect_to("sink").await, bytes).await);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (direct, hubs) = (median(&mut direct), median(&mut hubs));
-    println!("   direct loopback TCP      {direct:>7.2} Gbit/s (median of 3)");
-    println!("   through hubd, 1 transit  {hubs:>7.2} Gbit/s (median of 3)");
-    println!("   ratio                    {:>7.3}", hubs / direct);
+    let direct = median(&mut direct);
+    let alone = median(&mut alone);
+    let zero = median(&mut zero);
+    let one = median(&mut one);
+    println!("   direct loopback TCP       {direct:>7.2} Gbit/s (median of {repeats})");
+    println!("   one QUIC stream alone     {alone:>7.2} Gbit/s (in-process, no hubd)");
+    println!(
+        "   hubd, no transit hub      {zero:>7.2} Gbit/s   {:.3} of TCP, {:.3} of QUIC alone",
+        zero / direct,
+        zero / alone
+    );
+    println!(
+        "   hubd, one transit hub     {one:>7.2} Gbit/s   {:.3} of TCP, {:.3} of QUIC alone",
+        one / direct,
+        one / alone
+    );
 }
 
 async fn latency(rounds: usize) {
@@ -233,8 +368,18 @@ async fn memory(sessions: usize) {
 
 #[tokio::main]
 async fn main() {
-    throughput(env_count("BENCH_MIB", 256)).await;
-    latency(env_count("BENCH_ROUNDS", 2000)).await;
-    failover(env_count("BENCH_FAILOVERS", 20)).await;
-    memory(env_count("BENCH_SESSIONS", 1000)).await;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    if wanted("throughput") {
+        throughput(env_count("BENCH_MIB", 256), env_count("BENCH_REPEATS", 3)).await;
+    }
+    if wanted("latency") {
+        latency(env_count("BENCH_ROUNDS", 2000)).await;
+    }
+    if wanted("failover") {
+        failover(env_count("BENCH_FAILOVERS", 20)).await;
+    }
+    if wanted("memory") {
+        memory(env_count("BENCH_SESSIONS", 1000)).await;
+    }
 }
