@@ -23,6 +23,16 @@ use crate::link::Latency;
 /// more waits (QUIC flow control), it cannot exhaust this hub.
 pub const MAX_CIRCUITS_PER_LINK: u32 = 4096;
 
+/// Bytes of one circuit a link takes ahead of its reader (QUIC stream flow control): as much as
+/// a session keeps unacknowledged ([`crate::session::SessionSettings`], 4 MiB), so that the
+/// session's own window, not QUIC's, is what limits a long path (4 MiB is 330 Mbit/s at 100 ms).
+pub const CIRCUIT_WINDOW: u32 = 4 << 20;
+/// Bytes of all circuits together a link takes ahead of their readers, and sends ahead of the
+/// peer's acknowledgements: the memory one link may hold each way. Circuits whose readers stall
+/// (a transit hub's next link is slow) hold their share; 16 full ones are needed to stall the
+/// link.
+pub const LINK_WINDOW: u32 = 64 << 20;
+
 /// How a link is kept alive and when it is declared down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkTiming {
@@ -62,7 +72,12 @@ impl LinkTiming {
             // One control stream (frames), then one bidirectional stream per circuit of the data
             // plane in each direction; no unidirectional streams.
             .max_concurrent_uni_streams(VarInt::from_u32(0))
-            .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CIRCUITS_PER_LINK + 1));
+            .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CIRCUITS_PER_LINK + 1))
+            // Bounded: quinn's default connection window is unlimited (up to 4,097 streams of
+            // 1.25 MB each here, about 5 GB a peer could make this hub hold).
+            .stream_receive_window(VarInt::from_u32(CIRCUIT_WINDOW))
+            .receive_window(VarInt::from_u32(LINK_WINDOW))
+            .send_window(u64::from(LINK_WINDOW));
         Arc::new(transport)
     }
 }
