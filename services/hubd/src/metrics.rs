@@ -9,6 +9,7 @@
 //! | `hubd_link_refusals_total{reason}` | counter | peers refused at the handshake, by reason (`wrong_root`, `wrong_hub`, ...) |
 //! | `hubd_link_dial_failures_total{reason}` | counter | failed attempts to bring a dialed link up |
 //! | `hubd_hubs_trusted` | gauge | hubs trusted now (pinned peers and hubs vouched for) |
+//! | `hubd_topology_links` | gauge | links of the network that paths are computed over now (both ends advertise them) |
 //! | `hubd_advertisements_accepted_total` | counter | advertisements accepted into the database |
 //! | `hubd_advertisements_rejected_total{reason}` | counter | advertisements refused (`bad_signature`, `stale`, `unknown_hub`, ...) |
 //! | `hubd_frames_malformed_total{reason}` | counter | control frames that did not decode |
@@ -62,6 +63,7 @@ pub struct HubMetrics {
     refusals: Family<Labels, Counter>,
     dial_failures: Family<Labels, Counter>,
     hubs_trusted: Gauge,
+    topology_links: Gauge,
     accepted: Counter,
     rejected: Family<Labels, Counter>,
     malformed: Family<Labels, Counter>,
@@ -125,6 +127,11 @@ impl HubMetrics {
             "hubs_trusted",
             "Hubs trusted now: pinned peers and hubs vouched for",
             metrics.hubs_trusted.clone(),
+        );
+        hubd.register(
+            "topology_links",
+            "Links of the network that paths are computed over now: both ends advertise them",
+            metrics.topology_links.clone(),
         );
         hubd.register(
             "advertisements_accepted",
@@ -351,6 +358,7 @@ impl HubMetrics {
                 .set(latency.as_micros() as f64 / 1e6);
         }
         self.hubs_trusted.set(gauge(view.trusted.len()));
+        self.topology_links.set(gauge(view.topology.link_count()));
         self.held_back.set(gauge(view.held_back));
         self.transit.set(i64::from(view.transit));
         let counters = &view.counters;

@@ -38,6 +38,10 @@ async fn hubs_link_trust_through_a_neighbour_and_rejoin_after_sigkill() {
             n >= 2.0
         })
         .await;
+    // Paths are computed over both links, each advertised by both of its ends.
+    madrid
+        .wait_for("hubd_topology_links", "madrid sees both links", up(2.0))
+        .await;
     assert_eq!(madrid.metric("hubd_links_configured"), Some(1.0));
     assert_eq!(madrid.metric("hubd_transit"), Some(1.0));
     assert!(
@@ -50,6 +54,11 @@ async fn hubs_link_trust_through_a_neighbour_and_rejoin_after_sigkill() {
     lisbon.kill();
     madrid
         .wait_for("hubd_links_up", "madrid sees the link go", up(0.0))
+        .await;
+    madrid
+        .wait_for("hubd_topology_links", "the link gone from the paths", |n| {
+            n < 2.0
+        })
         .await;
     lisbon.start();
     lisbon
