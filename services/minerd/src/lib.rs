@@ -1,0 +1,4 @@
+//! minerd: mining orchestration for a site of 1,000+ ASIC miners (see `DESIGN.md`).
+//!
+//! Built bottom up: the protocol layers first, each parsing untrusted input from the network
+//! into typed values with a clear error, and fuzzed (`make fuzz`).
