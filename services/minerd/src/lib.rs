@@ -4,5 +4,9 @@
 //! into typed values with a clear error, and fuzzed (`make fuzz`). So far:
 //! - [`cgminer`]: the miner drivers' API on TCP 4028 (cgminer, bmminer, BOSminer): requests,
 //!   quirk-tolerant reply parsing, one normalised `MinerSnapshot`, and a bounded async client.
+//! - [`stratum`]: Stratum V1 between miners, the proxy and pools: bounded line parsing into typed
+//!   messages both ways, and validation of every share (header rebuilt, double SHA-256 against
+//!   the share and network targets, job, ntime, version mask, duplicates).
 
 pub mod cgminer;
+pub mod stratum;
