@@ -4,10 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-/// The longest line accepted. A `mining.notify` with a large coinbase and a 12-level merkle
-/// branch stays under 4 KiB; 16 KiB leaves room for pools with big coinbases while keeping
-/// one misbehaving miner's buffer small among thousands.
-pub const MAX_LINE_LEN: usize = 16 * 1024;
+pub use super::error_code::{StratumError, StratumErrorCode};
+use super::line::MAX_LINE_LEN;
 
 /// The longest extranonce (1 or 2) accepted; pools use 2 to 8 bytes.
 const MAX_EXTRANONCE_LEN: usize = 32;
@@ -63,108 +61,6 @@ impl RequestId {
             Some(Value::String(s)) => Ok(Some(RequestId::Text(s.clone()))),
             Some(_) => Err(MessageError::BadId),
         }
-    }
-}
-
-/// Stratum's error codes (the slush pool convention, used by every pool and miner firmware).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StratumErrorCode {
-    /// 20: anything else, including malformed requests.
-    Other,
-    /// 21: job not found, or stale (the job was cleaned).
-    JobNotFound,
-    /// 22: the same share was already submitted.
-    DuplicateShare,
-    /// 23: the hash does not meet the share target.
-    LowDifficulty,
-    /// 24: the worker is not authorized.
-    UnauthorizedWorker,
-    /// 25: the connection has not subscribed.
-    NotSubscribed,
-    /// A code outside 20–25 some pools send (e.g. -1); kept so it can be relayed.
-    Unknown(i64),
-}
-
-impl StratumErrorCode {
-    pub fn code(self) -> i64 {
-        match self {
-            Self::Other => 20,
-            Self::JobNotFound => 21,
-            Self::DuplicateShare => 22,
-            Self::LowDifficulty => 23,
-            Self::UnauthorizedWorker => 24,
-            Self::NotSubscribed => 25,
-            Self::Unknown(code) => code,
-        }
-    }
-
-    pub fn from_code(code: i64) -> Self {
-        match code {
-            20 => Self::Other,
-            21 => Self::JobNotFound,
-            22 => Self::DuplicateShare,
-            23 => Self::LowDifficulty,
-            24 => Self::UnauthorizedWorker,
-            25 => Self::NotSubscribed,
-            other => Self::Unknown(other),
-        }
-    }
-
-    /// The conventional message text for the code.
-    pub fn default_message(self) -> &'static str {
-        match self {
-            Self::Other | Self::Unknown(_) => "Other/Unknown",
-            Self::JobNotFound => "Job not found",
-            Self::DuplicateShare => "Duplicate share",
-            Self::LowDifficulty => "Low difficulty share",
-            Self::UnauthorizedWorker => "Unauthorized worker",
-            Self::NotSubscribed => "Not subscribed",
-        }
-    }
-}
-
-/// An error as carried in a response: `[code, "message", traceback]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StratumError {
-    pub code: StratumErrorCode,
-    pub message: String,
-}
-
-impl StratumError {
-    pub fn new(code: StratumErrorCode) -> Self {
-        StratumError {
-            code,
-            message: code.default_message().to_string(),
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        json!([self.code.code(), self.message, null])
-    }
-
-    /// Pools send the array form; a few send `{"code":…,"message":…}`; both are read.
-    fn from_json(value: &Value) -> Result<StratumError, MessageError> {
-        let bad = |reason: &str| MessageError::BadParams {
-            method: "error",
-            reason: reason.to_string(),
-        };
-        let (code, message) = match value {
-            Value::Array(items) => (items.first(), items.get(1)),
-            Value::Object(map) => (map.get("code"), map.get("message")),
-            _ => return Err(bad("not an array or object")),
-        };
-        let code = code
-            .and_then(Value::as_i64)
-            .ok_or_else(|| bad("code is not an integer"))?;
-        let message = match message {
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => String::new(),
-            Some(_) => return Err(bad("message is not a string")),
-        };
-        Ok(StratumError {
-            code: StratumErrorCode::from_code(code),
-            message,
-        })
     }
 }
 
@@ -550,66 +446,6 @@ impl ConfigureResult {
         Ok(ConfigureResult {
             version_rolling_mask,
         })
-    }
-}
-
-/// Splits a byte stream into lines, refusing a line that grows past `max` before it is whole,
-/// so a peer that never sends a newline cannot make the buffer grow. After an over-long line
-/// the rest of it is skipped up to its newline.
-#[derive(Debug)]
-pub struct LineBuffer {
-    buf: Vec<u8>,
-    max: usize,
-    skipping: bool,
-}
-
-impl LineBuffer {
-    pub fn new(max: usize) -> Self {
-        LineBuffer {
-            buf: Vec::new(),
-            max,
-            skipping: false,
-        }
-    }
-
-    /// Appends received bytes.
-    pub fn extend(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The next complete line (newline and a trailing `\r` removed), an error for an over-long
-    /// line (reported once), or `None` until more bytes arrive. Empty lines are skipped.
-    pub fn next_line(&mut self) -> Option<Result<Vec<u8>, MessageError>> {
-        loop {
-            match self.buf.iter().position(|&b| b == b'\n') {
-                Some(end) => {
-                    let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                    line.pop();
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
-                    }
-                    if std::mem::take(&mut self.skipping) || line.is_empty() {
-                        continue;
-                    }
-                    if line.len() > self.max {
-                        return Some(Err(MessageError::LineTooLong {
-                            len: line.len(),
-                            max: self.max,
-                        }));
-                    }
-                    return Some(Ok(line));
-                }
-                None if self.buf.len() > self.max => {
-                    let len = self.buf.len();
-                    self.buf.clear();
-                    if std::mem::replace(&mut self.skipping, true) {
-                        return None;
-                    }
-                    return Some(Err(MessageError::LineTooLong { len, max: self.max }));
-                }
-                None => return None,
-            }
-        }
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::stratum::line::LineBuffer;
 
 // The braiins.com Stratum V1 session (anchors-mining-site.md, section (b)).
 const SUBSCRIBE: &str = r#"{"id": 1, "method": "mining.subscribe", "params": []}"#;
@@ -334,37 +335,6 @@ fn long_lines_are_refused_before_parsing() {
         ServerMessage::parse(&long).unwrap_err(),
         MessageError::LineTooLong { .. }
     ));
-}
-
-#[test]
-fn line_buffer_splits_and_bounds_lines() {
-    let mut lines = LineBuffer::new(32);
-    lines.extend(b"{\"a\":1}\r\n\n{\"b\"");
-    assert_eq!(lines.next_line(), Some(Ok(b"{\"a\":1}".to_vec())));
-    assert_eq!(lines.next_line(), None);
-    lines.extend(b":2}\n");
-    assert_eq!(lines.next_line(), Some(Ok(b"{\"b\":2}".to_vec())));
-
-    // A line that never ends is refused once it passes the bound, and its tail is skipped.
-    lines.extend(&[b'x'; 40]);
-    assert!(matches!(
-        lines.next_line(),
-        Some(Err(MessageError::LineTooLong { len: 40, max: 32 }))
-    ));
-    lines.extend(&[b'x'; 40]);
-    assert_eq!(lines.next_line(), None);
-    lines.extend(b"tail\n{\"c\":3}\n");
-    assert_eq!(lines.next_line(), Some(Ok(b"{\"c\":3}".to_vec())));
-
-    // An over-long line that arrives whole in one read is refused too.
-    lines.extend(&[b'y'; 33]);
-    lines.extend(b"\nok\n");
-    assert!(matches!(
-        lines.next_line(),
-        Some(Err(MessageError::LineTooLong { .. }))
-    ));
-    assert_eq!(lines.next_line(), Some(Ok(b"ok".to_vec())));
-    assert_eq!(lines.next_line(), None);
 }
 
 /// A small deterministic generator (xorshift64*), so the property loops need no extra crate and
