@@ -92,8 +92,10 @@ async fn a_miner_that_never_answers_times_out_within_the_deadline() {
         matches!(err, ClientError::ReadTimeout { received: 0, .. }),
         "{err}"
     );
+    // Not before the deadline, and soon after it (the slack is for a loaded test machine;
+    // without the deadline this would wait the miner's 30 s).
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_millis(700),
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1400),
         "{took:?}"
     );
 }
@@ -115,7 +117,8 @@ async fn a_trickle_past_the_deadline_times_out() {
         matches!(err, ClientError::ReadTimeout { received, .. } if received > 0),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_millis(700));
+    // The whole reply would take 80 s at this pace.
+    assert!(started.elapsed() < Duration::from_millis(1400));
 }
 
 #[tokio::test]

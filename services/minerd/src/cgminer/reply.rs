@@ -196,13 +196,10 @@ pub fn parse_reply_bounded(
                 .collect(),
         });
     }
-    let value = match serde_json::from_str::<Value>(text) {
-        Ok(v) => v,
-        Err(_) => serde_json::from_str::<Value>(&strip_quirks(text))
-            .map_err(|e| ReplyError::Malformed(e.to_string()))?,
-    };
-    let Value::Object(top) = value else {
-        return Err(ReplyError::Malformed("reply is not a JSON object".into()));
+    let top = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(top)) => top,
+        Ok(_) => return Err(ReplyError::Malformed("reply is not a JSON object".into())),
+        Err(_) => parse_with_quirks(text)?,
     };
     let mut sections = BTreeMap::new();
     if commands.len() == 1 || has_status(&top) {
@@ -231,6 +228,30 @@ pub fn parse_reply_bounded(
         }
     }
     Ok(Reply { sections })
+}
+
+/// Parses a reply after stripping the quirks; some firmware also join the per-command objects
+/// of a multi-command reply with `}{` at the top level, so a run of objects is merged into one.
+fn parse_with_quirks(text: &str) -> Result<Map<String, Value>, ReplyError> {
+    let stripped = strip_quirks(text);
+    match serde_json::from_str::<Value>(&stripped) {
+        Ok(Value::Object(top)) => Ok(top),
+        Ok(_) => Err(ReplyError::Malformed("reply is not a JSON object".into())),
+        Err(first) => {
+            let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(&format!("[{stripped}]"))
+            else {
+                return Err(ReplyError::Malformed(first.to_string()));
+            };
+            let mut top = Map::new();
+            for part in parts {
+                let Value::Object(obj) = part else {
+                    return Err(ReplyError::Malformed(first.to_string()));
+                };
+                top.extend(obj);
+            }
+            Ok(top)
+        }
+    }
 }
 
 /// `restart` and `quit` answer a bare word (`RESTART`, `BYE`) instead of JSON.
@@ -396,6 +417,20 @@ mod tests {
         assert_eq!(s.status.msg, "a|b", "a bar inside a string is data");
         assert_eq!(s.records("STATS").len(), 2);
         assert_eq!(s.records("STATS")[1]["Elapsed"], 5);
+    }
+
+    #[test]
+    fn top_level_objects_joined_by_firmware_are_merged() {
+        let joined = format!(
+            r#"{{"summary":[{SUMMARY}]}}{{"pools":[{{"STATUS":[{{"STATUS":"S","Code":7}}],"POOLS":[]}}]}}"#
+        );
+        let reply = parse_reply("summary+pools", joined.as_bytes()).unwrap();
+        assert_eq!(reply.section("summary").unwrap().status.code, Some(11));
+        assert_eq!(reply.section("pools").unwrap().status.code, Some(7));
+        assert!(matches!(
+            parse_reply("summary", b"{\"STATUS\":1}[2]"),
+            Err(ReplyError::Malformed(_))
+        ));
     }
 
     #[test]
