@@ -201,3 +201,25 @@ async fn a_privileged_command_refused_by_the_miner_is_access_denied() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_miner_whose_accept_queue_is_full_times_out_connecting() {
+    // A listener that never accepts, with the smallest backlog: once its queue is full the
+    // kernel drops further SYNs, which is how a wedged miner looks from the poller.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..64 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    assert!(queued.len() < 64, "the accept queue never filled");
+    let started = Instant::now();
+    let err = query(addr, &joined(), &config()).await.unwrap_err();
+    assert!(matches!(err, ClientError::ConnectTimeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(1300));
+}
