@@ -56,12 +56,13 @@ async fn reads_a_fixture_reply_to_the_nul() {
         sock.write_all(S21).await.unwrap();
         sock.write_all(b"\0").await.unwrap();
         // Keep the socket open: the NUL alone must end the read.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
     })
     .await;
     let started = Instant::now();
     let reply = query(addr, &joined(), &config()).await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(300));
+    // Far sooner than the miner closes (30 s); generous for a loaded test machine.
+    assert!(started.elapsed() < Duration::from_secs(10));
     let snap = MinerSnapshot::from_reply(&reply);
     assert_eq!(snap.model.as_deref(), Some("Antminer S21 XP Hyd."));
     assert_eq!(snap.boards.len(), 3);
@@ -92,10 +93,10 @@ async fn a_miner_that_never_answers_times_out_within_the_deadline() {
         matches!(err, ClientError::ReadTimeout { received: 0, .. }),
         "{err}"
     );
-    // Not before the deadline, and soon after it (the slack is for a loaded test machine;
-    // without the deadline this would wait the miner's 30 s).
+    // Not before the deadline, and far sooner than the miner's 30 s (the slack is for a
+    // loaded test machine).
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_millis(1400),
+        took >= Duration::from_millis(400) && took < Duration::from_secs(10),
         "{took:?}"
     );
 }
@@ -118,7 +119,7 @@ async fn a_trickle_past_the_deadline_times_out() {
         "{err}"
     );
     // The whole reply would take 80 s at this pace.
-    assert!(started.elapsed() < Duration::from_millis(1400));
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]
@@ -221,5 +222,6 @@ async fn a_miner_whose_accept_queue_is_full_times_out_connecting() {
     let started = Instant::now();
     let err = query(addr, &joined(), &config()).await.unwrap_err();
     assert!(matches!(err, ClientError::ConnectTimeout { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_millis(1300));
+    // The kernel alone would retry the SYN for about two minutes.
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
