@@ -24,6 +24,7 @@
 //! [`ip_plane`] carries ordinary IP traffic between the hubs' TUN interfaces over circuits.
 
 pub mod advertisement;
+pub mod backoff;
 pub mod circuit;
 pub mod config;
 pub mod daemon;

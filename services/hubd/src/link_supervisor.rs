@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff;
 use crate::hub_id::HubId;
 use crate::links::{Link, LinkEndpoint, LinkError, LinkKey};
 use crate::peering::Peers;
@@ -235,8 +236,9 @@ fn failure_label(error: &LinkError) -> String {
 /// 100 ms doubling to 5 s while attempts keep failing, each ±25 % (jitter seeded by the peer).
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    attempt: u32,
-    state: u64,
+    /// The next attempt is the first since the link was up: at once.
+    at_once: bool,
+    pauses: backoff::Backoff,
 }
 
 impl Backoff {
@@ -254,33 +256,23 @@ impl Backoff {
                 (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
             });
         Self {
-            attempt: 0,
-            state: seed | 1,
+            at_once: true,
+            pauses: backoff::Backoff::new(Self::FIRST, Self::MOST, seed),
         }
     }
 
     /// The link came up: the next failure starts from [`FIRST`](Self::FIRST) again.
     pub fn reset(&mut self) {
-        self.attempt = 0;
+        self.at_once = true;
+        self.pauses.reset();
     }
 
     /// The pause before the next attempt.
     pub fn next_pause(&mut self) -> Duration {
-        if self.attempt == 0 {
-            self.attempt = 1;
+        if std::mem::replace(&mut self.at_once, false) {
             return Duration::ZERO;
         }
-        let base = Self::FIRST
-            .saturating_mul(1 << (self.attempt - 1).min(16))
-            .min(Self::MOST);
-        self.attempt = self.attempt.saturating_add(1);
-        // xorshift: jitter only, nothing secret depends on it.
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let spread = base.as_millis() as u64 / 2;
-        let offset = if spread == 0 { 0 } else { self.state % spread };
-        base - Duration::from_millis(spread / 2) + Duration::from_millis(offset)
+        self.pauses.next_pause()
     }
 }
 

@@ -26,6 +26,7 @@ use appliance::dbus::Bus;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::CertificateSource;
 use crate::hub_id::HubId;
 use crate::hub_identity::{self, HubIdentity};
@@ -53,10 +54,7 @@ pub enum RenewalEvent {
 /// The pause before the next attempt while attempts keep failing: 5 s doubling to 5 min, each
 /// ±25 % so that the hubs of a site whose trustd was down do not all ask at the same instant.
 #[derive(Debug, Clone)]
-pub struct RetryBackoff {
-    failures: u32,
-    state: u64,
-}
+pub struct RetryBackoff(Backoff);
 
 impl RetryBackoff {
     /// The pause after the first failure.
@@ -66,30 +64,17 @@ impl RetryBackoff {
 
     /// A backoff whose jitter starts from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self {
-            failures: 0,
-            state: seed | 1,
-        }
+        Self(Backoff::new(Self::FIRST, Self::MOST, seed))
     }
 
     /// An attempt succeeded: the next failure starts from [`FIRST`](Self::FIRST) again.
     pub fn reset(&mut self) {
-        self.failures = 0;
+        self.0.reset();
     }
 
     /// An attempt failed: the pause before the next one.
     pub fn next_pause(&mut self) -> Duration {
-        let base = Self::FIRST
-            .saturating_mul(1 << self.failures.min(16))
-            .min(Self::MOST);
-        self.failures = self.failures.saturating_add(1);
-        // xorshift: jitter only, nothing secret depends on it.
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let spread = u64::try_from(base.as_millis() / 2).unwrap_or(u64::MAX);
-        let offset = self.state % spread.max(1);
-        base - Duration::from_millis(spread / 2) + Duration::from_millis(offset)
+        self.0.next_pause()
     }
 }
 
