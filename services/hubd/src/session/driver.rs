@@ -316,13 +316,9 @@ impl Session {
             tracing::debug!("session settled; no transport came to hear its last acknowledgement");
             Ok(self.report())
         } else {
-            Err(self.no_transport())
-        }
-    }
-
-    fn no_transport(&self) -> SessionError {
-        SessionError::NoTransport {
-            waited: self.settings.resume_within,
+            Err(SessionError::NoTransport {
+                waited: self.settings.resume_within,
+            })
         }
     }
 
