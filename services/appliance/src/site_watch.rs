@@ -1,7 +1,8 @@
 //! Following the site's state: what `sited` publishes on `org.bunkeros.Site1`, as one value that
 //! trustd, hubd, minerd and updated each act on.
 //!
-//! [`SiteWatch::start`] connects to the bus, reads `State` and `StateReason`, and keeps a
+//! [`SiteWatch::start`] connects to the bus, reads `State`, `StateReason` and the budget
+//! (`PowerBudgetWatts`, `ThermalHeadroomCelsius`), and keeps a
 //! [`tokio::sync::watch`] channel current with an `Option<SiteReport>`: `None` while no sited is
 //! on the bus (or the bus itself is gone), the latest report otherwise. What it follows:
 //!
@@ -15,8 +16,10 @@
 //! - **Order.** A signal that arrived before the latest read (or before sited left) says less
 //!   than that read, so it is skipped: each message's receive position on this connection is
 //!   compared with the read's reply.
-//! - **Nonsense.** A state word that is not one of the four ([`SiteState`]) is logged and ignored:
-//!   the published report stays what it was. It never reads as `normal`.
+//! - **Every `BudgetChanged` signal** likewise, replacing the budget and keeping the state.
+//! - **Nonsense.** A state word that is not one of the four ([`SiteState`]), or a budget that is
+//!   not a finite non-negative number of watts ([`SiteBudget::new`]), is logged and ignored: the
+//!   published report stays what it was. It never reads as `normal` or as "no limit".
 //! - **The bus going away.** The report becomes `None` and the watch reconnects, waiting
 //!   [`RECONNECT_FIRST`] and then twice as long each time up to [`RECONNECT_MAX`].
 //!
@@ -39,7 +42,8 @@ use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedValue;
 
 use crate::dbus::contracts::{
-    SITE, Site1Proxy, SiteState, StateChanged, StateChangedStream, UnknownSiteState,
+    BudgetChanged, BudgetChangedStream, InvalidSiteBudget, SITE, Site1Proxy, SiteBudget, SiteState,
+    StateChanged, StateChangedStream, UnknownSiteState,
 };
 use crate::dbus::{Bus, BusError, connect};
 
@@ -64,20 +68,26 @@ const NO_OWNER_ERRORS: [&str; 2] = [
 ];
 
 /// The site's state as sited last reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SiteReport {
     /// `normal`, `warning`, `critical` or `lockdown`.
     pub state: SiteState,
     /// sited's sentence for the operator; empty when the site is normal.
     pub reason: String,
+    /// What the site can afford; `None` from a sited that does not publish a budget.
+    pub budget: Option<SiteBudget>,
 }
 
 impl std::fmt::Display for SiteReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.reason.is_empty() {
-            write!(f, "{}", self.state)
+            write!(f, "{}", self.state)?;
         } else {
-            write!(f, "{} ({})", self.state, self.reason)
+            write!(f, "{} ({})", self.state, self.reason)?;
+        }
+        match &self.budget {
+            Some(budget) => write!(f, ", {budget}"),
+            None => Ok(()),
         }
     }
 }
@@ -161,6 +171,7 @@ async fn follow(bus: Bus, mut session: Session, sender: watch::Sender<Option<Sit
 struct Session {
     connection: Connection,
     changes: StateChangedStream,
+    budgets: BudgetChangedStream,
     owners: NameOwnerChangedStream,
     /// Receive position of the latest message that settled the report (a `GetAll` reply, or
     /// sited leaving): signals received before it are older news and are skipped.
@@ -169,6 +180,9 @@ struct Session {
     reread_at: Option<Instant>,
     /// How many reads in a row sited left unanswered (only the first is a warning).
     unanswered: u32,
+    /// The budget sited last published, kept apart from the report: a budget heard while the
+    /// state is unreadable still belongs to the next report.
+    budget: Option<SiteBudget>,
 }
 
 impl Session {
@@ -185,6 +199,10 @@ impl Session {
             .receive_state_changed()
             .await
             .map_err(SiteWatchError::Follow)?;
+        let budgets = site
+            .receive_budget_changed()
+            .await
+            .map_err(SiteWatchError::Follow)?;
         let owners = DBusProxy::builder(&connection)
             .cache_properties(CacheProperties::No)
             .build()
@@ -196,10 +214,12 @@ impl Session {
         Ok(Self {
             connection,
             changes,
+            budgets,
             owners,
             settled_at: None,
             reread_at: None,
             unanswered: 0,
+            budget: None,
         })
     }
 
@@ -225,6 +245,13 @@ impl Session {
                         Ok(())
                     }
                     None => Err(Lost(closed("StateChanged"))),
+                },
+                budget = next(&mut self.budgets) => match budget {
+                    Some(signal) => {
+                        self.budget_changed(&signal, sender);
+                        Ok(())
+                    }
+                    None => Err(Lost(closed("BudgetChanged"))),
                 },
                 () = reread => self.read(sender).await,
             };
@@ -256,6 +283,7 @@ impl Session {
                 self.settled_at = Some(signal.message().recv_position());
                 self.reread_at = None;
                 self.unanswered = 0;
+                self.budget = None;
                 publish(sender, None);
                 Ok(())
             }
@@ -275,7 +303,7 @@ impl Session {
                 return;
             }
         };
-        match report(args.state(), args.reason()) {
+        match report(args.state(), args.reason(), self.budget) {
             Ok(report) => publish(sender, Some(report)),
             Err(error) => tracing::warn!(
                 %error,
@@ -284,7 +312,41 @@ impl Session {
         }
     }
 
-    /// Reads `State` and `StateReason` with one `GetAll`, and publishes them. Only a broken
+    fn budget_changed(
+        &mut self,
+        signal: &BudgetChanged,
+        sender: &watch::Sender<Option<SiteReport>>,
+    ) {
+        let position = signal.message().recv_position();
+        if self.settled_at.is_some_and(|settled| position < settled) {
+            tracing::debug!("skipping a BudgetChanged older than the last read of sited's state");
+            return;
+        }
+        let budget = match signal.args() {
+            Ok(args) => {
+                SiteBudget::new(*args.power_budget_watts(), *args.thermal_headroom_celsius())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a BudgetChanged signal with malformed arguments");
+                return;
+            }
+        };
+        let budget = match budget {
+            Ok(budget) => budget,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a BudgetChanged signal from sited; the budget stays as it was");
+                return;
+            }
+        };
+        self.budget = Some(budget);
+        let current = sender.borrow().clone();
+        if let Some(report) = current {
+            let budget = self.budget;
+            publish(sender, Some(SiteReport { budget, ..report }));
+        }
+    }
+
+    /// Reads `State`, `StateReason` and the budget with one `GetAll`, and publishes them. Only a broken
     /// connection is an error; sited's absence, silence or nonsense is logged and published
     /// (absence) or ignored (the rest).
     async fn read(&mut self, sender: &watch::Sender<Option<SiteReport>>) -> Result<(), Lost> {
@@ -318,7 +380,7 @@ impl Session {
         };
         self.unanswered = 0;
         self.settled_at = Some(reply.recv_position());
-        match answer(&reply) {
+        match answer(&reply, &mut self.budget) {
             Ok(report) => publish(sender, Some(report)),
             Err(error) => tracing::warn!(
                 %error,
@@ -360,18 +422,27 @@ enum Unreadable {
     NotText(&'static str),
     #[error(transparent)]
     State(#[from] UnknownSiteState),
+    #[error("sited's {0} is not a number")]
+    NotNumber(&'static str),
+    #[error(transparent)]
+    Budget(#[from] InvalidSiteBudget),
 }
 
 /// A report from the words on the bus; an unknown state is an error.
-fn report(state: &str, reason: &str) -> Result<SiteReport, Unreadable> {
+fn report(state: &str, reason: &str, budget: Option<SiteBudget>) -> Result<SiteReport, Unreadable> {
     Ok(SiteReport {
         state: SiteState::from_str(state)?,
         reason: reason.to_owned(),
+        budget,
     })
 }
 
-/// The report in sited's answer to `GetAll`.
-fn answer(reply: &zbus::Message) -> Result<SiteReport, Unreadable> {
+/// The report in sited's answer to `GetAll`; `budget` takes the budget in it even when the state
+/// is unreadable.
+fn answer(
+    reply: &zbus::Message,
+    budget: &mut Option<SiteBudget>,
+) -> Result<SiteReport, Unreadable> {
     let properties: HashMap<String, OwnedValue> =
         reply.body().deserialize().map_err(Unreadable::Body)?;
     let text = |name: &'static str| -> Result<&str, Unreadable> {
@@ -381,7 +452,27 @@ fn answer(reply: &zbus::Message) -> Result<SiteReport, Unreadable> {
             .downcast_ref::<&str>()
             .map_err(|_| Unreadable::NotText(name))
     };
-    report(text("State")?, text("StateReason")?)
+    let number = |name: &'static str| -> Result<Option<f64>, Unreadable> {
+        properties
+            .get(name)
+            .map(|value| {
+                value
+                    .downcast_ref::<f64>()
+                    .map_err(|_| Unreadable::NotNumber(name))
+            })
+            .transpose()
+    };
+    // A sited that publishes no budget yet leaves it unknown; half a budget is nonsense.
+    *budget = match (
+        number("PowerBudgetWatts")?,
+        number("ThermalHeadroomCelsius")?,
+    ) {
+        (Some(power), Some(headroom)) => Some(SiteBudget::new(power, headroom)?),
+        (None, None) => None,
+        (None, Some(_)) => return Err(Unreadable::Missing("PowerBudgetWatts")),
+        (Some(_), None) => return Err(Unreadable::Missing("ThermalHeadroomCelsius")),
+    };
+    report(text("State")?, text("StateReason")?, *budget)
 }
 
 /// Replaces the report, waking receivers only when it changed.

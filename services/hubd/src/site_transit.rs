@@ -152,6 +152,7 @@ mod tests {
         SiteReport {
             state,
             reason: "door 3 open".into(),
+            budget: None,
         }
     }
 

@@ -76,6 +76,9 @@ async fn drive(
     applied: Arc<Notify>,
     mut pending: Option<Option<SiteReport>>,
 ) {
+    // The state and reason last applied: a report that changes only the power budget says
+    // nothing about lockdown and is not applied (nor logged) again.
+    let mut applied_words = None;
     loop {
         let retry = async {
             match pending {
@@ -93,7 +96,13 @@ async fn drive(
             }
             () = retry => pending.take().flatten(),
         };
+        let words = report.as_ref().map(|r| (r.state, r.reason.clone()));
+        if applied_words.as_ref() == Some(&words) {
+            continue;
+        }
         pending = apply(&authority, report.as_ref()).await;
+        // Only a recorded report counts as applied: one that failed is retried.
+        applied_words = pending.is_none().then_some(words);
         applied.notify_one();
     }
 }
@@ -168,6 +177,7 @@ mod tests {
         SiteReport {
             state,
             reason: "because".to_owned(),
+            budget: None,
         }
     }
 

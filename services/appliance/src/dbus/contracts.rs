@@ -200,8 +200,9 @@ pub trait Hub1 {
 /// [`SiteWatch`](crate::site_watch::SiteWatch) rather than with this proxy alone, because
 /// following it correctly means reading the properties again whenever sited restarts.
 ///
-/// The fields are only ever added: sited (issue 6) adds the power budget, the thermal headroom and
-/// alarms beside these, and a client that knows only `State` keeps working. A client parses
+/// The fields are only ever added (alarms come with sited, issue 6), and a client that knows only
+/// `State` keeps working; a sited that does not publish the budget yet leaves
+/// [`SiteReport::budget`](crate::site_watch::SiteReport::budget) empty. A client parses
 /// `State` with [`SiteState::from_str`](std::str::FromStr), which refuses a word it does not know
 /// rather than reading it as `normal`.
 #[zbus::proxy(
@@ -226,6 +227,72 @@ pub trait Site1 {
     /// carrying both, so a client never sees a state with the previous state's reason.
     #[zbus(signal)]
     fn state_changed(&self, state: &str, reason: &str) -> zbus::Result<()>;
+
+    /// `PowerBudgetWatts` (`d`): the electrical power the site's loads may draw now, from the
+    /// feeds, UPS and generator state and the configured limits (minerd curtails to it).
+    #[zbus(property)]
+    fn power_budget_watts(&self) -> zbus::Result<f64>;
+
+    /// `ThermalHeadroomCelsius` (`d`): how far the hottest monitored zone is below its limit;
+    /// negative when a zone is over it.
+    #[zbus(property)]
+    fn thermal_headroom_celsius(&self) -> zbus::Result<f64>;
+
+    /// `BudgetChanged(power_budget_watts d, thermal_headroom_celsius d)`: emitted on every change
+    /// of either, carrying both, so a client acts on a consistent pair within the signal's
+    /// delivery time rather than a polling period.
+    #[zbus(signal)]
+    fn budget_changed(
+        &self,
+        power_budget_watts: f64,
+        thermal_headroom_celsius: f64,
+    ) -> zbus::Result<()>;
+}
+
+/// What the site can afford now, as sited publishes it in `PowerBudgetWatts` and
+/// `ThermalHeadroomCelsius`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SiteBudget {
+    /// Watts the site's loads may draw; finite and not negative.
+    pub power_watts: f64,
+    /// Degrees below the hottest zone's limit; finite, negative when over it.
+    pub thermal_headroom_c: f64,
+}
+
+impl SiteBudget {
+    /// The pair from the bus, or why it cannot be acted on (a NaN or negative budget would
+    /// otherwise read as "shed everything" or "no limit").
+    pub fn new(power_watts: f64, thermal_headroom_c: f64) -> Result<Self, InvalidSiteBudget> {
+        if !power_watts.is_finite() || power_watts < 0.0 {
+            return Err(InvalidSiteBudget::Power(power_watts));
+        }
+        if !thermal_headroom_c.is_finite() {
+            return Err(InvalidSiteBudget::Headroom(thermal_headroom_c));
+        }
+        Ok(Self {
+            power_watts,
+            thermal_headroom_c,
+        })
+    }
+}
+
+impl std::fmt::Display for SiteBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "power budget {:.0} W, thermal headroom {:.1} °C",
+            self.power_watts, self.thermal_headroom_c
+        )
+    }
+}
+
+/// A budget from the bus that is not a number a service can act on.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum InvalidSiteBudget {
+    #[error("power budget {0} W is not a finite, non-negative number")]
+    Power(f64),
+    #[error("thermal headroom {0} °C is not a finite number")]
+    Headroom(f64),
 }
 
 /// The state of the site, as sited publishes it in `org.bunkeros.Site1.State`.

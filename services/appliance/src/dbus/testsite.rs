@@ -2,14 +2,18 @@
 //!
 //! Until sited exists, and afterwards in the tests of services that only need the site's state,
 //! [`StandInSite`] owns `org.bunkeros.Site1` and serves the [`Site1`](super::contracts::Site1Proxy)
-//! contract at `/org/bunkeros/Site1`: the `State` and `StateReason` properties, and a
-//! `StateChanged` signal on every change, as sited promises. It can also say things sited never
+//! contract at `/org/bunkeros/Site1`: the `State` and `StateReason` properties with a
+//! `StateChanged` signal on every change, and the power budget and thermal headroom with a
+//! `BudgetChanged` signal, as sited promises. It can also say things sited never
 //! should ([`StandInSite::set_words`]) so that clients' handling of nonsense is tested.
 
 use zbus::Connection;
 use zbus::object_server::SignalEmitter;
 
 use super::contracts::{SITE, SiteState};
+
+/// The budget a stand-in starts with: a site with room to spare (1 MW, 20 °C of headroom).
+pub const ROOMY_BUDGET: (f64, f64) = (1_000_000.0, 20.0);
 use super::{Bus, BusError, serve};
 
 /// The `org.bunkeros.Site1` object the stand-in serves.
@@ -17,6 +21,8 @@ use super::{Bus, BusError, serve};
 struct SiteObject {
     state: String,
     reason: String,
+    power_budget_watts: f64,
+    thermal_headroom_celsius: f64,
 }
 
 #[zbus::interface(name = "org.bunkeros.Site1")]
@@ -30,6 +36,24 @@ impl SiteObject {
     fn state_reason(&self) -> String {
         self.reason.clone()
     }
+
+    #[zbus(property)]
+    fn power_budget_watts(&self) -> f64 {
+        self.power_budget_watts
+    }
+
+    #[zbus(property)]
+    fn thermal_headroom_celsius(&self) -> f64 {
+        self.thermal_headroom_celsius
+    }
+
+    /// `BudgetChanged(power_budget_watts d, thermal_headroom_celsius d)`.
+    #[zbus(signal, name = "BudgetChanged")]
+    async fn announce_budget(
+        emitter: &SignalEmitter<'_>,
+        power_budget_watts: f64,
+        thermal_headroom_celsius: f64,
+    ) -> zbus::Result<()>;
 
     /// `StateChanged(state s, reason s)`. Not called `state_changed`: zbus gives that name to
     /// the method that emits `PropertiesChanged` for `State`.
@@ -59,6 +83,8 @@ impl StandInSite {
         let object = SiteObject {
             state: state.to_owned(),
             reason: reason.to_owned(),
+            power_budget_watts: ROOMY_BUDGET.0,
+            thermal_headroom_celsius: ROOMY_BUDGET.1,
         };
         let connection = serve(bus, SITE.bus_name, SITE.object_path, object).await?;
         Ok(Self { connection })
@@ -87,6 +113,30 @@ impl StandInSite {
         let object = site.get().await;
         object.state_changed(emitter).await?;
         object.state_reason_changed(emitter).await
+    }
+
+    /// Changes the power budget and thermal headroom and emits `BudgetChanged` (and
+    /// `PropertiesChanged`), as sited does; any numbers, including ones no client should accept.
+    pub async fn set_budget(
+        &self,
+        power_budget_watts: f64,
+        thermal_headroom_celsius: f64,
+    ) -> zbus::Result<()> {
+        let site = self
+            .connection
+            .object_server()
+            .interface::<_, SiteObject>(SITE.object_path)
+            .await?;
+        {
+            let mut object = site.get_mut().await;
+            object.power_budget_watts = power_budget_watts;
+            object.thermal_headroom_celsius = thermal_headroom_celsius;
+        }
+        let emitter = site.signal_emitter();
+        SiteObject::announce_budget(emitter, power_budget_watts, thermal_headroom_celsius).await?;
+        let object = site.get().await;
+        object.power_budget_watts_changed(emitter).await?;
+        object.thermal_headroom_celsius_changed(emitter).await
     }
 
     /// The stand-in's connection (its unique name, or to emit raw messages from the owner).

@@ -9,9 +9,9 @@ use zbus::export::futures_core::Stream;
 use zbus::{MatchRule, MessageStream};
 
 use super::{SiteReport, SiteWatch};
-use crate::dbus::contracts::{SITE, SiteState};
+use crate::dbus::contracts::{SITE, SiteBudget, SiteState};
 use crate::dbus::testbus::TestBus;
-use crate::dbus::testsite::StandInSite;
+use crate::dbus::testsite::{ROOMY_BUDGET, StandInSite};
 use crate::dbus::{Bus, connect};
 
 /// Bound for what should be prompt on an idle machine.
@@ -20,10 +20,25 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// messages are already in its socket when this starts.
 const QUIET: Duration = Duration::from_millis(500);
 
+/// A report with the budget the stand-in starts with.
 fn report(state: SiteState, reason: &str) -> Option<SiteReport> {
+    budgeted(state, reason, ROOMY_BUDGET.0, ROOMY_BUDGET.1)
+}
+
+/// A report from a sited that publishes no budget.
+fn plain(state: SiteState, reason: &str) -> Option<SiteReport> {
     Some(SiteReport {
         state,
         reason: reason.to_owned(),
+        budget: None,
+    })
+}
+
+fn budgeted(state: SiteState, reason: &str, watts: f64, headroom: f64) -> Option<SiteReport> {
+    Some(SiteReport {
+        state,
+        reason: reason.to_owned(),
+        budget: Some(SiteBudget::new(watts, headroom).expect("a budget a site can have")),
     })
 }
 
@@ -309,7 +324,71 @@ async fn a_sited_that_does_not_answer_yet_is_asked_again() {
     objects.at(SITE.object_path, LateSite).await.unwrap();
     wait_for(
         &mut reports,
-        report(SiteState::Critical, "the UPS is overloaded"),
+        plain(SiteState::Critical, "the UPS is overloaded"),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_budget_and_keeps_it_across_state_changes() {
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let sited = site(&bus.bus(), SiteState::Normal, "").await;
+    sited.set_budget(180_000.0, 6.5).await.unwrap();
+    let watch = SiteWatch::start(bus.bus()).await.expect("watch starts");
+    assert_eq!(
+        watch.latest(),
+        budgeted(SiteState::Normal, "", 180_000.0, 6.5),
+        "the budget is read with the state"
+    );
+    let mut reports = watch.reports();
+
+    // the UPS goes on battery: the budget drops, the state stays
+    sited.set_budget(40_000.0, 6.5).await.unwrap();
+    wait_for(&mut reports, budgeted(SiteState::Normal, "", 40_000.0, 6.5)).await;
+    // a state change keeps the budget last heard
+    sited
+        .set(SiteState::Warning, "the UPS runs on battery")
+        .await
+        .unwrap();
+    wait_for(
+        &mut reports,
+        budgeted(SiteState::Warning, "the UPS runs on battery", 40_000.0, 6.5),
+    )
+    .await;
+    // over temperature: negative headroom is a real reading
+    sited.set_budget(40_000.0, -1.5).await.unwrap();
+    wait_for(
+        &mut reports,
+        budgeted(
+            SiteState::Warning,
+            "the UPS runs on battery",
+            40_000.0,
+            -1.5,
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_is_not_a_number_of_watts_is_ignored() {
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let sited = site(&bus.bus(), SiteState::Normal, "").await;
+    sited.set_budget(90_000.0, 4.0).await.unwrap();
+    let watch = SiteWatch::start(bus.bus()).await.expect("watch starts");
+    let mut reports = watch.reports();
+    let kept = budgeted(SiteState::Normal, "", 90_000.0, 4.0);
+    assert_eq!(*reports.borrow_and_update(), kept);
+
+    for (watts, headroom) in [
+        (f64::NAN, 4.0),
+        (-5.0, 4.0),
+        (f64::INFINITY, 4.0),
+        (90_000.0, f64::NAN),
+    ] {
+        sited.set_budget(watts, headroom).await.unwrap();
+        stays(&mut reports, kept.clone()).await;
+    }
+    // and a good one after the nonsense still counts
+    sited.set_budget(70_000.0, 4.0).await.unwrap();
+    wait_for(&mut reports, budgeted(SiteState::Normal, "", 70_000.0, 4.0)).await;
 }
