@@ -4,7 +4,6 @@
 mod pool_support;
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use pool_support::{client, pool, sim_pool, wait_until};
 
@@ -22,9 +21,14 @@ async fn real_shares_are_accepted_and_counted_alike() {
     })
     .await;
 
-    // Stop hashing, let the last answers arrive, then both sides must agree.
+    // Stop hashing; once the last answers arrive both sides must agree.
     miner.set_hash_rate(0.0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the client counted every answer", || {
+        let link = &miner.status()[0];
+        let worker = pool.stats().worker(user);
+        link.accepted + link.rejected + link.stale == worker.accepted + worker.rejected.total()
+    })
+    .await;
     let stats = pool.stats();
     let worker = stats.worker(user);
     let link = &miner.status()[0];

@@ -31,6 +31,7 @@ const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 /// The connection mined on and the work in progress.
 struct ActiveLink {
     index: usize,
+    pool: SimPool,
     generation: u64,
     conn: PoolConnection,
     work: Option<Work>,
@@ -72,6 +73,9 @@ pub(super) async fn run(shared: Arc<ClientShared>, bind_ip: Ipv4Addr, version_ro
     loop {
         let (stopped, mining, wanted, generation) = {
             let state = shared.state();
+            if let Some(link) = active.as_mut() {
+                link.follow_new_pool_list(&state);
+            }
             (state.stopped, state.mining, state.active, state.generation)
         };
         if stopped {
@@ -168,6 +172,7 @@ fn activate(
     let mut state = shared.state();
     state.active = Some(index);
     let entry = &mut state.pools[index];
+    let pool = entry.pool.clone();
     entry.alive = true;
     entry.retry_at = None;
     entry.difficulty = conn.difficulty;
@@ -176,6 +181,7 @@ fn activate(
     let now = Instant::now();
     let mut link = ActiveLink {
         index,
+        pool,
         generation,
         conn,
         work: None,
@@ -237,6 +243,11 @@ async fn mine(
                 if let Err(error) = link.hash_and_submit(shared).await {
                     return Interrupt::Failed(error);
                 }
+                // Hashing can take most of a tick on a loaded machine: take in everything the
+                // pool sent meanwhile before judging it silent.
+                if let Some(interrupt) = link.drain(shared).await {
+                    return interrupt;
+                }
                 if let Some(error) = link.silence() {
                     return Interrupt::Failed(error);
                 }
@@ -294,6 +305,19 @@ fn start_probe(
 }
 
 impl ActiveLink {
+    /// After `set_pools`, the pool mined on may sit at another index: keep mining on it.
+    fn follow_new_pool_list(&mut self, state: &super::ClientState) {
+        if self.generation == state.generation {
+            return;
+        }
+        if let Some(index) = state.active
+            && state.pools[index].pool == self.pool
+        {
+            self.index = index;
+            self.generation = state.generation;
+        }
+    }
+
     fn on_event(&mut self, shared: &ClientShared, event: PoolEvent) -> Option<Interrupt> {
         self.last_heard = Instant::now();
         match event {
@@ -310,6 +334,22 @@ impl ActiveLink {
             }
             PoolEvent::Reconnect { wait } => Some(Interrupt::Reconnect(wait)),
             PoolEvent::Other => None,
+        }
+    }
+
+    /// Handles every event the pool already sent, without waiting for more.
+    async fn drain(&mut self, shared: &ClientShared) -> Option<Interrupt> {
+        loop {
+            // A zero timeout polls `next_event` once (it is cancel-safe): ready events only.
+            match tokio::time::timeout(Duration::ZERO, self.conn.next_event()).await {
+                Err(_) => return None,
+                Ok(Err(error)) => return Some(Interrupt::Failed(error)),
+                Ok(Ok(event)) => {
+                    if let Some(interrupt) = self.on_event(shared, event) {
+                        return Some(interrupt);
+                    }
+                }
+            }
         }
     }
 
