@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// A pool as the miner is configured with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +80,11 @@ impl StratumClient {
             changed: Notify::new(),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(supervisor::run(
-            shared.clone(),
-            spec.bind_ip,
-            spec.version_rolling,
-        ));
+        // Every log line of this client carries the miner's address.
+        let span = tracing::info_span!("miner", ip = %spec.bind_ip);
+        let task = tokio::spawn(
+            supervisor::run(shared.clone(), spec.bind_ip, spec.version_rolling).instrument(span),
+        );
         *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         StratumClient { shared }
     }
@@ -166,7 +167,8 @@ impl StratumClient {
         } else {
             0.0
         };
-        self.shared.update(|state| state.hashes_per_second = rate);
+        // Read by the task on every hashing round: no need to wake it.
+        self.shared.state().hashes_per_second = rate;
     }
 
     pub fn status(&self) -> Vec<PoolLink> {
