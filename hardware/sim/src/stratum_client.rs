@@ -90,8 +90,15 @@ impl StratumClient {
     }
 
     /// The firmware's pool list changed. Counters carry over for pools (url and user) that
-    /// stay; the active pool stays active if it is still in the list.
+    /// stay; the active pool stays active if it is still in the list. The priority order
+    /// becomes the list's order (the same list again changes nothing).
     pub fn set_pools(&self, pools: Vec<SimPool>) {
+        {
+            let state = self.shared.state();
+            if state.pools.iter().map(|e| &e.pool).eq(pools.iter()) {
+                return; // the same list: priorities and dead marks stay as they are
+            }
+        }
         self.shared.update(|state| {
             let mut old = std::mem::take(&mut state.pools);
             let active = state
@@ -143,8 +150,11 @@ impl StratumClient {
             let Some(entry) = state.pools.get_mut(index) else {
                 return;
             };
+            // A pool enabled again is tried at once; one that stays enabled keeps its retry time.
+            if enabled && !entry.enabled {
+                entry.retry_at = None;
+            }
             entry.enabled = enabled;
-            entry.retry_at = None;
             if !enabled && state.active == Some(index) {
                 state.active = None;
             }
