@@ -9,5 +9,6 @@
 //!   the share and network targets, job, ntime, version mask, duplicates).
 
 pub mod cgminer;
+pub mod curtailment;
 pub mod hijack;
 pub mod stratum;
