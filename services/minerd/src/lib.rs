@@ -11,4 +11,5 @@
 pub mod cgminer;
 pub mod curtailment;
 pub mod hijack;
+pub mod operations;
 pub mod stratum;
