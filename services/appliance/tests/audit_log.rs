@@ -402,6 +402,35 @@ async fn callers_cannot_write_seal_records() {
     assert_eq!(log.head(), None::<Anchor>);
 }
 
+#[tokio::test]
+async fn a_record_too_long_to_read_back_is_refused_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_with(dir.path(), 1).await;
+    let before = std::fs::read(&path).unwrap();
+    let (mut log, _) = AuditLog::open(&path, "minerd").await.unwrap();
+    let huge = Entry::new(
+        "minerd",
+        "miner.note",
+        "m",
+        json!("x".repeat(2 * 1024 * 1024)),
+    );
+    assert!(matches!(
+        log.append(huge).await,
+        Err(appliance::audit_log::AppendError::TooLarge { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(log.append(entry(2)).await.unwrap().seq, 2);
+}
+
+#[tokio::test]
+async fn a_service_name_trustd_would_refuse_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        AuditLog::open(&dir.path().join("a.log"), "Miner D").await,
+        Err(OpenError::BadServiceName(_))
+    ));
+}
+
 #[test]
 fn seal_policy_refuses_sealing_every_record() {
     let policy = SealPolicy {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::record::{
     Entry, GENESIS, RESERVED_ACTION_PREFIX, Record, SEAL_ACTION, SEAL_SKIPPED_ACTION,
 };
-use super::scan::{TornTail, scan, walk_chain};
+use super::scan::{MAX_LINE_BYTES, TornTail, scan, walk_chain};
 use super::seal::{SealDetail, SealSigner, valid_service_name};
 use super::verify::{Anchor, VerifyError};
 use crate::config::{DurationSecs, Invalid};
@@ -58,6 +58,8 @@ pub enum OpenError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("`{0}` is not a service name trustd signs for ([a-z0-9-]{{1,32}})")]
+    BadServiceName(String),
     #[error("{path}: {source}; the log is left as it is for inspection")]
     Damaged { path: PathBuf, source: VerifyError },
 }
@@ -72,6 +74,9 @@ pub enum AppendError {
     },
     #[error("actions starting with `{RESERVED_ACTION_PREFIX}` are written by the log itself")]
     ReservedAction,
+    /// A line this long could not be read back (it would look torn and be cut on reopen).
+    #[error("the record is {bytes} bytes; at most {MAX_LINE_BYTES} fit on a line")]
+    TooLarge { bytes: usize },
 }
 
 /// What opening found.
@@ -124,9 +129,7 @@ impl AuditLog {
             source,
         };
         if !valid_service_name(service) {
-            return Err(io(std::io::Error::other(format!(
-                "`{service}` is not a service name trustd signs for ([a-z0-9-]{{1,32}})"
-            ))));
+            return Err(OpenError::BadServiceName(service.to_owned()));
         }
         let (bytes, created) = match tokio::fs::read(path).await {
             Ok(bytes) => (bytes, false),
@@ -251,11 +254,15 @@ impl AuditLog {
         };
         let seal_like = is_seal_like(&entry.action);
         let record = Record::chained(seq, now_rfc3339(), entry, &prev);
+        let line = record.to_line();
+        if line.len() - 1 > MAX_LINE_BYTES {
+            return Err(AppendError::TooLarge { bytes: line.len() });
+        }
         let io = |source| AppendError::Io {
             path: self.path.clone(),
             source,
         };
-        self.file.write_all(&record.to_line()).await.map_err(io)?;
+        self.file.write_all(&line).await.map_err(io)?;
         self.file.flush().await.map_err(io)?;
         self.file.sync_data().await.map_err(io)?;
         self.head = Some(Anchor {
