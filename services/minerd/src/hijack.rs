@@ -31,6 +31,8 @@ use std::time::Duration;
 use appliance::config::{DurationSecs, Invalid};
 use serde::Deserialize;
 
+use crate::cgminer::Hashrate;
+
 pub use endpoint::{Endpoint, looks_like_devfee};
 pub use watch::{HijackWatch, Observation, ProxyView};
 
@@ -238,6 +240,17 @@ impl HijackSettings {
             .mul_f64(self.silence_factor)
             .max(self.min_silence.as_duration())
     }
+}
+
+/// The mean time between shares of a miner hashing at `hashrate` against a share difficulty
+/// of `difficulty` (difficulty 1 is 2^32 hashes per share on average); `None` for a miner
+/// that does not hash.
+pub fn expected_share_interval(difficulty: f64, hashrate: Hashrate) -> Option<Duration> {
+    let hashes_per_share = difficulty * 4_294_967_296.0;
+    let seconds = hashes_per_share / hashrate.hashes_per_second;
+    (seconds.is_finite() && seconds > 0.0)
+        .then(|| Duration::try_from_secs_f64(seconds).ok())
+        .flatten()
 }
 
 #[cfg(test)]

@@ -370,3 +370,15 @@ fn settings_refuse_nonsense() {
     assert_eq!(parsed.confirm_polls, 5);
     assert!(toml::from_str::<HijackSettings>("bogus = 1").is_err());
 }
+
+#[test]
+fn the_expected_share_interval_follows_difficulty_and_hashrate() {
+    // 100 TH/s at difficulty 65,536: 2^48 hashes a share, 2.81 s.
+    let interval =
+        expected_share_interval(65_536.0, Hashrate::from_unit(100.0, "TH").unwrap()).unwrap();
+    assert_eq!(interval.as_millis(), 2814);
+    let idle = Hashrate {
+        hashes_per_second: 0.0,
+    };
+    assert_eq!(expected_share_interval(65_536.0, idle), None);
+}

@@ -369,3 +369,18 @@ async fn the_audit_log_never_holds_the_pool_password() {
     assert!(text.contains(PROXY_B));
     assert!(!text.contains("s3cret-pool-pass"));
 }
+
+#[test]
+fn curtailment_actions_become_miner_actions() {
+    use minerd::curtailment::CurtailAction;
+    let sleep = CurtailAction::Sleep { id: "m".into() };
+    assert_eq!(MinerAction::from(&sleep), MinerAction::Sleep);
+    let target = CurtailAction::SetPowerTarget {
+        id: "m".into(),
+        watts: 2599.6,
+    };
+    assert_eq!(
+        MinerAction::from(&target),
+        MinerAction::SetPowerTarget { watts: 2600 }
+    );
+}

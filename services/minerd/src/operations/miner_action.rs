@@ -20,6 +20,7 @@ use super::set_pools::set_pools;
 use crate::cgminer::{
     ClientConfig, ClientError, Command, FirmwareKind, Reply, ReplyError, Request, query,
 };
+use crate::curtailment::CurtailAction;
 use crate::hijack::SanctionedPool;
 
 /// A miner an action runs on.
@@ -157,6 +158,19 @@ fn sleep_command(firmware: FirmwareKind, sleep: bool) -> Result<Command, ActionE
             firmware,
             what: if sleep { "sleep" } else { "wake" },
         }),
+    }
+}
+
+impl From<&CurtailAction> for MinerAction {
+    /// What curtailment's plan asks of one miner; targets go to the firmware in whole watts.
+    fn from(action: &CurtailAction) -> MinerAction {
+        match action {
+            CurtailAction::Sleep { .. } => MinerAction::Sleep,
+            CurtailAction::Wake { .. } => MinerAction::Wake,
+            CurtailAction::SetPowerTarget { watts, .. } => MinerAction::SetPowerTarget {
+                watts: watts.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+            },
+        }
     }
 }
 
