@@ -66,6 +66,8 @@ pub enum Finding {
         url: String,
         user: String,
         expected: String,
+        /// The miner mines on that pool entry now.
+        active: bool,
         /// True when the proxy saw it authorise (rather than only the miner's list showing it).
         at_proxy: bool,
     },
@@ -98,10 +100,12 @@ pub enum DevFeeEvidence {
 impl Finding {
     pub fn severity(&self) -> Severity {
         match self {
-            Finding::ForeignPool { active, .. }
+            Finding::ForeignPool { active: false, .. }
             | Finding::ChangedUser {
-                at_proxy: active, ..
-            } if !active => Severity::Warning,
+                active: false,
+                at_proxy: false,
+                ..
+            } => Severity::Warning,
             Finding::DevFeeRedirect {
                 evidence: DevFeeEvidence::Named,
                 ..
@@ -140,6 +144,7 @@ impl fmt::Display for Finding {
                 user,
                 expected,
                 at_proxy,
+                ..
             } => write!(
                 f,
                 "{} user {user} on {url}; expected {expected}",

@@ -151,9 +151,19 @@ fn a_changed_user_is_found_in_the_list_and_at_the_proxy() {
             url: PROXY_A.into(),
             user: "someone.else".into(),
             expected: USER.into(),
+            active: true,
             at_proxy: false,
         }]
     );
+    assert_eq!(findings[0].severity(), Severity::Critical);
+    // The same entry waiting in the list while a sanctioned one mines: a warning.
+    let pools = vec![
+        pool(0, PROXY_B, USER, true),
+        pool(1, PROXY_A, "someone.else", false),
+    ];
+    let findings = p.poll(&snapshot(pools, 95.0, 86_400), false, &proxy_healthy());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].severity(), Severity::Warning);
 
     let proxy = ProxyView {
         authorized_user: Some("someone.else".into()),

@@ -133,6 +133,7 @@ impl HijackWatch {
                 url: pool.url.clone(),
                 user: pool.user.clone(),
                 expected: for_endpoint[0].user.clone(),
+                active,
                 at_proxy: false,
             });
         }
@@ -165,6 +166,7 @@ impl HijackWatch {
             url,
             user: user.clone(),
             expected,
+            active: true,
             at_proxy: true,
         });
     }
