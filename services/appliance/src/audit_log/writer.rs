@@ -211,7 +211,9 @@ impl AuditLog {
     }
 
     /// Seals the head with `signer`. Without a signer, or when it fails, the log records that
-    /// the seal was skipped and why, so a verifier sees why a stretch is unsealed.
+    /// the seal was skipped and why, so a verifier sees why a stretch is unsealed. The log is
+    /// held while trustd signs (tens of milliseconds on a TPM), so the head cannot move
+    /// between the signature and the seal record that carries it.
     pub async fn seal(
         &mut self,
         signer: Option<&dyn SealSigner>,
