@@ -5,8 +5,10 @@
 //! ([`systemd`]: readiness, status, watchdog, graceful stop), D-Bus ([`dbus`]), atomic state
 //! files ([`state`]), logging ([`logging`]), the loopback Prometheus endpoint ([`metrics`]),
 //! mutual TLS ([`tls`]), the list of BunkerOS units ([`units`]) and the site's state as `sited`
-//! publishes it ([`site_watch`]).
+//! publishes it ([`site_watch`]), and the hash-chained audit log of state-changing actions
+//! ([`audit_log`]).
 
+pub mod audit_log;
 pub mod config;
 pub mod dbus;
 pub mod http;

@@ -9,4 +9,7 @@
 //!   the share and network targets, job, ntime, version mask, duplicates).
 
 pub mod cgminer;
+pub mod curtailment;
+pub mod hijack;
+pub mod operations;
 pub mod stratum;

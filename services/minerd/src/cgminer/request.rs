@@ -31,6 +31,10 @@ pub enum Command {
     RemovePool(u32),
     Restart,
     Quit,
+    /// BOSminer: stop hashing, keep the API up (pyasic `BOSMinerRPCAPI.pause`, reply `PAUSE`).
+    Pause,
+    /// BOSminer: hash again after `pause` (pyasic `BOSMinerRPCAPI.resume`, reply `RESUME`).
+    Resume,
 }
 
 impl Command {
@@ -53,6 +57,8 @@ impl Command {
             Command::RemovePool(_) => "removepool",
             Command::Restart => "restart",
             Command::Quit => "quit",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
         }
     }
 
@@ -90,6 +96,8 @@ impl Command {
                 | Command::RemovePool(_)
                 | Command::Restart
                 | Command::Quit
+                | Command::Pause
+                | Command::Resume
         )
     }
 }
@@ -230,6 +238,8 @@ mod tests {
             Command::DisablePool(0),
             Command::RemovePool(0),
             Command::Restart,
+            Command::Pause,
+            Command::Resume,
         ] {
             assert!(c.is_privileged(), "{}", c.name());
         }

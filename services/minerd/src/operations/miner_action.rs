@@ -1,0 +1,185 @@
+//! The actions an operator (or curtailment) takes on one miner, as cgminer API commands.
+//!
+//! Which firmware can do what over the cgminer API (checked against pyasic 0.79's RPC
+//! modules, `pyasic/rpc/*.py`):
+//! - pools (`addpool`, `switchpool`, `removepool`, `pools`) and `restart`: cgminer, bmminer,
+//!   BOSminer.
+//! - sleep and wake: BOSminer's `pause` / `resume`. LuxOS has `curtail` with `sleep` /
+//!   `wakeup`, but only inside a `logon` session (a session id as first parameter), which
+//!   minerd's client does not hold yet; stock cgminer and bmminer have no sleep at all.
+//! - power target: no firmware sets one through the cgminer API (BOSminer through its
+//!   GraphQL/gRPC API, LuxOS through session-bound `profileset` presets), so the action says
+//!   so instead of pretending.
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+
+use super::runner::BulkTarget;
+use super::set_pools::set_pools;
+use crate::cgminer::{
+    ClientConfig, ClientError, Command, FirmwareKind, Reply, ReplyError, Request, query,
+};
+use crate::curtailment::CurtailAction;
+use crate::hijack::SanctionedPool;
+
+/// A miner an action runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinerTarget {
+    /// How the inventory names it (usually its address).
+    pub id: String,
+    /// Its cgminer API.
+    pub api: SocketAddr,
+    pub firmware: FirmwareKind,
+}
+
+impl BulkTarget for MinerTarget {
+    fn label(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// Why an action did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the miner refused: {0}")]
+    Refused(#[from] ReplyError),
+    #[error("{firmware:?} firmware cannot {what} through the cgminer API")]
+    Unsupported {
+        firmware: FirmwareKind,
+        what: &'static str,
+    },
+    #[error("the change did not take: {reason}")]
+    NotVerified { reason: String },
+    #[error("no sanctioned pool to set")]
+    NothingSanctioned,
+}
+
+/// Sends one command and checks the firmware accepted it.
+pub async fn send(
+    addr: SocketAddr,
+    client: &ClientConfig,
+    command: Command,
+) -> Result<Reply, ActionError> {
+    let name = command.name();
+    let reply = query(addr, &Request::single(command), client).await?;
+    reply.section(name)?;
+    Ok(reply)
+}
+
+/// One state-changing action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MinerAction {
+    SetPools {
+        pools: Vec<SanctionedPool>,
+        /// The Stratum password (`x` for most pools); kept out of the audit log.
+        password: String,
+    },
+    Reboot,
+    Sleep,
+    Wake,
+    SetPowerTarget {
+        watts: u32,
+    },
+}
+
+impl MinerAction {
+    /// The action's name in the audit log.
+    pub fn audit_name(&self) -> &'static str {
+        match self {
+            MinerAction::SetPools { .. } => "miner.set-pools",
+            MinerAction::Reboot => "miner.reboot",
+            MinerAction::Sleep => "miner.sleep",
+            MinerAction::Wake => "miner.wake",
+            MinerAction::SetPowerTarget { .. } => "miner.set-power-target",
+        }
+    }
+
+    /// The parameters for the audit log (no password).
+    pub fn parameters(&self) -> Value {
+        match self {
+            MinerAction::SetPools { pools, .. } => json!({
+                "pools": pools
+                    .iter()
+                    .map(|p| json!({"url": p.url, "user": p.user}))
+                    .collect::<Vec<_>>(),
+            }),
+            MinerAction::SetPowerTarget { watts } => json!({ "watts": watts }),
+            _ => json!({}),
+        }
+    }
+
+    /// Carries the action out on `target`; the sentence says what happened.
+    pub async fn perform(
+        &self,
+        target: &MinerTarget,
+        client: &ClientConfig,
+    ) -> Result<String, ActionError> {
+        let api = target.api;
+        match self {
+            MinerAction::SetPools { pools, password } => {
+                let done = set_pools(api, client, pools, password).await?;
+                let switched = done
+                    .switched_to
+                    .map(|url| format!(", switched to {url}"))
+                    .unwrap_or_default();
+                Ok(format!(
+                    "pools set: {} added, {} removed{switched}; only the sanctioned pools remain",
+                    done.added, done.removed
+                ))
+            }
+            MinerAction::Reboot => {
+                send(api, client, Command::Restart).await?;
+                Ok("restarting".to_owned())
+            }
+            MinerAction::Sleep => {
+                send(api, client, sleep_command(target.firmware, true)?).await?;
+                Ok("hashing paused".to_owned())
+            }
+            MinerAction::Wake => {
+                send(api, client, sleep_command(target.firmware, false)?).await?;
+                Ok("hashing resumed".to_owned())
+            }
+            MinerAction::SetPowerTarget { .. } => Err(ActionError::Unsupported {
+                firmware: target.firmware,
+                what: "set a power target",
+            }),
+        }
+    }
+}
+
+fn sleep_command(firmware: FirmwareKind, sleep: bool) -> Result<Command, ActionError> {
+    match (firmware, sleep) {
+        (FirmwareKind::Bosminer, true) => Ok(Command::Pause),
+        (FirmwareKind::Bosminer, false) => Ok(Command::Resume),
+        (firmware, sleep) => Err(ActionError::Unsupported {
+            firmware,
+            what: if sleep { "sleep" } else { "wake" },
+        }),
+    }
+}
+
+impl From<&CurtailAction> for MinerAction {
+    /// What curtailment's plan asks of one miner; targets go to the firmware in whole watts.
+    fn from(action: &CurtailAction) -> MinerAction {
+        match action {
+            CurtailAction::Sleep { .. } => MinerAction::Sleep,
+            CurtailAction::Wake { .. } => MinerAction::Wake,
+            CurtailAction::SetPowerTarget { watts, .. } => MinerAction::SetPowerTarget {
+                watts: watts.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+            },
+        }
+    }
+}
+
+/// Whether `firmware` can do `action` through the cgminer API (for curtailment's inputs and
+/// for refusing early in the operator's tools).
+pub fn supports(firmware: FirmwareKind, action: &MinerAction) -> bool {
+    match action {
+        MinerAction::SetPools { .. } | MinerAction::Reboot => true,
+        MinerAction::Sleep | MinerAction::Wake => firmware == FirmwareKind::Bosminer,
+        MinerAction::SetPowerTarget { .. } => false,
+    }
+}
