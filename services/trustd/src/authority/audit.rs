@@ -29,11 +29,9 @@ use super::error::AuthorityError;
 use super::{Authority, Operation};
 use crate::ca_key::CaKey as _;
 
-/// Domain separator of audit signatures; versioned with the encoding.
-pub const AUDIT_DOMAIN: &[u8] = b"bunkeros-audit-v1\0";
-
-/// Longest service name.
-pub const MAX_SERVICE_NAME_LEN: usize = 32;
+// The statement's encoding is shared with the services' audit logs, which verify seals offline
+// (`appliance::audit_log::seal`): one definition of what the CA key signs.
+pub use appliance::audit_log::seal::{AUDIT_DOMAIN, MAX_SERVICE_NAME_LEN};
 
 /// A service name allowed in an audit statement: `[a-z0-9-]{1,32}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,8 +40,7 @@ pub struct AuditService(String);
 impl AuditService {
     /// Checks `name`.
     pub fn new(name: &str) -> Result<Self, AuthorityError> {
-        let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
-        if name.is_empty() || name.len() > MAX_SERVICE_NAME_LEN || !name.bytes().all(allowed) {
+        if !appliance::audit_log::seal::valid_service_name(name) {
             return Err(AuthorityError::BadServiceName(
                 crate::ca::names::quote_untrusted(name, 40),
             ));
@@ -59,13 +56,7 @@ impl AuditService {
 
 /// The exact bytes the CA key signs for `service`'s `digest` (see the module documentation).
 pub fn audit_signed_bytes(service: &AuditService, digest: &[u8; 32]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(AUDIT_DOMAIN.len() + 1 + service.0.len() + digest.len());
-    bytes.extend_from_slice(AUDIT_DOMAIN);
-    // At most 32: the length always fits in one byte.
-    bytes.push(service.0.len() as u8);
-    bytes.extend_from_slice(service.0.as_bytes());
-    bytes.extend_from_slice(digest);
-    bytes
+    appliance::audit_log::seal::audit_statement(&service.0, digest)
 }
 
 /// Why an audit signature does not verify.
