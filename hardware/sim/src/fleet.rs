@@ -218,8 +218,9 @@ impl Fleet {
         for miner in self.miners.values() {
             miner.stop();
         }
-        // Let the server tasks see the shutdown and close their listeners.
-        tokio::task::yield_now().await;
+        for miner in self.miners.values() {
+            miner.shutdown().await;
+        }
     }
 }
 

@@ -75,10 +75,6 @@ async fn every_personality_joined_and_single_replies_parse_into_the_truth() {
         let site = one_miner(ip, p, Privileged::All).await;
         let addr = site.addr();
         let miner = site.miner();
-        common::eventually("mining", common::ANSWER_BOUND, || {
-            miner.view().pools.first().is_some_and(|p| p.active)
-        })
-        .await;
 
         let joined = Request::joined(read_commands(p)).unwrap();
         let snap = snapshot(addr, &joined).await;
