@@ -12,7 +12,7 @@ use sim::fleet::{MinerView, Personality, Privileged};
 fn firmware_kind(p: Personality) -> FirmwareKind {
     match p {
         Personality::S9Bmminer | Personality::S19ProBmminer => FirmwareKind::Bmminer,
-        Personality::S19jProBosminer => FirmwareKind::Bosminer,
+        Personality::S9Bosminer | Personality::S19jProBosminer => FirmwareKind::Bosminer,
         Personality::Cgminer => FirmwareKind::Cgminer,
     }
 }
@@ -26,7 +26,7 @@ fn read_commands(p: Personality) -> Vec<Command> {
         Command::Pools,
         Command::Stats,
     ];
-    if p == Personality::S19jProBosminer {
+    if p.firmware() == sim::fleet::Firmware::Bosminer {
         commands.extend([Command::Fans, Command::Temps, Command::TunerStatus]);
     }
     commands

@@ -88,7 +88,7 @@ fn version(report: &Report) -> Section {
         Personality::S9Bmminer | Personality::S19ProBmminer => {
             ("BMMiner versions", antminer::version_record(report))
         }
-        Personality::S19jProBosminer => (
+        Personality::S9Bosminer | Personality::S19jProBosminer => (
             "BOSminer+ versions",
             vec![
                 ("BOSminer+", "0.2.0-36c56a9363".into()),

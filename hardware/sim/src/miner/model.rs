@@ -120,6 +120,8 @@ pub enum Personality {
     S9Bmminer,
     /// Antminer S19 Pro on stock bmminer firmware.
     S19ProBmminer,
+    /// Antminer S9 on Braiins OS (BOSminer), as in the captured BOSminer+ replies.
+    S9Bosminer,
     /// Antminer S19j Pro on Braiins OS (BOSminer).
     S19jProBosminer,
     /// A rig under plain cgminer 4.11.1.
@@ -127,16 +129,17 @@ pub enum Personality {
 }
 
 impl Personality {
-    pub const ALL: [Personality; 4] = [
+    pub const ALL: [Personality; 5] = [
         Personality::S9Bmminer,
         Personality::S19ProBmminer,
+        Personality::S9Bosminer,
         Personality::S19jProBosminer,
         Personality::Cgminer,
     ];
 
     pub fn hardware(self) -> &'static HardwareModel {
         match self {
-            Personality::S9Bmminer => &ANTMINER_S9,
+            Personality::S9Bmminer | Personality::S9Bosminer => &ANTMINER_S9,
             Personality::S19ProBmminer => &ANTMINER_S19_PRO,
             Personality::S19jProBosminer => &ANTMINER_S19J_PRO,
             Personality::Cgminer => &CGMINER_RIG,
@@ -146,7 +149,7 @@ impl Personality {
     pub fn firmware(self) -> Firmware {
         match self {
             Personality::S9Bmminer | Personality::S19ProBmminer => Firmware::Bmminer,
-            Personality::S19jProBosminer => Firmware::Bosminer,
+            Personality::S9Bosminer | Personality::S19jProBosminer => Firmware::Bosminer,
             Personality::Cgminer => Firmware::Cgminer,
         }
     }
@@ -156,6 +159,7 @@ impl Personality {
         match self {
             Personality::S9Bmminer => "s9-bmminer",
             Personality::S19ProBmminer => "s19pro-bmminer",
+            Personality::S9Bosminer => "s9-bosminer",
             Personality::S19jProBosminer => "s19jpro-bosminer",
             Personality::Cgminer => "cgminer",
         }
