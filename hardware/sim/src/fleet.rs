@@ -2,6 +2,8 @@
 //! Linux, no `ip addr add` needed) with its cgminer API and its Stratum client, as a hall of
 //! miners looks to a scanner, a poller and a Stratum proxy.
 
+pub mod control;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -114,17 +114,21 @@ const CGMINER_RIG: HardwareModel = HardwareModel {
 
 /// A miner as found in a hall: hardware plus firmware.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum Personality {
     /// Antminer S9 on stock bmminer firmware.
+    #[serde(rename = "s9-bmminer")]
     S9Bmminer,
     /// Antminer S19 Pro on stock bmminer firmware.
+    #[serde(rename = "s19pro-bmminer")]
     S19ProBmminer,
     /// Antminer S9 on Braiins OS (BOSminer), as in the captured BOSminer+ replies.
+    #[serde(rename = "s9-bosminer")]
     S9Bosminer,
     /// Antminer S19j Pro on Braiins OS (BOSminer).
+    #[serde(rename = "s19jpro-bosminer")]
     S19jProBosminer,
     /// A rig under plain cgminer 4.11.1.
+    #[serde(rename = "cgminer")]
     Cgminer,
 }
 
