@@ -247,6 +247,7 @@ impl Miner {
             sleeping: state.sleeping,
             frequency_mhz: hardware.frequency_mhz,
             unit_id: format!("{:016x}", self.inner.traits.seed),
+            session_id: state.session_id.clone(),
             reading,
         }
     }
@@ -334,6 +335,11 @@ impl Miner {
             return;
         }
         let hardware = self.inner.spec.personality.hardware();
+        let watts = match self.inner.spec.personality.firmware() {
+            // LuxOS runs power profiles: the highest at or below the target
+            Firmware::Luxos => firmware::luxos::profile_for(hardware, watts).watts,
+            _ => watts,
+        };
         self.state().power_target_w = watts.clamp(hardware.min_power_w, hardware.max_power_w);
         self.sync_hash_rate();
     }

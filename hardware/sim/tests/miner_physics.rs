@@ -164,3 +164,49 @@ async fn warmer_room_warmer_chips_and_units_differ_deterministically() {
     );
     pool.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn luxos_profiles_and_curtail_work_over_the_api_with_the_logon_session() {
+    let site = one_miner(
+        Ipv4Addr::new(127, 1, 40, 5),
+        Personality::S19jProLuxos,
+        Privileged::All,
+    )
+    .await;
+    let addr = site.addr();
+    let miner = site.miner();
+    let full = miner.view();
+    // without the session the firmware refuses, and nothing changes
+    let refused = ask_json(addr, "profileset", Some("bogus,-3")).await;
+    assert!(refused.section("profileset").is_err());
+    let refused = ask_json(addr, "curtail", Some("sleep")).await;
+    assert!(refused.section("curtail").is_err());
+    assert_eq!(miner.view().power_target_w, full.power_target_w);
+    assert!(!miner.view().sleeping);
+
+    let logon = ask_json(addr, "logon", None).await;
+    let session = logon.section("logon").unwrap().records("SESSION")[0]["SessionID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!session.is_empty());
+    let set = ask_json(addr, "profileset", Some(&format!("{session},-3"))).await;
+    assert!(set.section("profileset").is_ok());
+    let tuned = miner.view();
+    assert_eq!(tuned.power_target_w, 2332.0);
+    assert!(tuned.power_w < full.power_w && tuned.hashrate_ths < full.hashrate_ths);
+    let power = ask_json(addr, "power", None).await;
+    let watts = power.section("power").unwrap().records("POWER")[0]["Watts"]
+        .as_f64()
+        .unwrap();
+    assert!((watts - tuned.power_w).abs() <= 1.0);
+
+    let sleep = ask_json(addr, "curtail", Some(&format!("{session},sleep"))).await;
+    assert!(sleep.section("curtail").is_ok());
+    let asleep = miner.view();
+    assert!(asleep.sleeping && asleep.hashrate_ths == 0.0 && asleep.power_w < 150.0);
+    let wake = ask_json(addr, "curtail", Some(&format!("{session},wakeup"))).await;
+    assert!(wake.section("curtail").is_ok());
+    assert!(!miner.view().sleeping);
+    site.stop().await;
+}

@@ -14,6 +14,8 @@ fn firmware_kind(p: Personality) -> FirmwareKind {
         Personality::S9Bmminer | Personality::S19ProBmminer => FirmwareKind::Bmminer,
         Personality::S9Bosminer | Personality::S19jProBosminer => FirmwareKind::Bosminer,
         Personality::Cgminer => FirmwareKind::Cgminer,
+        // minerd does not know LuxOS (yet): it reads its data but names no firmware
+        Personality::S19jProLuxos => FirmwareKind::Unknown,
     }
 }
 
@@ -26,8 +28,12 @@ fn read_commands(p: Personality) -> Vec<Command> {
         Command::Pools,
         Command::Stats,
     ];
-    if p.firmware() == sim::fleet::Firmware::Bosminer {
-        commands.extend([Command::Fans, Command::Temps, Command::TunerStatus]);
+    match p.firmware() {
+        sim::fleet::Firmware::Bosminer => {
+            commands.extend([Command::Fans, Command::Temps, Command::TunerStatus])
+        }
+        sim::fleet::Firmware::Luxos => commands.push(Command::Fans),
+        _ => {}
     }
     commands
 }

@@ -84,7 +84,8 @@ fn assert_hashrate_and_pools(read: &Value, view: &MinerView) {
 }
 
 /// Board hashrates, chip counts and the two temperatures of each board (pyasic and the
-/// firmware disagree on which Antminer key is chip and which PCB, so compared as a pair).
+/// firmware disagree on which Antminer key is chip and which PCB, so compared as a pair;
+/// within the firmware's whole-degree rounding).
 fn assert_boards(read: &Value, view: &MinerView, chips: u64) {
     let boards = read["hashboards"].as_array().expect("hashboards");
     assert_eq!(boards.len(), view.board_hashrate_ths.len());
@@ -177,6 +178,19 @@ async fn pyasic_identifies_and_reads_every_personality() {
                 assert_identity(read, "BOSMinerS19jPro", "S19j Pro (BOS+)", "BOS+");
                 assert!(read["data_error"].is_string(), "{read}");
             }
+            Personality::S19jProLuxos => {
+                assert_identity(read, "LUXMinerS19jPro", "S19j Pro (LuxOS)", "LuxOS");
+                assert_eq!(read["expected_hashrate_ths"], 104.0);
+                assert_boards(read, &view, 126);
+                let truth: Vec<u64> = view.fan_rpm.iter().map(|f| u64::from(*f)).collect();
+                assert_eq!(fans(read), truth);
+                let watts = read["wattage"].as_f64().unwrap();
+                assert!((watts - view.power_w).abs() <= 1.0, "{watts} W");
+                assert_eq!(read["wattage_limit"].as_f64(), Some(view.power_target_w));
+                // pyasic 0.79's LuxOS hashrate parser returns before reading the summary, so
+                // its total is the boards' sum
+                assert_hashrate_and_pools(read, &view);
+            }
             Personality::Cgminer => {
                 // plain cgminer carries no make marker pyasic knows; it must not be misidentified
                 assert_eq!(read["identified"], false, "{read}");
@@ -186,5 +200,70 @@ async fn pyasic_identifies_and_reads_every_personality() {
     for (_, fleet) in fleets {
         fleet.stop().await;
     }
+    pool.stop().await;
+}
+
+/// Runs one pyasic control call on a miner; pyasic reports whether it worked.
+async fn pyasic_act(ip: Ipv4Addr, action: &[&str]) {
+    let script = repo_root().join("hardware/sim/tests/pyasic_read.py");
+    let mut command = tokio::process::Command::new(venv_python());
+    command
+        .arg(script)
+        .arg("--act")
+        .arg(ip.to_string())
+        .args(action);
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("pyasic finishes within 60 s")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(r#""ok": true"#),
+        "pyasic {action:?}: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyasic_sets_the_power_limit_and_curtails_a_luxos_miner() {
+    venv_python();
+    let pool = common::test_pool().await;
+    let ip = Ipv4Addr::new(127, 1, 51, 2);
+    let mut spec = FleetSpec::new(ip, 1);
+    spec.models = ModelMix::only(Personality::S19jProLuxos);
+    spec.pools = common::sanctioned(std::slice::from_ref(&pool));
+    spec.hash_budget = 2_000.0;
+    let fleet = Fleet::start(spec).await.unwrap();
+    let miner = fleet.miner(ip).unwrap();
+    eventually("mining", ANSWER_BOUND, || {
+        miner.view().active_pool().is_some()
+    })
+    .await;
+    let full = miner.view();
+
+    // pyasic picks the highest LuxOS profile at or below the limit and sets it (profileset)
+    pyasic_act(ip, &["power", "2500"]).await;
+    let limited = miner.view();
+    assert_eq!(limited.power_target_w, 2332.0);
+    assert!(limited.power_w < full.power_w && limited.hashrate_ths < full.hashrate_ths);
+
+    // stop_mining is LuxOS `curtail sleep`: idle power, fans on, no Stratum
+    pyasic_act(ip, &["sleep"]).await;
+    let asleep = miner.view();
+    assert!(asleep.sleeping && asleep.hashrate_ths == 0.0);
+    assert!(asleep.power_w < 150.0 && asleep.fan_rpm.iter().all(|r| *r > 0));
+    eventually("off the pool", ANSWER_BOUND, || {
+        miner.view().active_pool().is_none()
+    })
+    .await;
+
+    pyasic_act(ip, &["wake"]).await;
+    eventually("mining again", ANSWER_BOUND, || {
+        miner.view().active_pool().is_some()
+    })
+    .await;
+    assert!(!miner.view().sleeping);
+    fleet.stop().await;
     pool.stop().await;
 }

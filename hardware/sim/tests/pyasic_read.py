@@ -1,6 +1,10 @@
 """Reads simulated miners with pyasic, the third-party client: identification (get_miner) and
 get_data() for each address given, printed as one JSON object per line for the Rust test
-(hardware/sim/tests/pyasic.rs) to compare with the miners' ground truth."""
+(hardware/sim/tests/pyasic.rs) to compare with the miners' ground truth.
+
+`pyasic_read.py IP...` reads; `pyasic_read.py --act IP power WATTS|sleep|wake` drives one
+miner through pyasic's own control calls (set_power_limit, stop_mining, resume_mining) and
+prints {"ok": bool}."""
 
 import asyncio
 import json
@@ -79,7 +83,27 @@ async def read(ip: str) -> dict:
     }
 
 
+async def act(ip: str, action: str, argument: str | None) -> dict:
+    miner = await pyasic.get_miner(ip)
+    if miner is None:
+        return {"ip": ip, "ok": False, "error": "not identified"}
+    if action == "power":
+        ok = await miner.set_power_limit(int(argument))
+    elif action == "sleep":
+        ok = await miner.stop_mining()
+    elif action == "wake":
+        ok = await miner.resume_mining()
+    else:
+        raise SystemExit(f"unknown action {action}")
+    return {"ip": ip, "ok": bool(ok)}
+
+
 async def main() -> None:
+    if sys.argv[1] == "--act":
+        ip, action = sys.argv[2], sys.argv[3]
+        argument = sys.argv[4] if len(sys.argv) > 4 else None
+        print(json.dumps(await act(ip, action, argument)), flush=True)
+        return
     results = await asyncio.gather(*(read(ip) for ip in sys.argv[1:]))
     for result in results:
         print(json.dumps(result), flush=True)

@@ -34,7 +34,8 @@ struct Args {
     #[arg(long, default_value_t = 4028)]
     api_port: u16,
     /// Personalities, comma-separated, each optionally `name=weight`:
-    /// s9-bmminer, s19pro-bmminer, s9-bosminer, s19jpro-bosminer, cgminer. Default: all evenly.
+    /// s9-bmminer, s19pro-bmminer, s9-bosminer, s19jpro-bosminer, s19jpro-luxos, cgminer.
+    /// Default: all evenly.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
     /// A pool every miner is configured with, in priority order (repeatable).
@@ -77,7 +78,7 @@ fn model_mix(names: &[String]) -> anyhow::Result<ModelMix> {
         };
         let Some(p) = Personality::from_cli_name(name) else {
             bail!(
-                "unknown model '{name}': one of s9-bmminer, s19pro-bmminer, s9-bosminer, s19jpro-bosminer, cgminer"
+                "unknown model '{name}': one of s9-bmminer, s19pro-bmminer, s9-bosminer, s19jpro-bosminer, s19jpro-luxos, cgminer"
             );
         };
         weights.push((p, weight));

@@ -174,6 +174,11 @@ pub fn answer(miner: &Miner, bytes: &[u8]) -> (Vec<u8>, bool) {
             Some(Effect::BareThenRestart(word)) => return (word.as_bytes().to_vec(), true),
             None => {}
         }
+    } else if let Some(s) = (command == "logon")
+        .then(|| commands::logon(miner))
+        .flatten()
+    {
+        return (render_section(&s, description, when).into_bytes(), false);
     } else {
         let report = miner.report();
         if let Some(s) = firmware::read_command(&report, command) {

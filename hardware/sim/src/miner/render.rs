@@ -33,6 +33,8 @@ pub struct Section {
     pub msg: String,
     /// The data key (`SUMMARY`, `POOLS`…) and its records; none for action replies.
     pub data: Option<(&'static str, Vec<Record>)>,
+    /// A second data key some replies carry (LuxOS `fans` adds `FANCTRL`).
+    pub extra: Option<(&'static str, Vec<Record>)>,
     /// bmminer writes `stats` records as `{…}{…}` instead of `{…},{…}`.
     pub concatenated_records: bool,
 }
@@ -44,6 +46,7 @@ impl Section {
             code,
             msg: msg.into(),
             data: Some((key, records)),
+            extra: None,
             concatenated_records: false,
         }
     }
@@ -54,6 +57,7 @@ impl Section {
             code,
             msg: msg.into(),
             data: None,
+            extra: None,
             concatenated_records: false,
         }
     }
@@ -64,6 +68,7 @@ impl Section {
             code,
             msg: msg.into(),
             data: None,
+            extra: None,
             concatenated_records: false,
         }
     }
@@ -111,6 +116,10 @@ pub fn render_section(section: &Section, description: &str, when: u64) -> String
         };
         let body: Vec<String> = records.iter().map(render_record).collect();
         out.push_str(&format!(",\"{key}\":[{}]", body.join(separator)));
+    }
+    if let Some((key, records)) = &section.extra {
+        let body: Vec<String> = records.iter().map(render_record).collect();
+        out.push_str(&format!(",\"{key}\":[{}]", body.join(",")));
     }
     out.push_str(",\"id\":1}");
     out

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::round2;
-use crate::miner::model::Personality;
+use crate::miner::model::{Firmware, Personality};
 use crate::miner::render::{Record, Section};
 use crate::miner::report::Report;
 
@@ -40,16 +40,21 @@ fn chip_map(chips: u32) -> String {
     map
 }
 
-/// Four sensors per board as `a-b-c-d`, spread a little around the board's figure.
+/// Four sensors per board as `a-b-c-d`, spread around the board's figure so that every
+/// pairing a reader averages (all four, the outer or the inner two) gives it back.
 fn sensor_list(center: f64) -> String {
     let c = center.round() as i64;
-    format!("{}-{}-{}-{}", c, c - 4, c - 7, c - 2)
+    format!("{}-{}-{}-{}", c - 2, c + 1, c - 1, c + 2)
 }
 
 pub fn stats(report: &Report) -> Section {
     let (bmminer, miner, compiled) = build(report.personality);
+    let program = match report.personality.firmware() {
+        Firmware::Luxos => ("LUXminer", "2024.5.1.155017-f6a1de7"),
+        _ => ("BMMiner", bmminer),
+    };
     let head: Record = vec![
-        ("BMMiner", bmminer.into()),
+        (program.0, program.1.into()),
         ("Miner", miner.into()),
         ("CompileTime", compiled.into()),
         ("Type", report.personality.hardware().name.into()),
@@ -58,7 +63,7 @@ pub fn stats(report: &Report) -> Section {
         Personality::S9Bmminer => s9_record(report),
         _ => modern_record(report),
     };
-    Section::ok(70, "CGMiner stats", "STATS", vec![head, body]).concatenated()
+    Section::ok(70, "CGMiner stats", "STATS", vec![head, body])
 }
 
 fn timing(report: &Report, id: &'static str) -> Record {
@@ -137,8 +142,9 @@ fn modern_record(report: &Report) -> Record {
         ("frequency", report.frequency_mhz.into()),
         ("fan_num", hardware.fan_slots.len().into()),
     ]);
-    for (f, slot) in hardware.fan_slots.iter().enumerate() {
-        r.push((leak(format!("fan{slot}")), report.reading.fan_rpm[f].into()));
+    // modern Antminer firmware numbers its fans from 1, whatever the fan controller's ids
+    for (f, rpm) in report.reading.fan_rpm.iter().enumerate() {
+        r.push((leak(format!("fan{}", f + 1)), (*rpm).into()));
     }
     r.push(("fan_pwm", report.reading.fan_pwm.into()));
     r.push(("temp_num", hardware.chains.len().into()));
