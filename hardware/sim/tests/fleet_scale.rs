@@ -85,3 +85,25 @@ async fn a_thousand_miners_start_and_every_api_answers() {
     fleet.stop().await;
     pool.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonsense_fleets_are_refused_before_anything_binds() {
+    let mut outside = FleetSpec::new(Ipv4Addr::new(10, 0, 0, 2), 3);
+    assert!(matches!(
+        outside.validate(),
+        Err(sim::fleet::FleetSpecError::NotLoopback { .. })
+    ));
+    let err = Fleet::start(outside).await.err().expect("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    outside = FleetSpec::new(Ipv4Addr::new(127, 255, 255, 250), 10);
+    assert!(outside.validate().is_err(), "runs past 127.255.255.255");
+    let mut spec = FleetSpec::new(Ipv4Addr::new(127, 1, 110, 2), 1);
+    spec.hash_budget = f64::NAN;
+    assert!(spec.validate().is_err());
+    spec.hash_budget = 1_000.0;
+    spec.ambient_c = 300.0;
+    assert!(spec.validate().is_err());
+    spec.ambient_c = 25.0;
+    spec.count = 0;
+    assert!(spec.validate().is_err());
+}

@@ -87,12 +87,6 @@ fn model_mix(names: &[String]) -> anyhow::Result<ModelMix> {
 }
 
 fn spec(args: &Args) -> anyhow::Result<FleetSpec> {
-    if !(args.hash_budget.is_finite() && args.hash_budget > 0.0) {
-        bail!("--hash-budget must be a positive number of hashes per second");
-    }
-    if !args.ambient.is_finite() || !(-40.0..=60.0).contains(&args.ambient) {
-        bail!("--ambient must be a room temperature between -40 and 60 °C");
-    }
     let mut spec = FleetSpec::new(args.first, args.count);
     spec.holes = args.holes.clone();
     spec.api_port = args.api_port;
@@ -114,6 +108,7 @@ fn spec(args: &Args) -> anyhow::Result<FleetSpec> {
     spec.ambient_c = args.ambient;
     spec.seed = args.seed;
     spec.restart_time = Duration::from_secs(args.restart_seconds);
+    spec.validate()?;
     Ok(spec)
 }
 
