@@ -171,3 +171,31 @@ async fn unknown_commands_get_code_14_alone_and_inside_a_join() {
     ));
     site.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_requests_get_an_error_reply_and_change_nothing() {
+    let ip = Ipv4Addr::new(127, 1, 13, 3);
+    let site = one_miner(ip, Personality::S19ProBmminer, Privileged::All).await;
+    let addr = site.addr();
+    let before = site.miner().view().pools;
+    for junk in [
+        &b"{\"command\":"[..],
+        b"{\"cmd\":\"addpool\"}",
+        b"\xff\xfe\x00garbage",
+        &[b'x'; 20_000][..],
+    ] {
+        let reply = raw(addr, junk).await.expect("an answer, not a hang");
+        assert_eq!(reply.last(), Some(&0));
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.contains(r#""STATUS":"E""#), "{text}");
+    }
+    assert_eq!(site.miner().view().pools, before);
+    // the API still answers normally
+    assert!(
+        ask_json(addr, "version", None)
+            .await
+            .section("version")
+            .is_ok()
+    );
+    site.stop().await;
+}
