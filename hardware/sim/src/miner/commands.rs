@@ -89,10 +89,13 @@ fn luxos_command(miner: &Miner, command: &str, request: &ApiRequest) -> Section 
                         code::LUXOS_PROFILE_SET,
                         "Profile set",
                         "PROFILE",
-                        vec![vec![
-                            ("Profile", profile.name.into()),
-                            ("Result", "success".into()),
-                        ]],
+                        vec![
+                            vec![
+                                ("Profile", profile.name.into()),
+                                ("Result", "success".into()),
+                            ]
+                            .into(),
+                        ],
                     )
                 }
                 None => {

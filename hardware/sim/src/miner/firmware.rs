@@ -119,7 +119,8 @@ fn version(report: &Report) -> Section {
             vec![
                 ("BOSminer+", "0.2.0-36c56a9363".into()),
                 ("API", "3.7".into()),
-            ],
+            ]
+            .into(),
         ),
         Personality::S19jProLuxos => (
             "LUXminer versions",
@@ -129,11 +130,12 @@ fn version(report: &Report) -> Section {
                 ("Miner", "2024.5.1.155017-f6a1de7".into()),
                 ("CompileTime", "Wed May 1 15:50:17 UTC 2024".into()),
                 ("Type", report.personality.hardware().name.into()),
-            ],
+            ]
+            .into(),
         ),
         Personality::Cgminer => (
             "CGMiner versions",
-            vec![("CGMiner", "4.11.1".into()), ("API", "3.7".into())],
+            vec![("CGMiner", "4.11.1".into()), ("API", "3.7".into())].into(),
         ),
     };
     Section::ok(code::VERSION, msg, "VERSION", vec![record])
@@ -141,7 +143,7 @@ fn version(report: &Report) -> Section {
 
 /// Hashrate keys in the firmware's unit: bmminer GH/s (the 5 s figure as a string, as real
 /// bmminer writes it), BOSminer and cgminer MH/s.
-fn hashrate_keys(firmware: Firmware, five_s_ths: f64, av_ths: f64) -> Record {
+fn hashrate_keys(firmware: Firmware, five_s_ths: f64, av_ths: f64) -> Vec<(&'static str, Value)> {
     match firmware {
         Firmware::Bmminer | Firmware::Luxos => vec![
             ("GHS 5s", format!("{:.2}", five_s_ths * 1e3).into()),
@@ -174,7 +176,7 @@ fn summary(report: &Report) -> Section {
     let (accepted, rejected, stale) = (report.accepted(), report.rejected(), report.stale());
     let shares = accepted + rejected + stale;
     let minutes = (report.uptime_s as f64 / 60.0).max(1.0 / 60.0);
-    let mut record: Record = vec![("Elapsed", report.uptime_s.into())];
+    let mut record: Record = vec![("Elapsed", report.uptime_s.into())].into();
     record.extend(hashrate_keys(
         firmware,
         report.hashrate_5s_ths,
@@ -289,7 +291,8 @@ fn pools(report: &Report) -> Section {
                 ("Best Share", 0.into()),
                 ("Pool Rejected%", percent(p.rejected, shares)),
                 ("Pool Stale%", percent(p.stale, shares)),
-            ];
+            ]
+            .into();
             if firmware == Firmware::Luxos {
                 // LuxOS lists pools by failover group
                 record.extend([("GROUP", 0.into()), ("GROUP Name", "Default".into())]);
@@ -332,7 +335,8 @@ fn devs(report: &Report) -> Section {
                 ("MHS 5s", round2(ths * 1e6)),
                 ("MHS 1m", round2(ths * 1e6)),
                 ("MHS 15m", round2(av_ths * 1e6)),
-            ];
+            ]
+            .into();
             record.extend([
                 ("Accepted", (report.accepted() / boards as u64).into()),
                 ("Rejected", (report.rejected() / boards as u64).into()),
@@ -389,6 +393,7 @@ fn devdetails(report: &Report) -> Section {
                 ("Device Path", "".into()),
             ]
         })
+        .map(Record::from)
         .collect();
     Section::ok(code::DEVDETAILS, "Device Details", "DEVDETAILS", records)
 }
@@ -413,6 +418,7 @@ fn device_stats(report: &Report) -> Section {
                 ("Min", json!(99999999.0)),
             ]
         })
+        .map(Record::from)
         .collect();
     Section::ok(code::STATS, "CGMiner stats", "STATS", records)
 }

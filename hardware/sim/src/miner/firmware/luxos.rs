@@ -75,6 +75,7 @@ pub fn profiles_section(report: &Report) -> Section {
                 ("Step", "0".into()),
             ]
         })
+        .map(Record::from)
         .collect();
     let msg = format!("{} profile(s)", records.len());
     Section::ok(code::LUXOS_PROFILES, msg, "PROFILES", records)
@@ -106,7 +107,8 @@ pub fn config(report: &Report) -> Section {
         ("Hostname", "luxos".into()),
         ("Model", report.personality.hardware().name.into()),
         ("SerialNumber", report.unit_id.to_uppercase().into()),
-    ];
+    ]
+    .into();
     Section::ok(
         code::LUXOS_CONFIG,
         "LUXminer config",
@@ -130,7 +132,8 @@ pub fn power(report: &Report) -> Section {
     let record: Record = vec![
         ("Watts", (report.reading.power_w.round() as u64).into()),
         ("PSU", true.into()),
-    ];
+    ]
+    .into();
     Section::ok(code::LUXOS_POWER, "Power", "POWER", vec![record])
 }
 
@@ -147,15 +150,19 @@ pub fn fans(report: &Report) -> Section {
                 ("Speed", report.reading.fan_pwm.into()),
             ]
         })
+        .map(Record::from)
         .collect();
     let mut section = Section::ok(code::FANS, format!("{} Fan(s)", fans.len()), "FANS", fans);
     section.extra = Some((
         "FANCTRL",
-        vec![vec![
-            ("Mode", "Auto".into()),
-            ("MinFans", report.reading.fan_rpm.len().into()),
-            ("PowerOffSpeed", 100.into()),
-        ]],
+        vec![
+            vec![
+                ("Mode", "Auto".into()),
+                ("MinFans", report.reading.fan_rpm.len().into()),
+                ("PowerOffSpeed", 100.into()),
+            ]
+            .into(),
+        ],
     ));
     section
 }
@@ -166,7 +173,8 @@ pub fn tempctrl() -> Section {
         ("Target", 75.into()),
         ("Hot", 85.into()),
         ("Dangerous", 95.into()),
-    ];
+    ]
+    .into();
     Section::ok(
         code::LUXOS_TEMPCTRL,
         "Temp control",
@@ -181,7 +189,8 @@ pub fn groups() -> Section {
         ("Name", "Default".into()),
         ("Quota", 1.into()),
         ("Strategy", "Failover".into()),
-    ];
+    ]
+    .into();
     Section::ok(code::LUXOS_GROUPS, "1 Group(s)", "GROUPS", vec![record])
 }
 
@@ -193,12 +202,13 @@ pub fn atm() -> Section {
         ("PostRampMinutes", 15.into()),
         ("StartupMinutes", 15.into()),
         ("TempWindow", 5.into()),
-    ];
+    ]
+    .into();
     Section::ok(code::LUXOS_ATM, "ATM configuration", "ATM", vec![record])
 }
 
 /// `session` / `logon`: the open session's id, empty when none is open.
 pub fn session(session_id: Option<&str>) -> Section {
-    let record: Record = vec![("SessionID", session_id.unwrap_or_default().into())];
+    let record: Record = vec![("SessionID", session_id.unwrap_or_default().into())].into();
     Section::ok(code::LUXOS_SESSION, "Session", "SESSION", vec![record])
 }
