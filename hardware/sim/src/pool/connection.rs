@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::stats::RejectReason;
@@ -26,8 +27,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// authorizing names without end would grow the pool's per-worker counts without end).
 const MAX_WORKERS_PER_CONNECTION: usize = 256;
 
-pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let mut events = shared.events.subscribe();
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut events: broadcast::Receiver<PoolEvent>,
+    shared: Arc<Shared>,
+) {
     let (mut reader, mut writer) = stream.into_split();
     let mut session = PoolSession::new(shared.clone());
     let mut lines = LineBuffer::new(MAX_LINE_LEN);
