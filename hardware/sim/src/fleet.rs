@@ -276,6 +276,16 @@ impl Fleet {
     }
 }
 
+/// A fleet dropped without [`Fleet::stop`] (a panicking test) still stops its miners' tasks,
+/// which would otherwise keep each other alive.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for miner in self.miners.values() {
+            miner.stop();
+        }
+    }
+}
+
 /// One miner of a fleet, for tests and the control socket.
 #[derive(Clone)]
 pub struct MinerHandle {
