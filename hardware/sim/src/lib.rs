@@ -4,5 +4,7 @@
 //! Only the hardware is simulated: the protocols, reply shapes and faults are the real ones.
 
 pub mod control;
+pub mod fleet;
+pub mod miner;
 pub mod pool;
 pub mod stratum_client;
