@@ -14,8 +14,7 @@ fn firmware_kind(p: Personality) -> FirmwareKind {
         Personality::S9Bmminer | Personality::S19ProBmminer => FirmwareKind::Bmminer,
         Personality::S9Bosminer | Personality::S19jProBosminer => FirmwareKind::Bosminer,
         Personality::Cgminer => FirmwareKind::Cgminer,
-        // minerd does not know LuxOS (yet): it reads its data but names no firmware
-        Personality::S19jProLuxos => FirmwareKind::Unknown,
+        Personality::S19jProLuxos => FirmwareKind::Luxos,
     }
 }
 

@@ -48,6 +48,8 @@ pub enum FirmwareKind {
     Bmminer,
     /// Braiins OS (BOSminer, BOSminer+).
     Bosminer,
+    /// LuxOS (LUXminer): bmminer-like replies, with sleep and power profiles behind a session.
+    Luxos,
     Unknown,
 }
 
@@ -210,6 +212,7 @@ impl MinerSnapshot {
                 let kind = match k.to_ascii_lowercase().as_str() {
                     "bmminer" => FirmwareKind::Bmminer,
                     "bosminer" | "bosminer+" => FirmwareKind::Bosminer,
+                    "luxminer" => FirmwareKind::Luxos,
                     "cgminer" => FirmwareKind::Cgminer,
                     _ => return None,
                 };
@@ -428,6 +431,8 @@ fn firmware_from_description(description: &str) -> FirmwareKind {
         FirmwareKind::Bosminer
     } else if d.starts_with("bmminer") {
         FirmwareKind::Bmminer
+    } else if d.starts_with("luxminer") {
+        FirmwareKind::Luxos
     } else if d.starts_with("cgminer") {
         FirmwareKind::Cgminer
     } else {
