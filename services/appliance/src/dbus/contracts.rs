@@ -3,7 +3,7 @@
 //! Services never depend on each other's crates; they meet here. Each service's interface
 //! definitions (`#[zbus::proxy]` traits for its clients, the shared types they carry) are
 //! added beside its address below as that service is built ([`Trust1Proxy`] for trustd,
-//! [`Hub1Proxy`] for hubd, [`Site1Proxy`] and [`SiteState`] for sited), so a change to a contract is one
+//! [`Hub1Proxy`] for hubd, [`Mining1Proxy`] for minerd, [`Site1Proxy`] and [`SiteState`] for sited), so a change to a contract is one
 //! reviewed change in one file. Names follow systemd's convention (`org.freedesktop.resolve1`):
 //! a versioned name, and an object path spelled the same way.
 
@@ -190,6 +190,78 @@ pub trait Hub1 {
     /// that is not a session id is [`hub_errors::INVALID_ARGUMENT`]; an unknown session is
     /// [`hub_errors::NOT_FOUND`].
     fn session_path(&self, session: &str) -> zbus::Result<String>;
+}
+
+/// `org.bunkeros.Mining1`, minerd's interface at [`MINING`], as its clients call it.
+///
+/// Documents are JSON strings whose fields are only ever added; times are RFC 3339 (UTC),
+/// hashrates TH/s, power watts, efficiency J/TH, temperatures °C. Reads answer from what
+/// minerd last polled, never waiting on a miner. Refusals are D-Bus errors named in
+/// [`mining_errors`] whose message is a sentence for the operator.
+///
+/// A *selection* picks miners: `all`, or comma-separated terms that must all hold:
+/// `ip=10.1.0.0/22` (or one address), `owner=NAME`, `location=NAME`, `model=TEXT` (substring),
+/// `firmware=bmminer|bosminer|luxos|cgminer`, `state=active|sleeping|quarantined|missing`.
+///
+/// The bus policy (`/usr/share/dbus-1/system.d/org.bunkeros.Mining1.conf`) lets only the
+/// `minerd` user own the name and only root and `bunkeros-operators` call it: the fleet's
+/// owners are clients of the site, and actions change what their miners do. Every action is
+/// recorded in minerd's audit log with the caller's user id.
+#[zbus::proxy(
+    interface = "org.bunkeros.Mining1",
+    default_service = "org.bunkeros.Mining1",
+    default_path = "/org/bunkeros/Mining1"
+)]
+pub trait Mining1 {
+    /// The fleet's status document: `miners` {`total`, `up`, `down`, `sleeping`,
+    /// `quarantined`, `missing`}, `hashrate_ths`, `power_w`, `efficiency_j_per_th`,
+    /// `hottest_chip_c`, `owners` [{`owner`, `miners`, `up`, `hashrate_ths`, `power_w`,
+    /// `shares` {`accepted`, `rejected`, `stale`, `accepted_difficulty`}}], `poll` {`last_at`,
+    /// `duration_ms`, `failures` {kind: count}}, `discovery` {`last_at`, `scanned`, `found`},
+    /// `proxy` {`listen`, `connected`, `upstreams` [{`owner`, `pool`, `state`, `miners`}]},
+    /// `curtailment` {`source` (`sited` or `static`), `budget_w`, `headroom_c`,
+    /// `effective_budget_w`, `draw_w`, `asleep`, `shortfall_w`}, `hijacks_open`, `audit`
+    /// {`records`, `last_sealed_seq`}, `taken_at`.
+    fn status(&self) -> zbus::Result<String>;
+
+    /// The miners `selection` picks, as a JSON array by address: `ip`, `owner`, `location`,
+    /// `model`, `firmware`, `state`, `up`, `hashrate_ths`, `power_w`, `efficiency_j_per_th`,
+    /// `hottest_chip_c`, `pool` (what it mines on, as it reports), `last_poll_at`,
+    /// `poll_failure` (null when the last poll worked).
+    fn miners(&self, selection: &str) -> zbus::Result<String>;
+
+    /// One miner as in `Miners`, with `boards`, `fans`, `pools` (as it reports them), `proxy`
+    /// (connected, user, difficulty, last share, share counts), `hijacks` and `history` (the
+    /// last hour, one point a minute). An unknown address is [`mining_errors::NOT_FOUND`].
+    fn miner(&self, ip: &str) -> zbus::Result<String>;
+
+    /// Crypto-jacking findings, open first, as a JSON array: `ip`, `owner`, `kind`
+    /// (`foreign_pool`, `changed_user`, `devfee_redirect`, `hashing_elsewhere`), `severity`,
+    /// `seen` (the sentence), `first_at`, `last_at`, `quarantined`, `open`.
+    fn hijacks(&self) -> zbus::Result<String>;
+
+    /// Starts `action` (`set-pools`: restore the sanctioned pools; `reboot`; `sleep`; `wake`;
+    /// `power-target` with the watts in `argument`) on the miners `selection` picks, and
+    /// returns the job id at once; progress comes as `JobProgress` signals and from `Job`. A
+    /// selection or action that means nothing is [`mining_errors::INVALID_ARGUMENT`]; a
+    /// selection that picks no miner is [`mining_errors::NOT_FOUND`].
+    fn start_action(&self, action: &str, selection: &str, argument: &str) -> zbus::Result<String>;
+
+    /// A job's document: `id`, `action`, `argument`, `selection`, `started_at`, `finished_at`
+    /// (null while running), `total`, `done`, `failed`, `results` [{`ip`, `ok`, `message`}].
+    fn job(&self, id: &str) -> zbus::Result<String>;
+
+    /// `JobProgress(id s, done u, failed u, total u)`: after every miner a job finishes.
+    #[zbus(signal)]
+    fn job_progress(&self, id: &str, done: u32, failed: u32, total: u32) -> zbus::Result<()>;
+
+    /// Releases a quarantined miner (after the operator looked at it), with a note for the
+    /// audit log. A miner that is not quarantined is [`mining_errors::INVALID_ARGUMENT`].
+    fn release(&self, ip: &str, note: &str) -> zbus::Result<()>;
+
+    /// Scans the configured ranges now and returns the report: `scanned`, `found`, `new`,
+    /// `changed`, `missing`, `errors` {kind: count}, `duration_ms`.
+    fn scan(&self) -> zbus::Result<String>;
 }
 
 /// `org.bunkeros.Site1`, sited's interface at [`SITE`], as its clients call it.
@@ -408,6 +480,19 @@ pub mod hub_errors {
     ];
 }
 
+/// The D-Bus error names minerd answers with; the message of each is a sentence.
+pub mod mining_errors {
+    /// An argument is not what the method takes (a selection, action, address or note).
+    pub const INVALID_ARGUMENT: &str = "org.bunkeros.Mining1.Error.InvalidArgument";
+    /// No such miner or job, or a selection that picks no miner.
+    pub const NOT_FOUND: &str = "org.bunkeros.Mining1.Error.NotFound";
+    /// The action cannot run now (e.g. the audit log cannot record it).
+    pub const UNAVAILABLE: &str = "org.bunkeros.Mining1.Error.Unavailable";
+
+    /// Every name, for tests and clients that match on them.
+    pub const ALL: [&str; 3] = [INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +526,7 @@ mod tests {
     fn error_names_are_valid_and_under_their_interface() {
         assert_errors_under(&trust_errors::ALL, TRUST.bus_name);
         assert_errors_under(&hub_errors::ALL, HUB.bus_name);
+        assert_errors_under(&mining_errors::ALL, MINING.bus_name);
     }
 
     #[test]
@@ -474,6 +560,7 @@ mod tests {
     fn each_proxy_finds_its_service_where_the_contract_says() {
         assert_proxy_finds::<Trust1Proxy>(TRUST);
         assert_proxy_finds::<Hub1Proxy>(HUB);
+        assert_proxy_finds::<Mining1Proxy>(MINING);
         assert_proxy_finds::<Site1Proxy>(SITE);
     }
 
