@@ -9,4 +9,6 @@
 //!   the share and network targets, job, ntime, version mask, duplicates).
 
 pub mod cgminer;
+pub mod inventory;
+pub mod site_layout;
 pub mod stratum;
