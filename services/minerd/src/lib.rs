@@ -9,6 +9,8 @@
 //!   the share and network targets, job, ntime, version mask, duplicates).
 
 pub mod cgminer;
+pub mod discovery;
 pub mod inventory;
 pub mod site_layout;
 pub mod stratum;
+pub mod telemetry;
