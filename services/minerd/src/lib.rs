@@ -10,6 +10,7 @@
 
 pub mod cgminer;
 pub mod discovery;
+pub mod fleet_metrics;
 pub mod inventory;
 pub mod site_layout;
 pub mod stratum;
