@@ -45,12 +45,14 @@ pub enum Behaviour {
 
 pub struct FakeMiner {
     pub addr: SocketAddr,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Drop for FakeMiner {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -68,7 +70,18 @@ impl FakeMiner {
                 tokio::spawn(answer(sock, Arc::clone(&behaviour)));
             }
         });
-        FakeMiner { addr, task }
+        FakeMiner {
+            addr,
+            task: Some(task),
+        }
+    }
+
+    /// Stops listening, and returns once the address is free again.
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
