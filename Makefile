@@ -17,7 +17,8 @@ DEPS_RUST := gcc pkg-config libtss2-dev libsqlite3-dev
 DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fsprogs fdisk binutils \
 	systemd systemd-boot-efi zstd python3 git
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
-DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego tpm2-tools iperf3 iputils-ping iproute2
+DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego tpm2-tools iperf3 iputils-ping iproute2 \
+	python3-venv
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 # Only `make bench` needs these (hubd against tunnels: stunnel and boringtun's `wg`). No
 # recommends: wireguard-tools recommends a whole kernel image (wireguard-modules).
@@ -39,7 +40,7 @@ BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust test-boot test-reproducible test-image-faults lint fuzz bench bench-deps clean
+.PHONY: help deps build release image image-lock image-verify run test test-rust pyasic-venv test-boot test-reproducible test-image-faults lint fuzz bench bench-deps clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -108,8 +109,20 @@ lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test-rust: deps
+test-rust: deps pyasic-venv
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
+
+# pyasic, the third-party miner client the simulated miners are checked against (hardware/sim
+# tests/pyasic.rs); pinned to the version whose reply parsing the notes verified.
+PYASIC_VERSION := 0.79.0
+VENV := build/venv
+pyasic-venv: $(VENV)/.pyasic-$(PYASIC_VERSION)
+
+$(VENV)/.pyasic-$(PYASIC_VERSION):
+	@echo "==> Python venv at $(VENV) with pyasic==$(PYASIC_VERSION) (for hardware/sim's pyasic test)"
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check pyasic==$(PYASIC_VERSION)
+	@touch $@
 
 # The image build's own faults: a missing tool, a bad profile, a step failing midway.
 test-image-faults: release $(RELEASE_KEY)
