@@ -63,16 +63,16 @@ fn each_firmware_gets_its_joined_request() {
     use miner_poll::commands_for;
     assert_eq!(
         commands_for(FirmwareKind::Bmminer).command_field(),
-        "summary+pools+stats"
+        "version+summary+pools+stats"
     );
     assert_eq!(
         commands_for(FirmwareKind::Bosminer).command_field(),
-        "summary+pools+devs+devdetails+fans+temps+tunerstatus"
+        "version+summary+pools+devs+devdetails+fans+temps+tunerstatus"
     );
     assert!(
         commands_for(FirmwareKind::Cgminer)
             .command_field()
-            .starts_with("summary+pools")
+            .starts_with("version+summary+pools")
     );
 }
 

@@ -28,35 +28,28 @@ pub struct PollResult {
 }
 
 /// The commands a poll asks each firmware for: what fills a [`MinerSnapshot`] in one round
-/// trip. Antminer stock firmware keeps boards, temperatures and fans in `stats`; BOSminer keeps
-/// them in `devs`, `devdetails` (chips), `temps`, `fans`, and power in `tunerstatus`.
+/// trip. `version` names model and firmware (so a poll sees a reflashed miner); Antminer stock
+/// firmware keeps boards, temperatures and fans in `stats`; BOSminer keeps them in `devs`,
+/// `devdetails` (chips), `temps`, `fans`, and power in `tunerstatus`; cgminer in `devs`.
 pub fn commands_for(firmware: FirmwareKind) -> &'static Request {
+    use Command::*;
     static REQUESTS: OnceLock<[Request; 4]> = OnceLock::new();
     let requests = REQUESTS.get_or_init(|| {
         let join = |commands| Request::joined(commands).expect("read-only commands join");
         [
-            join(vec![Command::Summary, Command::Pools, Command::Stats]),
+            join(vec![Version, Summary, Pools, Stats]),
             join(vec![
-                Command::Summary,
-                Command::Pools,
-                Command::Devs,
-                Command::DevDetails,
-                Command::Fans,
-                Command::Temps,
-                Command::TunerStatus,
+                Version,
+                Summary,
+                Pools,
+                Devs,
+                DevDetails,
+                Fans,
+                Temps,
+                TunerStatus,
             ]),
-            join(vec![
-                Command::Summary,
-                Command::Pools,
-                Command::Devs,
-                Command::Stats,
-            ]),
-            join(vec![
-                Command::Summary,
-                Command::Pools,
-                Command::Stats,
-                Command::Devs,
-            ]),
+            join(vec![Version, Summary, Pools, Devs, DevDetails]),
+            join(vec![Version, Summary, Pools, Stats, Devs, DevDetails]),
         ]
     });
     match firmware {
