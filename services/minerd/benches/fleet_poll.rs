@@ -10,7 +10,8 @@
 //! Environment: `MINERSIM` (path to the binary; default: built with cargo into the workspace's
 //! `target/release`), `PYASIC_PYTHON` (default `build/venv/bin/python`, made by
 //! `make pyasic-venv`; without it the pyasic figures and ratios are skipped, and say so),
-//! `FLEET_POLL_MINERS` (default 1000), `FLEET_POLL_ROUNDS` (default 5).
+//! `FLEET_POLL_MINERS` (default 1000), `FLEET_POLL_ROUNDS` (default 5), `FLEET_POLL_MODELS`
+//! (minersim's `--models`, default `s9-bmminer`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
@@ -79,9 +80,10 @@ struct Minersim {
 }
 
 impl Minersim {
-    fn start(binary: &Path, count: usize) -> Minersim {
+    fn start(binary: &Path, count: usize, models: &str) -> Minersim {
         let mut child = Command::new(binary)
             .args(["--first", &FIRST.to_string(), "--count", &count.to_string()])
+            .args(["--models", models])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -183,6 +185,10 @@ fn measure_minerd(miners: usize, rounds: usize) -> MinerdFigures {
     })
 }
 
+/// pyasic as its users run it: identify every miner (`get_miner`, bounded to 200 at a time, or
+/// its 3 s factory timeout expires under the load of 1,000 at once), then `get_data` for all of
+/// them at once, `allow_warning` so that the BOSminer data it fetches over gRPC/web (which the
+/// simulator does not serve) does not abort the miner's poll.
 const PYASIC_SCRIPT: &str = r#"
 import asyncio, ipaddress, json, resource, sys, time
 import pyasic
@@ -195,17 +201,22 @@ async def main(first, count, rounds):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ips = [str(ipaddress.IPv4Address(first) + i) for i in range(count)]
+    gate = asyncio.Semaphore(200)
+    async def identify(ip):
+        async with gate:
+            return await pyasic.get_miner(ip)
     c0, t0 = cpu(), time.perf_counter()
-    miners = await asyncio.gather(*(pyasic.get_miner(ip) for ip in ips))
-    identify = {"wall": time.perf_counter() - t0, "cpu": cpu() - c0}
-    miners = [m for m in miners if m is not None]
+    miners = await asyncio.gather(*(identify(ip) for ip in ips), return_exceptions=True)
+    identify_figures = {"wall": time.perf_counter() - t0, "cpu": cpu() - c0}
+    miners = [m for m in miners if m is not None and not isinstance(m, BaseException)]
     polls = []
     for _ in range(rounds):
         c0, t0 = cpu(), time.perf_counter()
-        data = await asyncio.gather(*(m.get_data() for m in miners))
+        data = await asyncio.gather(*(m.get_data(allow_warning=True) for m in miners),
+                                    return_exceptions=True)
         polls.append({"wall": time.perf_counter() - t0, "cpu": cpu() - c0,
-                      "with_hashrate": sum(1 for d in data if d.hashrate is not None)})
-    print(json.dumps({"identified": len(miners), "identify": identify, "polls": polls}))
+                      "failed": sum(1 for d in data if isinstance(d, BaseException))})
+    print(json.dumps({"identified": len(miners), "identify": identify_figures, "polls": polls}))
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 "#;
@@ -216,6 +227,7 @@ struct PyasicFigures {
     identify_cpu: f64,
     poll_walls: Vec<f64>,
     poll_cpu: Vec<f64>,
+    poll_failed: Vec<u64>,
 }
 
 fn measure_pyasic(python: &Path, miners: usize, rounds: usize) -> Result<PyasicFigures, String> {
@@ -243,6 +255,10 @@ fn measure_pyasic(python: &Path, miners: usize, rounds: usize) -> Result<PyasicF
         identify_cpu: f(&v["identify"]["cpu"]),
         poll_walls: polls.iter().map(|p| f(&p["wall"])).collect(),
         poll_cpu: polls.iter().map(|p| f(&p["cpu"])).collect(),
+        poll_failed: polls
+            .iter()
+            .map(|p| p["failed"].as_u64().unwrap_or(0))
+            .collect(),
     })
 }
 
@@ -255,9 +271,14 @@ fn main() {
     // `cargo bench` passes `--bench`; this harness has nothing to filter.
     let miners = env_number("FLEET_POLL_MINERS", 1000);
     let rounds = env_number("FLEET_POLL_ROUNDS", 5).max(1);
+    // Stock S9s by default: the personality pyasic reads entirely over the cgminer API (its
+    // S19 class also calls the web UI, its BOSminer class gRPC, and it does not identify plain
+    // cgminer rigs), so both clients do the same work. `FLEET_POLL_MODELS` takes minersim's
+    // `--models` list, e.g. `s9-bmminer,s19pro-bmminer,s19jpro-bosminer,cgminer`.
+    let models = std::env::var("FLEET_POLL_MODELS").unwrap_or_else(|_| "s9-bmminer".into());
     let binary = minersim_binary();
-    let _sim = Minersim::start(&binary, miners);
-    println!("fleet_poll: {miners} simulated miners (minersim, mixed firmware) on {RANGE}");
+    let _sim = Minersim::start(&binary, miners, &models);
+    println!("fleet_poll: {miners} simulated miners (minersim --models {models}) on {RANGE}");
 
     let m = measure_minerd(miners, rounds);
     let wall = median(m.poll_walls.iter().map(Duration::as_secs_f64).collect());
@@ -290,6 +311,10 @@ fn main() {
     }
     match measure_pyasic(&python, miners, rounds) {
         Err(e) => println!("  pyasic: {e}; pyasic figures and ratios skipped"),
+        Ok(p) if p.identified == 0 => println!(
+            "  pyasic identified no miner ({:.3} s wall); pyasic figures and ratios skipped",
+            p.identify_wall
+        ),
         Ok(p) => {
             let p_wall = median(p.poll_walls.clone());
             let p_cpu = median(p.poll_cpu.clone());
@@ -299,8 +324,10 @@ fn main() {
                 p.identify_wall, p.identify_cpu, p.identified
             );
             println!(
-                "  pyasic full poll (get_data, median of {rounds}): {p_wall:.3} s wall, {:.1} ms CPU = {pyasic_us_per_miner:.1} µs CPU per miner",
-                p_cpu * 1e3
+                "  pyasic full poll (get_data of the {} identified, median of {rounds}): {p_wall:.3} s wall, {:.1} ms CPU = {pyasic_us_per_miner:.1} µs CPU per miner; failed per round: {:?}",
+                p.identified,
+                p_cpu * 1e3,
+                p.poll_failed
             );
             let ratio = pyasic_us_per_miner / minerd_us_per_miner;
             println!(
