@@ -63,11 +63,11 @@ fn each_firmware_gets_its_joined_request() {
     use miner_poll::commands_for;
     assert_eq!(
         commands_for(FirmwareKind::Bmminer).command_field(),
-        "version+summary+pools+stats"
+        "summary+pools+stats"
     );
     assert_eq!(
         commands_for(FirmwareKind::Bosminer).command_field(),
-        "version+summary+pools+devs+devdetails+fans+temps+tunerstatus"
+        "summary+pools+devs+devdetails+fans+temps+tunerstatus"
     );
     assert!(
         commands_for(FirmwareKind::Cgminer)

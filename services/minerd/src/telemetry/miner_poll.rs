@@ -28,18 +28,18 @@ pub struct PollResult {
 }
 
 /// The commands a poll asks each firmware for: what fills a [`MinerSnapshot`] in one round
-/// trip. `version` names model and firmware (so a poll sees a reflashed miner); Antminer stock
-/// firmware keeps boards, temperatures and fans in `stats`; BOSminer keeps them in `devs`,
-/// `devdetails` (chips), `temps`, `fans`, and power in `tunerstatus`; cgminer in `devs`.
+/// trip, model and firmware included. Antminer stock firmware keeps model, boards,
+/// temperatures and fans in `stats`; BOSminer keeps them in `devs`, `devdetails` (model,
+/// chips), `temps`, `fans`, and power in `tunerstatus`; cgminer in `devs`, and only `version`
+/// names its model. No more than that: every section costs parsing on each poll.
 pub fn commands_for(firmware: FirmwareKind) -> &'static Request {
     use Command::*;
     static REQUESTS: OnceLock<[Request; 4]> = OnceLock::new();
     let requests = REQUESTS.get_or_init(|| {
         let join = |commands| Request::joined(commands).expect("read-only commands join");
         [
-            join(vec![Version, Summary, Pools, Stats]),
+            join(vec![Summary, Pools, Stats]),
             join(vec![
-                Version,
                 Summary,
                 Pools,
                 Devs,
