@@ -217,3 +217,43 @@ async fn a_cycle_writes_history_for_the_miners_that_answered() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_loop_runs_cycle_after_cycle_and_reports_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = inventory_of_fleet(3, dir.path()).await;
+    let _fleet = fleet(3).await;
+    let telemetry = Arc::new(Telemetry::new(TelemetrySettings {
+        interval_secs: 1,
+        ..settings()
+    }));
+    let (reports, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let loop_task = tokio::spawn(Arc::clone(&telemetry).run(
+        Arc::clone(&inventory),
+        move |report, telemetry| {
+            let _ = reports.send((report.ok, telemetry.aggregates().fleet.up));
+        },
+    ));
+    for _ in 0..2 {
+        let (ok, up) = tokio::time::timeout(Duration::from_secs(20), received.recv())
+            .await
+            .expect("a cycle within 20 s")
+            .unwrap();
+        assert_eq!((ok, up), (33, 33));
+    }
+    loop_task.abort();
+    // The first cycle pruned and both wrote history: two samples in the current minute or
+    // one in each of two.
+    let miners = records(&inventory);
+    let healthy = miners
+        .iter()
+        .find(|m| m.addr.ip().octets()[3] == 10)
+        .unwrap();
+    let samples: u32 = inventory
+        .history(healthy.id, Resolution::Minute, 0, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|p| p.samples)
+        .sum();
+    assert!(samples >= 2, "{samples}");
+}
