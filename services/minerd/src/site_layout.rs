@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use appliance::config::Invalid;
+use appliance::config::{Invalid, ServiceConfig};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 
@@ -221,6 +221,14 @@ impl SiteLayout {
                 problems.push(Invalid::new(key("identity"), reason));
             }
         }
+    }
+}
+
+/// The layout can be its own file (e.g. `/var/lib/bunkeros/config/minerd-site.toml`), read and
+/// checked like any service configuration: the loader reports a problem with file and line.
+impl ServiceConfig for SiteLayout {
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        SiteLayout::validate(self)
     }
 }
 

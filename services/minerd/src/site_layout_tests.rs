@@ -141,3 +141,18 @@ fn host_bits_and_duplicate_owners_are_refused() {
     let k = keys(&parse(&text));
     assert!(k.contains(&"owner[1].name".to_string()), "{k:?}");
 }
+
+#[test]
+fn the_config_loader_reads_a_layout_file_and_names_the_bad_key() {
+    use appliance::config::ConfigPaths;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("minerd-site.toml");
+    std::fs::write(&file, GOOD).unwrap();
+    let paths = ConfigPaths::new(dir.path().join("absent.toml"), &file, true);
+    let layout = paths.load::<SiteLayout>().unwrap().into_inner();
+    assert_eq!(layout.ranges.len(), 2);
+    std::fs::write(&file, GOOD.replace("10.10.4.0/24", "10.10.2.0/24")).unwrap();
+    let error = paths.load::<SiteLayout>().unwrap_err().to_string();
+    assert!(error.contains("range[1].cidr"), "{error}");
+    assert!(error.contains("minerd-site.toml"), "{error}");
+}
