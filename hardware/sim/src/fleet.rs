@@ -2,6 +2,8 @@
 //! Linux, no `ip addr add` needed) with its cgminer API and its Stratum client, as a hall of
 //! miners looks to a scanner, a poller and a Stratum proxy.
 
+pub mod control;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -56,6 +58,24 @@ impl Default for ModelMix {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FleetSpecError {
+    #[error("a fleet needs at least one miner")]
+    NoMiners,
+    #[error("{count} miners from {first} leave 127.0.0.0/8: the simulator runs on loopback only")]
+    NotLoopback { first: Ipv4Addr, count: usize },
+    #[error("the API port must not be 0")]
+    ApiPort,
+    #[error("the hash budget must be a positive number of hashes per second, not {0}")]
+    HashBudget(f64),
+    #[error("the ambient temperature must be between -40 and 60 °C, not {0}")]
+    Ambient(f64),
+    #[error("the model mix has no model with a weight above 0")]
+    NoModels,
+    #[error("pool URL '{0}' has no scheme (stratum+tcp://host:port)")]
+    PoolUrl(String),
+}
+
 pub struct FleetSpec {
     /// The first address, e.g. 127.1.0.2.
     pub first: Ipv4Addr,
@@ -94,6 +114,36 @@ impl FleetSpec {
             seed: 1,
             restart_time: Duration::from_secs(60),
         }
+    }
+
+    /// Checks for nonsense before anything binds: the simulator stays on loopback.
+    pub fn validate(&self) -> Result<(), FleetSpecError> {
+        if self.count == 0 {
+            return Err(FleetSpecError::NoMiners);
+        }
+        let last = self.addresses().last().copied();
+        if !self.first.is_loopback() || !last.is_some_and(|ip| ip.is_loopback()) {
+            return Err(FleetSpecError::NotLoopback {
+                first: self.first,
+                count: self.count,
+            });
+        }
+        if self.api_port == 0 {
+            return Err(FleetSpecError::ApiPort);
+        }
+        if !(self.hash_budget.is_finite() && self.hash_budget > 0.0) {
+            return Err(FleetSpecError::HashBudget(self.hash_budget));
+        }
+        if !(self.ambient_c.is_finite() && (-40.0..=60.0).contains(&self.ambient_c)) {
+            return Err(FleetSpecError::Ambient(self.ambient_c));
+        }
+        if self.models.weights.iter().all(|(_, w)| *w == 0) {
+            return Err(FleetSpecError::NoModels);
+        }
+        if let Some(pool) = self.pools.iter().find(|p| !p.url.contains("://")) {
+            return Err(FleetSpecError::PoolUrl(pool.url.clone()));
+        }
+        Ok(())
     }
 
     /// The miners' addresses: `count` of them from `first` up, holes skipped.
@@ -141,6 +191,8 @@ pub struct Fleet {
 
 impl Fleet {
     pub async fn start(spec: FleetSpec) -> std::io::Result<Fleet> {
+        spec.validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let addresses = spec.addresses();
         let plan: Vec<(Ipv4Addr, Personality)> = addresses
             .iter()
@@ -218,8 +270,19 @@ impl Fleet {
         for miner in self.miners.values() {
             miner.stop();
         }
-        // Let the server tasks see the shutdown and close their listeners.
-        tokio::task::yield_now().await;
+        for miner in self.miners.values() {
+            miner.shutdown().await;
+        }
+    }
+}
+
+/// A fleet dropped without [`Fleet::stop`] (a panicking test) still stops its miners' tasks,
+/// which would otherwise keep each other alive.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for miner in self.miners.values() {
+            miner.stop();
+        }
     }
 }
 

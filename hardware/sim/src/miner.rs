@@ -78,6 +78,8 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// The periodic task of a devfee fault, aborted when faults are cleared.
     devfee_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The API server task; it owns the listener.
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -110,10 +112,16 @@ impl Miner {
                 reboot: Notify::new(),
                 shutdown,
                 devfee_task: Mutex::new(None),
+                server: Mutex::new(None),
             }),
         };
         miner.sync_hash_rate();
-        tokio::spawn(api::serve(miner.clone(), listener, shutdown_rx));
+        let server = tokio::spawn(api::serve(miner.clone(), listener, shutdown_rx));
+        *miner
+            .inner
+            .server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(server);
         Ok(miner)
     }
 
@@ -154,6 +162,20 @@ impl Miner {
         self.inner.stratum.stop();
         if let Some(task) = self.devfee_slot().take() {
             task.abort();
+        }
+    }
+
+    /// Stops the miner and waits until its API listener is closed (the address is free).
+    pub async fn shutdown(&self) {
+        self.stop();
+        let server = self
+            .inner
+            .server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(server) = server {
+            let _ = server.await;
         }
     }
 
@@ -207,25 +229,25 @@ impl Miner {
                 (uptime_s as f64 / 3600.0 * per_board * f * f) as u64
             })
             .collect();
-        let tuned = reading.power_w > hardware.idle_w;
         Report {
             personality: self.inner.spec.personality,
             when_unix: now,
             uptime_s,
             hashrate_5s_ths: av * jitter,
             hashrate_av_ths: av,
-            hashrate_ideal_ths: if tuned {
-                physics::hashrate_at(hardware, &self.inner.traits, reading.power_w)
-                    * self.inner.traits.efficiency_factor
-            } else {
-                0.0
-            },
+            // What the boards are rated for at this operating point, whatever this unit does.
+            hashrate_ideal_ths: physics::hashrate_at(
+                hardware,
+                &UnitTraits::nominal(hardware.chains.len()),
+                state.power_target_w,
+            ),
             hw_errors_per_board,
             pools,
             power_target_w: state.power_target_w,
             sleeping: state.sleeping,
             frequency_mhz: hardware.frequency_mhz,
             unit_id: format!("{:016x}", self.inner.traits.seed),
+            session_id: state.session_id.clone(),
             reading,
         }
     }
@@ -313,6 +335,11 @@ impl Miner {
             return;
         }
         let hardware = self.inner.spec.personality.hardware();
+        let watts = match self.inner.spec.personality.firmware() {
+            // LuxOS runs power profiles: the highest at or below the target
+            Firmware::Luxos => firmware::luxos::profile_for(hardware, watts).watts,
+            _ => watts,
+        };
         self.state().power_target_w = watts.clamp(hardware.min_power_w, hardware.max_power_w);
         self.sync_hash_rate();
     }

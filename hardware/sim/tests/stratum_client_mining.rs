@@ -4,7 +4,6 @@
 mod pool_support;
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use pool_support::{client, pool, sim_pool, wait_until};
 
@@ -22,9 +21,14 @@ async fn real_shares_are_accepted_and_counted_alike() {
     })
     .await;
 
-    // Stop hashing, let the last answers arrive, then both sides must agree.
+    // Stop hashing; once the last answers arrive both sides must agree.
     miner.set_hash_rate(0.0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the client counted every answer", || {
+        let link = &miner.status()[0];
+        let worker = pool.stats().worker(user);
+        link.accepted + link.rejected + link.stale == worker.accepted + worker.rejected.total()
+    })
+    .await;
     let stats = pool.stats();
     let worker = stats.worker(user);
     let link = &miner.status()[0];
@@ -73,5 +77,26 @@ async fn the_pool_sees_the_miners_own_address() {
         .unwrap()
         .unwrap();
     assert_eq!(peer.ip(), Ipv4Addr::new(127, 1, 2, 3));
+    miner.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_without_version_rolling_gets_plain_shares() {
+    let mut spec = pool_support::spec();
+    spec.version_mask = 0;
+    let pool = sim::pool::TestPool::start(spec).await.unwrap();
+    let user = "site.127-1-0-4";
+    let miner = client(
+        Ipv4Addr::new(127, 1, 0, 4),
+        vec![sim_pool(&pool, user)],
+        true,
+    );
+    wait_until("5 shares accepted", || {
+        pool.stats().worker(user).accepted >= 5
+    })
+    .await;
+    let worker = pool.stats().worker(user);
+    assert_eq!(worker.accepted_version_rolled, 0);
+    assert_eq!(worker.rejected.total(), 0, "{worker:?}");
     miner.stop();
 }

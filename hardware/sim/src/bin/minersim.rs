@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use sim::fleet::{Fleet, FleetSpec, ModelMix, Personality, Privileged, SimPool, raise_fd_limit};
+use sim::control::ControlServer;
+use sim::fleet::{
+    Fleet, FleetSpec, ModelMix, Personality, Privileged, SimPool, control, raise_fd_limit,
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PrivilegedArg {
@@ -31,7 +34,8 @@ struct Args {
     #[arg(long, default_value_t = 4028)]
     api_port: u16,
     /// Personalities, comma-separated, each optionally `name=weight`:
-    /// s9-bmminer, s19pro-bmminer, s19jpro-bosminer, cgminer. Default: all four evenly.
+    /// s9-bmminer, s19pro-bmminer, s9-bosminer, s19jpro-bosminer, s19jpro-luxos, cgminer.
+    /// Default: all evenly.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
     /// A pool every miner is configured with, in priority order (repeatable).
@@ -56,6 +60,10 @@ struct Args {
     /// Seconds a `restart` keeps a miner down.
     #[arg(long, default_value_t = 60)]
     restart_seconds: u64,
+    /// A Unix socket for control commands: `list`, `view IP`, `fault IP hang`, `clear IP`,
+    /// `sleep IP`, `wake IP`, `power IP WATTS` (one per line, one reply line each).
+    #[arg(long)]
+    control: Option<std::path::PathBuf>,
 }
 
 fn model_mix(names: &[String]) -> anyhow::Result<ModelMix> {
@@ -70,7 +78,7 @@ fn model_mix(names: &[String]) -> anyhow::Result<ModelMix> {
         };
         let Some(p) = Personality::from_cli_name(name) else {
             bail!(
-                "unknown model '{name}': one of s9-bmminer, s19pro-bmminer, s19jpro-bosminer, cgminer"
+                "unknown model '{name}': one of s9-bmminer, s19pro-bmminer, s9-bosminer, s19jpro-bosminer, s19jpro-luxos, cgminer"
             );
         };
         weights.push((p, weight));
@@ -79,12 +87,6 @@ fn model_mix(names: &[String]) -> anyhow::Result<ModelMix> {
 }
 
 fn spec(args: &Args) -> anyhow::Result<FleetSpec> {
-    if !(args.hash_budget.is_finite() && args.hash_budget > 0.0) {
-        bail!("--hash-budget must be a positive number of hashes per second");
-    }
-    if !args.ambient.is_finite() || !(-40.0..=60.0).contains(&args.ambient) {
-        bail!("--ambient must be a room temperature between -40 and 60 °C");
-    }
     let mut spec = FleetSpec::new(args.first, args.count);
     spec.holes = args.holes.clone();
     spec.api_port = args.api_port;
@@ -106,6 +108,7 @@ fn spec(args: &Args) -> anyhow::Result<FleetSpec> {
     spec.ambient_c = args.ambient;
     spec.seed = args.seed;
     spec.restart_time = Duration::from_secs(args.restart_seconds);
+    spec.validate()?;
     Ok(spec)
 }
 
@@ -124,14 +127,24 @@ async fn main() -> anyhow::Result<()> {
     let fleet = Fleet::start(spec(&args)?)
         .await
         .context("starting the fleet")?;
+    let _control = match &args.control {
+        Some(path) => Some(
+            ControlServer::bind(path, control::handler(&fleet))
+                .with_context(|| format!("control socket {}", path.display()))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         miners = fleet.api_addresses().len(),
         first = %args.first,
-        "minersim running; Ctrl-C to stop"
+        "minersim running; Ctrl-C or SIGTERM to stop"
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+    }
     fleet.stop().await;
     Ok(())
 }

@@ -19,6 +19,8 @@ use super::{Privileged, unix_now};
 
 /// A client that sends nothing gets the connection closed after this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once a request has started, the rest must follow within this.
+const COMPLETION_GRACE: Duration = Duration::from_secs(1);
 /// A hung firmware holds a connection at most this long (the client gives up first).
 const HANG_LIMIT: Duration = Duration::from_secs(600);
 
@@ -75,21 +77,26 @@ async fn accept_until_reboot(miner: &Miner, listener: &TcpListener) {
     }
 }
 
+/// Reads one request. Like cgminer's single `recv`, it does not wait long for the rest of a
+/// request once bytes have come: an incomplete one is answered (as invalid), not waited on.
 async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut deadline = Instant::now() + REQUEST_TIMEOUT;
     loop {
         let read = tokio::time::timeout_at(deadline.into(), stream.read(&mut chunk)).await;
         match read {
-            Ok(Ok(0)) => return (!buf.is_empty()).then_some(buf),
+            Ok(Ok(0)) | Err(_) => return (!buf.is_empty()).then_some(buf),
             Ok(Ok(n)) => {
+                if buf.is_empty() {
+                    deadline = deadline.min(Instant::now() + COMPLETION_GRACE);
+                }
                 buf.extend_from_slice(&chunk[..n]);
                 if request::is_complete(&buf) || buf.len() >= MAX_REQUEST_BYTES {
                     return Some(buf);
                 }
             }
-            Ok(Err(_)) | Err(_) => return None,
+            Ok(Err(_)) => return None,
         }
     }
 }
@@ -174,6 +181,11 @@ pub fn answer(miner: &Miner, bytes: &[u8]) -> (Vec<u8>, bool) {
             Some(Effect::BareThenRestart(word)) => return (word.as_bytes().to_vec(), true),
             None => {}
         }
+    } else if let Some(s) = (command == "logon")
+        .then(|| commands::logon(miner))
+        .flatten()
+    {
+        return (render_section(&s, description, when).into_bytes(), false);
     } else {
         let report = miner.report();
         if let Some(s) = firmware::read_command(&report, command) {

@@ -1,13 +1,14 @@
 //! The commands that change a miner: pool management (addpool, switchpool, enablepool,
-//! disablepool, removepool), restart and quit, and BOSminer's pause/resume (its sleep over
-//! the cgminer API). Each answers with cgminer's status codes and messages, and changes the
+//! disablepool, removepool), restart and quit, BOSminer's pause/resume (its sleep over the
+//! cgminer API), and LuxOS's session-guarded curtail (sleep/wakeup) and profileset (power). Each answers with cgminer's status codes and messages, and changes the
 //! firmware's list and its Stratum client together.
 
-use super::Miner;
-use super::firmware::code;
+use super::firmware::{code, luxos};
+use super::model::Firmware;
 use super::render::Section;
 use super::request::ApiRequest;
 use super::state::ConfiguredPool;
+use super::{Miner, physics, unix_now};
 use crate::stratum_client::SimPool;
 
 /// What a privileged command asks of the connection after its reply.
@@ -31,7 +32,86 @@ pub fn is_privileged(command: &str) -> bool {
             | "quit"
             | "pause"
             | "resume"
+            | "curtail"
+            | "profileset"
+            | "logoff"
     )
+}
+
+/// LuxOS `logon`: opens the API session privileged commands must name (or returns the open
+/// one). `None` for firmware without sessions.
+pub fn logon(miner: &Miner) -> Option<Section> {
+    if miner.personality().firmware() != Firmware::Luxos {
+        return None;
+    }
+    let mut state = miner.state();
+    let salt = state.booted_at.elapsed().as_nanos() as u64;
+    let id = state
+        .session_id
+        .get_or_insert_with(|| format!("{:08x}", physics::mix(unix_now() ^ salt) as u32))
+        .clone();
+    Some(luxos::session(Some(&id)))
+}
+
+/// LuxOS privileged commands name the session first; the rest are their arguments.
+fn luxos_arguments(miner: &Miner, request: &ApiRequest) -> Result<Vec<String>, Section> {
+    let mut fields = request.parameter_fields();
+    let open = miner.state().session_id.clone();
+    if fields.is_empty() || open.is_none() || open.as_deref() != Some(fields[0].as_str()) {
+        return Err(Section::error(
+            code::LUXOS_INVALID_SESSION,
+            "Invalid session id",
+        ));
+    }
+    fields.remove(0);
+    Ok(fields)
+}
+
+fn luxos_command(miner: &Miner, command: &str, request: &ApiRequest) -> Section {
+    let args = match luxos_arguments(miner, request) {
+        Ok(args) => args,
+        Err(refusal) => return refusal,
+    };
+    match (command, args.first().map(String::as_str)) {
+        ("curtail", Some(mode @ ("sleep" | "wakeup"))) => {
+            miner.set_sleeping(mode == "sleep");
+            Section::action(code::LUXOS_CURTAIL, format!("Curtail {mode} requested"))
+        }
+        ("profileset", Some(name)) => {
+            let hardware = miner.personality().hardware();
+            match luxos::profiles(hardware)
+                .into_iter()
+                .find(|p| p.name == name)
+            {
+                Some(profile) => {
+                    miner.set_power_target(profile.watts);
+                    Section::ok(
+                        code::LUXOS_PROFILE_SET,
+                        "Profile set",
+                        "PROFILE",
+                        vec![
+                            vec![
+                                ("Profile", profile.name.into()),
+                                ("Result", "success".into()),
+                            ]
+                            .into(),
+                        ],
+                    )
+                }
+                None => {
+                    Section::error(code::LUXOS_PROFILE_SET, format!("Invalid profile '{name}'"))
+                }
+            }
+        }
+        ("logoff", _) => {
+            miner.state().session_id = None;
+            Section::action(code::LUXOS_SESSION, "Session closed")
+        }
+        _ => Section::error(
+            code::INVALID_COMMAND,
+            format!("Invalid parameters for '{command}'"),
+        ),
+    }
 }
 
 /// Runs a privileged command; `None` if this firmware does not have it.
@@ -51,7 +131,12 @@ pub fn run(miner: &Miner, command: &str, request: &ApiRequest) -> Option<Effect>
         }
         "restart" => return Some(Effect::BareThenRestart("RESTART")),
         "quit" => return Some(Effect::BareThenRestart("BYE")),
-        "pause" | "resume" if miner.personality().can_sleep_over_api() => {
+        "curtail" | "profileset" | "logoff"
+            if miner.personality().firmware() == Firmware::Luxos =>
+        {
+            luxos_command(miner, command, request)
+        }
+        "pause" | "resume" if miner.personality().firmware() == Firmware::Bosminer => {
             let sleep = command == "pause";
             miner.set_sleeping(sleep);
             if sleep {

@@ -5,6 +5,7 @@
 
 mod antminer;
 mod bosminer;
+pub mod luxos;
 
 use serde_json::{Value, json};
 
@@ -42,6 +43,17 @@ pub mod code {
     pub const TUNER_STATUS: u32 = 203;
     pub const PAUSE: u32 = 204;
     pub const RESUME: u32 = 205;
+    /// LuxOS extras (numbers not taken from a capture).
+    pub const LUXOS_CONFIG: u32 = 33;
+    pub const LUXOS_PROFILES: u32 = 301;
+    pub const LUXOS_POWER: u32 = 302;
+    pub const LUXOS_TEMPCTRL: u32 = 303;
+    pub const LUXOS_GROUPS: u32 = 304;
+    pub const LUXOS_ATM: u32 = 305;
+    pub const LUXOS_SESSION: u32 = 306;
+    pub const LUXOS_PROFILE_SET: u32 = 307;
+    pub const LUXOS_CURTAIL: u32 = 308;
+    pub const LUXOS_INVALID_SESSION: u32 = 309;
 }
 
 /// The firmware's self-description in every STATUS.
@@ -49,6 +61,7 @@ pub fn description(personality: Personality) -> &'static str {
     match personality.firmware() {
         Firmware::Bmminer => "bmminer 1.0.0",
         Firmware::Bosminer => "BOSminer+ 0.2.0-36c56a9363",
+        Firmware::Luxos => "LUXminer 2024.5.1.155017-f6a1de7",
         Firmware::Cgminer => "cgminer 4.11.1",
     }
 }
@@ -63,9 +76,18 @@ pub fn read_command(report: &Report, command: &str) -> Option<Section> {
         "devs" => devs(report),
         "devdetails" => devdetails(report),
         "stats" => match firmware {
-            Firmware::Bmminer => antminer::stats(report),
+            Firmware::Bmminer => antminer::stats(report).concatenated(),
+            Firmware::Luxos => antminer::stats(report),
             Firmware::Bosminer | Firmware::Cgminer => device_stats(report),
         },
+        "fans" if firmware == Firmware::Luxos => luxos::fans(report),
+        "config" if firmware == Firmware::Luxos => luxos::config(report),
+        "profiles" if firmware == Firmware::Luxos => luxos::profiles_section(report),
+        "power" if firmware == Firmware::Luxos => luxos::power(report),
+        "tempctrl" if firmware == Firmware::Luxos => luxos::tempctrl(),
+        "groups" if firmware == Firmware::Luxos => luxos::groups(),
+        "atm" if firmware == Firmware::Luxos => luxos::atm(),
+        "session" if firmware == Firmware::Luxos => luxos::session(report.session_id.as_deref()),
         "fans" if firmware == Firmware::Bosminer => bosminer::fans(report),
         "temps" if firmware == Firmware::Bosminer => bosminer::temps(report),
         "tunerstatus" if firmware == Firmware::Bosminer => bosminer::tunerstatus(report),
@@ -78,7 +100,11 @@ pub fn read_command(report: &Report, command: &str) -> Option<Section> {
 pub fn is_joinable(firmware: Firmware, command: &str) -> bool {
     match command {
         "version" | "summary" | "pools" | "devs" | "devdetails" | "stats" => true,
-        "fans" | "temps" | "tunerstatus" => firmware == Firmware::Bosminer,
+        "fans" => matches!(firmware, Firmware::Bosminer | Firmware::Luxos),
+        "temps" | "tunerstatus" => firmware == Firmware::Bosminer,
+        "config" | "profiles" | "power" | "tempctrl" | "groups" | "atm" | "session" => {
+            firmware == Firmware::Luxos
+        }
         _ => false,
     }
 }
@@ -88,16 +114,28 @@ fn version(report: &Report) -> Section {
         Personality::S9Bmminer | Personality::S19ProBmminer => {
             ("BMMiner versions", antminer::version_record(report))
         }
-        Personality::S19jProBosminer => (
+        Personality::S9Bosminer | Personality::S19jProBosminer => (
             "BOSminer+ versions",
             vec![
                 ("BOSminer+", "0.2.0-36c56a9363".into()),
                 ("API", "3.7".into()),
-            ],
+            ]
+            .into(),
+        ),
+        Personality::S19jProLuxos => (
+            "LUXminer versions",
+            vec![
+                ("LUXminer", "2024.5.1.155017-f6a1de7".into()),
+                ("API", "3.7".into()),
+                ("Miner", "2024.5.1.155017-f6a1de7".into()),
+                ("CompileTime", "Wed May 1 15:50:17 UTC 2024".into()),
+                ("Type", report.personality.hardware().name.into()),
+            ]
+            .into(),
         ),
         Personality::Cgminer => (
             "CGMiner versions",
-            vec![("CGMiner", "4.11.1".into()), ("API", "3.7".into())],
+            vec![("CGMiner", "4.11.1".into()), ("API", "3.7".into())].into(),
         ),
     };
     Section::ok(code::VERSION, msg, "VERSION", vec![record])
@@ -105,9 +143,9 @@ fn version(report: &Report) -> Section {
 
 /// Hashrate keys in the firmware's unit: bmminer GH/s (the 5 s figure as a string, as real
 /// bmminer writes it), BOSminer and cgminer MH/s.
-fn hashrate_keys(firmware: Firmware, five_s_ths: f64, av_ths: f64) -> Record {
+fn hashrate_keys(firmware: Firmware, five_s_ths: f64, av_ths: f64) -> Vec<(&'static str, Value)> {
     match firmware {
-        Firmware::Bmminer => vec![
+        Firmware::Bmminer | Firmware::Luxos => vec![
             ("GHS 5s", format!("{:.2}", five_s_ths * 1e3).into()),
             ("GHS av", round2(av_ths * 1e3)),
             ("GHS 30m", round2(av_ths * 1e3)),
@@ -138,7 +176,7 @@ fn summary(report: &Report) -> Section {
     let (accepted, rejected, stale) = (report.accepted(), report.rejected(), report.stale());
     let shares = accepted + rejected + stale;
     let minutes = (report.uptime_s as f64 / 60.0).max(1.0 / 60.0);
-    let mut record: Record = vec![("Elapsed", report.uptime_s.into())];
+    let mut record: Record = vec![("Elapsed", report.uptime_s.into())].into();
     record.extend(hashrate_keys(
         firmware,
         report.hashrate_5s_ths,
@@ -186,7 +224,7 @@ fn last_share_time(firmware: Firmware, pool: &PoolReport, now: u64) -> Value {
             format!("{}:{:02}:{:02}", ago / 3600, ago / 60 % 60, ago % 60).into()
         }
         Firmware::Bmminer => "0".into(),
-        Firmware::Bosminer | Firmware::Cgminer => pool.last_share_unix.into(),
+        Firmware::Bosminer | Firmware::Luxos | Firmware::Cgminer => pool.last_share_unix.into(),
     }
 }
 
@@ -206,7 +244,7 @@ fn pools(report: &Report) -> Section {
         .enumerate()
         .map(|(i, p)| {
             let shares = p.accepted + p.rejected + p.stale;
-            vec![
+            let mut record: Record = vec![
                 ("POOL", i.into()),
                 ("URL", p.url.clone().into()),
                 ("Status", p.status.as_str().into()),
@@ -254,6 +292,12 @@ fn pools(report: &Report) -> Section {
                 ("Pool Rejected%", percent(p.rejected, shares)),
                 ("Pool Stale%", percent(p.stale, shares)),
             ]
+            .into();
+            if firmware == Firmware::Luxos {
+                // LuxOS lists pools by failover group
+                record.extend([("GROUP", 0.into()), ("GROUP Name", "Default".into())]);
+            }
+            record
         })
         .collect();
     let msg = format!("{} Pool(s)", records.len());
@@ -291,7 +335,8 @@ fn devs(report: &Report) -> Section {
                 ("MHS 5s", round2(ths * 1e6)),
                 ("MHS 1m", round2(ths * 1e6)),
                 ("MHS 15m", round2(av_ths * 1e6)),
-            ];
+            ]
+            .into();
             record.extend([
                 ("Accepted", (report.accepted() / boards as u64).into()),
                 ("Rejected", (report.rejected() / boards as u64).into()),
@@ -316,6 +361,7 @@ fn device_name(firmware: Firmware) -> &'static str {
     match firmware {
         Firmware::Bmminer => "BC5",
         Firmware::Bosminer => "",
+        Firmware::Luxos => "LUX",
         Firmware::Cgminer => "GSF",
     }
 }
@@ -330,7 +376,7 @@ fn devdetails(report: &Report) -> Section {
         .map(|(i, chain)| {
             let (driver, model) = match firmware {
                 Firmware::Bmminer => ("bitmain", ""),
-                Firmware::Bosminer => ("", hardware.name),
+                Firmware::Bosminer | Firmware::Luxos => ("", hardware.name),
                 Firmware::Cgminer => ("gekko", hardware.name),
             };
             vec![
@@ -347,6 +393,7 @@ fn devdetails(report: &Report) -> Section {
                 ("Device Path", "".into()),
             ]
         })
+        .map(Record::from)
         .collect();
     Section::ok(code::DEVDETAILS, "Device Details", "DEVDETAILS", records)
 }
@@ -371,6 +418,7 @@ fn device_stats(report: &Report) -> Section {
                 ("Min", json!(99999999.0)),
             ]
         })
+        .map(Record::from)
         .collect();
     Section::ok(code::STATS, "CGMiner stats", "STATS", records)
 }

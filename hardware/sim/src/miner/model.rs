@@ -13,6 +13,10 @@ pub enum Firmware {
     Bmminer,
     /// Braiins OS: BOSminer, hashrates in MH/s, `fans`/`temps`/`tunerstatus`, `pause`/`resume`.
     Bosminer,
+    /// LuxOS (LUXminer) on an Antminer: bmminer-like replies in GH/s plus `config`, `profiles`,
+    /// `power`, `fans`, `tempctrl`, `groups`; sleep (`curtail`) and power profiles
+    /// (`profileset`) over the API behind a `logon` session.
+    Luxos,
     /// Plain cgminer (e.g. on a small USB/controller rig): `devs`, MH/s.
     Cgminer,
 }
@@ -22,6 +26,7 @@ impl Firmware {
         match self {
             Firmware::Bmminer => "bmminer",
             Firmware::Bosminer => "bosminer",
+            Firmware::Luxos => "luxos",
             Firmware::Cgminer => "cgminer",
         }
     }
@@ -114,31 +119,42 @@ const CGMINER_RIG: HardwareModel = HardwareModel {
 
 /// A miner as found in a hall: hardware plus firmware.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum Personality {
     /// Antminer S9 on stock bmminer firmware.
+    #[serde(rename = "s9-bmminer")]
     S9Bmminer,
     /// Antminer S19 Pro on stock bmminer firmware.
+    #[serde(rename = "s19pro-bmminer")]
     S19ProBmminer,
+    /// Antminer S9 on Braiins OS (BOSminer), as in the captured BOSminer+ replies.
+    #[serde(rename = "s9-bosminer")]
+    S9Bosminer,
     /// Antminer S19j Pro on Braiins OS (BOSminer).
+    #[serde(rename = "s19jpro-bosminer")]
     S19jProBosminer,
+    /// Antminer S19j Pro on LuxOS.
+    #[serde(rename = "s19jpro-luxos")]
+    S19jProLuxos,
     /// A rig under plain cgminer 4.11.1.
+    #[serde(rename = "cgminer")]
     Cgminer,
 }
 
 impl Personality {
-    pub const ALL: [Personality; 4] = [
+    pub const ALL: [Personality; 6] = [
         Personality::S9Bmminer,
         Personality::S19ProBmminer,
+        Personality::S9Bosminer,
         Personality::S19jProBosminer,
+        Personality::S19jProLuxos,
         Personality::Cgminer,
     ];
 
     pub fn hardware(self) -> &'static HardwareModel {
         match self {
-            Personality::S9Bmminer => &ANTMINER_S9,
+            Personality::S9Bmminer | Personality::S9Bosminer => &ANTMINER_S9,
             Personality::S19ProBmminer => &ANTMINER_S19_PRO,
-            Personality::S19jProBosminer => &ANTMINER_S19J_PRO,
+            Personality::S19jProBosminer | Personality::S19jProLuxos => &ANTMINER_S19J_PRO,
             Personality::Cgminer => &CGMINER_RIG,
         }
     }
@@ -146,7 +162,8 @@ impl Personality {
     pub fn firmware(self) -> Firmware {
         match self {
             Personality::S9Bmminer | Personality::S19ProBmminer => Firmware::Bmminer,
-            Personality::S19jProBosminer => Firmware::Bosminer,
+            Personality::S9Bosminer | Personality::S19jProBosminer => Firmware::Bosminer,
+            Personality::S19jProLuxos => Firmware::Luxos,
             Personality::Cgminer => Firmware::Cgminer,
         }
     }
@@ -156,7 +173,9 @@ impl Personality {
         match self {
             Personality::S9Bmminer => "s9-bmminer",
             Personality::S19ProBmminer => "s19pro-bmminer",
+            Personality::S9Bosminer => "s9-bosminer",
             Personality::S19jProBosminer => "s19jpro-bosminer",
+            Personality::S19jProLuxos => "s19jpro-luxos",
             Personality::Cgminer => "cgminer",
         }
     }
@@ -167,15 +186,17 @@ impl Personality {
             .find(|p| p.cli_name().eq_ignore_ascii_case(name.trim()))
     }
 
-    /// Whether the firmware's API can put the miner to sleep (BOSminer `pause`/`resume`).
-    /// Stock bmminer and cgminer can only be stopped through their web UI or not at all.
+    /// Whether the firmware's API can put the miner to sleep (BOSminer `pause`/`resume`,
+    /// LuxOS `curtail`). Stock bmminer and cgminer can only be stopped through their web UI
+    /// or not at all.
     pub fn can_sleep_over_api(self) -> bool {
-        self.firmware() == Firmware::Bosminer
+        matches!(self.firmware(), Firmware::Bosminer | Firmware::Luxos)
     }
 
-    /// Whether the firmware runs to a power target (the BOSminer autotuner); the others run
-    /// at the model's nominal point.
+    /// Whether the firmware runs to a power target (the BOSminer autotuner, set over its gRPC
+    /// or REST API; LuxOS power profiles, set with `profileset` over the cgminer API). The
+    /// others run at the model's nominal point.
     pub fn has_power_target(self) -> bool {
-        self.firmware() == Firmware::Bosminer
+        matches!(self.firmware(), Firmware::Bosminer | Firmware::Luxos)
     }
 }

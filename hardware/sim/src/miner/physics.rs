@@ -47,6 +47,19 @@ impl UnitTraits {
     }
 }
 
+impl UnitTraits {
+    /// The model's datasheet unit, for rated figures.
+    pub fn nominal(boards: usize) -> UnitTraits {
+        UnitTraits {
+            efficiency_factor: 1.0,
+            board_factors: vec![1.0; boards],
+            temp_offset_c: 0.0,
+            hw_errors_per_hour: 0.0,
+            seed: 0,
+        }
+    }
+}
+
 /// What the miner is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OperatingPoint {

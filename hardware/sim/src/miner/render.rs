@@ -2,10 +2,35 @@
 //! order (serde_json's map would sort them), `"STATUS"` first, `"id":1` last, joined replies
 //! as `{"cmd":[<reply>],…,"id":1}`, and bmminer's `}{` between `stats` records.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
+/// A key of a reply record: mostly fixed names, some numbered per chain (`chain_rate6`).
+pub type Key = Cow<'static, str>;
+
 /// One JSON object with its keys in the order the firmware writes them.
-pub type Record = Vec<(&'static str, Value)>;
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Record(Vec<(Key, Value)>);
+
+impl Record {
+    pub fn push(&mut self, key: impl Into<Key>, value: Value) {
+        self.0.push((key.into(), value));
+    }
+
+    pub fn extend(&mut self, fields: impl IntoIterator<Item = (&'static str, Value)>) {
+        self.0
+            .extend(fields.into_iter().map(|(k, v)| (Key::Borrowed(k), v)));
+    }
+}
+
+impl From<Vec<(&'static str, Value)>> for Record {
+    fn from(fields: Vec<(&'static str, Value)>) -> Record {
+        let mut record = Record::default();
+        record.extend(fields);
+        record
+    }
+}
 
 /// The STATUS letter of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +58,8 @@ pub struct Section {
     pub msg: String,
     /// The data key (`SUMMARY`, `POOLS`…) and its records; none for action replies.
     pub data: Option<(&'static str, Vec<Record>)>,
+    /// A second data key some replies carry (LuxOS `fans` adds `FANCTRL`).
+    pub extra: Option<(&'static str, Vec<Record>)>,
     /// bmminer writes `stats` records as `{…}{…}` instead of `{…},{…}`.
     pub concatenated_records: bool,
 }
@@ -44,6 +71,7 @@ impl Section {
             code,
             msg: msg.into(),
             data: Some((key, records)),
+            extra: None,
             concatenated_records: false,
         }
     }
@@ -54,6 +82,7 @@ impl Section {
             code,
             msg: msg.into(),
             data: None,
+            extra: None,
             concatenated_records: false,
         }
     }
@@ -64,6 +93,7 @@ impl Section {
             code,
             msg: msg.into(),
             data: None,
+            extra: None,
             concatenated_records: false,
         }
     }
@@ -81,11 +111,11 @@ impl Section {
 
 pub fn render_record(record: &Record) -> String {
     let mut out = String::from("{");
-    for (i, (key, value)) in record.iter().enumerate() {
+    for (i, (key, value)) in record.0.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&Value::from(*key).to_string());
+        out.push_str(&Value::from(key.as_ref()).to_string());
         out.push(':');
         out.push_str(&value.to_string());
     }
@@ -95,13 +125,13 @@ pub fn render_record(record: &Record) -> String {
 
 /// `{"STATUS":[…],"KEY":[…],"id":1}` for one command.
 pub fn render_section(section: &Section, description: &str, when: u64) -> String {
-    let status: Record = vec![
+    let status = Record::from(vec![
         ("STATUS", section.outcome.letter().into()),
         ("When", when.into()),
         ("Code", section.code.into()),
         ("Msg", section.msg.clone().into()),
         ("Description", description.into()),
-    ];
+    ]);
     let mut out = format!("{{\"STATUS\":[{}]", render_record(&status));
     if let Some((key, records)) = &section.data {
         let separator = if section.concatenated_records {
@@ -111,6 +141,10 @@ pub fn render_section(section: &Section, description: &str, when: u64) -> String
         };
         let body: Vec<String> = records.iter().map(render_record).collect();
         out.push_str(&format!(",\"{key}\":[{}]", body.join(separator)));
+    }
+    if let Some((key, records)) = &section.extra {
+        let body: Vec<String> = records.iter().map(render_record).collect();
+        out.push_str(&format!(",\"{key}\":[{}]", body.join(",")));
     }
     out.push_str(",\"id\":1}");
     out

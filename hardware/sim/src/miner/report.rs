@@ -58,6 +58,8 @@ pub struct Report {
     pub frequency_mhz: u32,
     /// The unit's serial (Antminer `miner_id`), from its seed.
     pub unit_id: String,
+    /// The LuxOS session open on the API, if any.
+    pub session_id: Option<String>,
 }
 
 impl Report {

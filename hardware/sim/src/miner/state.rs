@@ -42,6 +42,8 @@ pub struct MinerState {
     pub booted_at: Instant,
     pub rebooting_until: Option<Instant>,
     pub faults: Vec<Fault>,
+    /// LuxOS: the session `logon` opened; privileged commands must name it.
+    pub session_id: Option<String>,
 }
 
 impl MinerState {
@@ -63,6 +65,7 @@ impl MinerState {
             booted_at: Instant::now(),
             rebooting_until: None,
             faults: Vec::new(),
+            session_id: None,
         }
     }
 

@@ -25,12 +25,15 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(3);
 const SILENCE_AFTER_SUBMIT: Duration = Duration::from_secs(4);
 /// A pool that says nothing at all for this long is dead (no job in two minutes).
 const SILENCE: Duration = Duration::from_secs(120);
+/// Hashes done between two yields to the runtime (a few milliseconds of work).
+const HASH_CHUNK: u64 = 2_048;
 /// At most this much hashing is caught up after a stall.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 
 /// The connection mined on and the work in progress.
 struct ActiveLink {
     index: usize,
+    pool: SimPool,
     generation: u64,
     conn: PoolConnection,
     work: Option<Work>,
@@ -72,6 +75,9 @@ pub(super) async fn run(shared: Arc<ClientShared>, bind_ip: Ipv4Addr, version_ro
     loop {
         let (stopped, mining, wanted, generation) = {
             let state = shared.state();
+            if let Some(link) = active.as_mut() {
+                link.follow_new_pool_list(&state);
+            }
             (state.stopped, state.mining, state.active, state.generation)
         };
         if stopped {
@@ -168,6 +174,7 @@ fn activate(
     let mut state = shared.state();
     state.active = Some(index);
     let entry = &mut state.pools[index];
+    let pool = entry.pool.clone();
     entry.alive = true;
     entry.retry_at = None;
     entry.difficulty = conn.difficulty;
@@ -176,6 +183,7 @@ fn activate(
     let now = Instant::now();
     let mut link = ActiveLink {
         index,
+        pool,
         generation,
         conn,
         work: None,
@@ -237,6 +245,11 @@ async fn mine(
                 if let Err(error) = link.hash_and_submit(shared).await {
                     return Interrupt::Failed(error);
                 }
+                // Hashing can take most of a tick on a loaded machine: take in everything the
+                // pool sent meanwhile before judging it silent.
+                if let Some(interrupt) = link.drain(shared).await {
+                    return interrupt;
+                }
                 if let Some(error) = link.silence() {
                     return Interrupt::Failed(error);
                 }
@@ -294,6 +307,19 @@ fn start_probe(
 }
 
 impl ActiveLink {
+    /// After `set_pools`, the pool mined on may sit at another index: keep mining on it.
+    fn follow_new_pool_list(&mut self, state: &super::ClientState) {
+        if self.generation == state.generation {
+            return;
+        }
+        if let Some(index) = state.active
+            && state.pools[index].pool == self.pool
+        {
+            self.index = index;
+            self.generation = state.generation;
+        }
+    }
+
     fn on_event(&mut self, shared: &ClientShared, event: PoolEvent) -> Option<Interrupt> {
         self.last_heard = Instant::now();
         match event {
@@ -310,6 +336,22 @@ impl ActiveLink {
             }
             PoolEvent::Reconnect { wait } => Some(Interrupt::Reconnect(wait)),
             PoolEvent::Other => None,
+        }
+    }
+
+    /// Handles every event the pool already sent, without waiting for more.
+    async fn drain(&mut self, shared: &ClientShared) -> Option<Interrupt> {
+        loop {
+            // A zero timeout polls `next_event` once (it is cancel-safe): ready events only.
+            match tokio::time::timeout(Duration::ZERO, self.conn.next_event()).await {
+                Err(_) => return None,
+                Ok(Err(error)) => return Some(Interrupt::Failed(error)),
+                Ok(Ok(event)) => {
+                    if let Some(interrupt) = self.on_event(shared, event) {
+                        return Some(interrupt);
+                    }
+                }
+            }
         }
     }
 
@@ -363,13 +405,20 @@ impl ActiveLink {
         let budget = rate * elapsed.as_secs_f64() + self.carry;
         let count = budget.floor();
         self.carry = budget - count;
-        let Some(work) = self.work.as_mut() else {
-            return Ok(());
-        };
-        let shares = work.search(&self.conn.user, count as u64);
-        for share in shares {
-            let id = self.conn.submit(share).await?;
-            self.pending.insert(id, Instant::now());
+        let mut left = count as u64;
+        while left > 0 {
+            let Some(work) = self.work.as_mut() else {
+                return Ok(());
+            };
+            let chunk = left.min(HASH_CHUNK);
+            left -= chunk;
+            for share in work.search(&self.conn.user, chunk) {
+                let id = self.conn.submit(share).await?;
+                self.pending.insert(id, Instant::now());
+            }
+            // Hashing is CPU work on the runtime's threads: let the other miners and the
+            // API listeners run between chunks.
+            tokio::task::yield_now().await;
         }
         Ok(())
     }

@@ -66,6 +66,11 @@ pub async fn one_miner(ip: Ipv4Addr, personality: Personality, privileged: Privi
     spec.hash_budget = 5_000.0;
     spec.restart_time = Duration::from_secs(1);
     let fleet = Fleet::start(spec).await.expect("fleet starts");
+    let miner = fleet.miners().remove(0);
+    eventually("the miner mines on its first pool", ANSWER_BOUND, || {
+        miner.view().pools.first().is_some_and(|p| p.active)
+    })
+    .await;
     Site { fleet, pools }
 }
 

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::round2;
-use crate::miner::model::Personality;
+use crate::miner::model::{Firmware, Personality};
 use crate::miner::render::{Record, Section};
 use crate::miner::report::Report;
 
@@ -26,6 +26,7 @@ pub fn version_record(report: &Report) -> Record {
         ("CompileTime", compiled.into()),
         ("Type", report.personality.hardware().name.into()),
     ]
+    .into()
 }
 
 /// `" oooooooo oooooooo …"`: one `o` per answering chip, in groups of eight.
@@ -40,25 +41,31 @@ fn chip_map(chips: u32) -> String {
     map
 }
 
-/// Four sensors per board as `a-b-c-d`, spread a little around the board's figure.
+/// Four sensors per board as `a-b-c-d`, spread around the board's figure so that every
+/// pairing a reader averages (all four, the outer or the inner two) gives it back.
 fn sensor_list(center: f64) -> String {
     let c = center.round() as i64;
-    format!("{}-{}-{}-{}", c, c - 4, c - 7, c - 2)
+    format!("{}-{}-{}-{}", c - 2, c + 1, c - 1, c + 2)
 }
 
 pub fn stats(report: &Report) -> Section {
     let (bmminer, miner, compiled) = build(report.personality);
+    let program = match report.personality.firmware() {
+        Firmware::Luxos => ("LUXminer", "2024.5.1.155017-f6a1de7"),
+        _ => ("BMMiner", bmminer),
+    };
     let head: Record = vec![
-        ("BMMiner", bmminer.into()),
+        (program.0, program.1.into()),
         ("Miner", miner.into()),
         ("CompileTime", compiled.into()),
         ("Type", report.personality.hardware().name.into()),
-    ];
+    ]
+    .into();
     let body = match report.personality {
         Personality::S9Bmminer => s9_record(report),
         _ => modern_record(report),
     };
-    Section::ok(70, "CGMiner stats", "STATS", vec![head, body]).concatenated()
+    Section::ok(70, "CGMiner stats", "STATS", vec![head, body])
 }
 
 fn timing(report: &Report, id: &'static str) -> Record {
@@ -76,6 +83,7 @@ fn timing(report: &Report, id: &'static str) -> Record {
         ),
         ("GHS av", round2(report.hashrate_av_ths * 1e3)),
     ]
+    .into()
 }
 
 /// The S9 layout: eight chain slots of which 6, 7 and 8 carry boards, eight fan slots.
@@ -94,17 +102,17 @@ fn s9_record(report: &Report) -> Record {
             .iter()
             .position(|s| *s == slot)
             .map_or(0, |f| report.reading.fan_rpm[f]);
-        r.push((leak(format!("fan{slot}")), rpm.into()));
+        r.push(format!("fan{slot}"), rpm.into());
     }
-    r.push(("temp_num", hardware.chains.len().into()));
+    r.push("temp_num", hardware.chains.len().into());
     for slot in 1..=8u32 {
         let t = board_of(slot).map_or(0, |b| report.reading.pcb_temp_c[b].round() as i64);
-        r.push((leak(format!("temp{slot}")), t.into()));
+        r.push(format!("temp{slot}"), t.into());
     }
     for &chain in hardware.chains {
         let b = board_of(chain).unwrap_or(0);
         let chip = report.reading.chip_temp_c[b].round() as i64;
-        r.push((leak(format!("temp2_{chain}")), chip.into()));
+        r.push(format!("temp2_{chain}"), chip.into());
     }
     let max_pcb = report
         .reading
@@ -119,7 +127,7 @@ fn s9_record(report: &Report) -> Record {
     ]);
     for slot in 1..=8u32 {
         let chips = board_of(slot).map_or(0, |_| hardware.chips_per_board);
-        r.push((leak(format!("chain_acn{slot}")), chips.into()));
+        r.push(format!("chain_acn{slot}"), chips.into());
     }
     chain_detail(report, &mut r);
     totals(report, &mut r);
@@ -137,61 +145,54 @@ fn modern_record(report: &Report) -> Record {
         ("frequency", report.frequency_mhz.into()),
         ("fan_num", hardware.fan_slots.len().into()),
     ]);
-    for (f, slot) in hardware.fan_slots.iter().enumerate() {
-        r.push((leak(format!("fan{slot}")), report.reading.fan_rpm[f].into()));
+    // modern Antminer firmware numbers its fans from 1, whatever the fan controller's ids
+    for (f, rpm) in report.reading.fan_rpm.iter().enumerate() {
+        r.push(format!("fan{}", f + 1), (*rpm).into());
     }
-    r.push(("fan_pwm", report.reading.fan_pwm.into()));
-    r.push(("temp_num", hardware.chains.len().into()));
+    r.push("fan_pwm", report.reading.fan_pwm.into());
+    r.push("temp_num", hardware.chains.len().into());
     for (b, chain) in hardware.chains.iter().enumerate() {
         let pcb = report.reading.pcb_temp_c[b].round() as i64;
-        r.push((leak(format!("temp{chain}")), pcb.into()));
+        r.push(format!("temp{chain}"), pcb.into());
     }
     for (b, chain) in hardware.chains.iter().enumerate() {
         let chip = report.reading.chip_temp_c[b].round() as i64;
-        r.push((leak(format!("temp2_{chain}")), chip.into()));
+        r.push(format!("temp2_{chain}"), chip.into());
     }
     let empty_slot = hardware.chains.len() as u32 + 1;
     for (b, chain) in hardware.chains.iter().enumerate() {
         let pcb = sensor_list(report.reading.pcb_temp_c[b]);
-        r.push((leak(format!("temp_pcb{chain}")), pcb.into()));
+        r.push(format!("temp_pcb{chain}"), pcb.into());
     }
-    r.push((leak(format!("temp_pcb{empty_slot}")), "0-0-0-0".into()));
+    r.push(format!("temp_pcb{empty_slot}"), "0-0-0-0".into());
     for (b, chain) in hardware.chains.iter().enumerate() {
         let chip = sensor_list(report.reading.chip_temp_c[b]);
-        r.push((leak(format!("temp_chip{chain}")), chip.into()));
+        r.push(format!("temp_chip{chain}"), chip.into());
     }
-    r.push((leak(format!("temp_chip{empty_slot}")), "0-0-0-0".into()));
+    r.push(format!("temp_chip{empty_slot}"), "0-0-0-0".into());
     for (b, chain) in hardware.chains.iter().enumerate() {
         let pic = sensor_list(report.reading.pcb_temp_c[b] + 3.0);
-        r.push((leak(format!("temp_pic{chain}")), pic.into()));
+        r.push(format!("temp_pic{chain}"), pic.into());
     }
-    r.push((leak(format!("temp_pic{empty_slot}")), "0-0-0-0".into()));
+    r.push(format!("temp_pic{empty_slot}"), "0-0-0-0".into());
     for &chain in hardware.chains {
-        r.push((
-            leak(format!("chain_acn{chain}")),
-            hardware.chips_per_board.into(),
-        ));
+        r.push(format!("chain_acn{chain}"), hardware.chips_per_board.into());
     }
-    r.push((leak(format!("chain_acn{empty_slot}")), 0.into()));
+    r.push(format!("chain_acn{empty_slot}"), 0.into());
     chain_detail(report, &mut r);
-    r.extend([
-        (leak(format!("chain_acs{empty_slot}")), "".into()),
-        (leak(format!("chain_rate{empty_slot}")), "".into()),
-    ]);
+    r.push(format!("chain_acs{empty_slot}"), "".into());
+    r.push(format!("chain_rate{empty_slot}"), "".into());
     let boards = hardware.chains.len() as f64;
     for (b, chain) in hardware.chains.iter().enumerate() {
         let watts = (report.reading.power_w - hardware.idle_w).max(0.0) / boards;
-        r.push((
-            leak(format!("chain_consumption{chain}")),
+        r.push(
+            format!("chain_consumption{chain}"),
             (watts.round() as u64).into(),
-        ));
-        r.push((
-            leak(format!("chain_vol{chain}")),
-            (1320 + 10 * b as u64).into(),
-        ));
-        r.push((leak(format!("chain_offside_{chain}")), "0".into()));
-        r.push((leak(format!("chain_opencore_{chain}")), "1".into()));
-        r.push((leak(format!("chain_xtime{chain}")), "{}".into()));
+        );
+        r.push(format!("chain_vol{chain}"), (1320 + 10 * b as u64).into());
+        r.push(format!("chain_offside_{chain}"), "0".into());
+        r.push(format!("chain_opencore_{chain}"), "1".into());
+        r.push(format!("chain_xtime{chain}"), "{}".into());
     }
     let max_chip = report
         .reading
@@ -215,26 +216,23 @@ fn modern_record(report: &Report) -> Record {
 fn chain_detail(report: &Report, r: &mut Record) {
     let hardware = report.personality.hardware();
     for &chain in hardware.chains {
-        r.push((
-            leak(format!("chain_acs{chain}")),
+        r.push(
+            format!("chain_acs{chain}"),
             chip_map(hardware.chips_per_board).into(),
-        ));
+        );
     }
     for (b, chain) in hardware.chains.iter().enumerate() {
-        r.push((
-            leak(format!("chain_hw{chain}")),
+        r.push(
+            format!("chain_hw{chain}"),
             report.hw_errors_per_board[b].into(),
-        ));
+        );
     }
     for (b, chain) in hardware.chains.iter().enumerate() {
         let ghs = report.reading.board_ths[b] * 1e3;
-        r.push((
-            leak(format!("chain_rate{chain}")),
-            format!("{ghs:.2}").into(),
-        ));
+        r.push(format!("chain_rate{chain}"), format!("{ghs:.2}").into());
     }
     for &chain in hardware.chains {
-        r.push((leak(format!("freq{chain}")), report.frequency_mhz.into()));
+        r.push(format!("freq{chain}"), report.frequency_mhz.into());
     }
 }
 
@@ -248,22 +246,4 @@ fn totals(report: &Report, r: &mut Record) {
         ("total_acn", chips.into()),
         ("total_rate", round2(report.hashrate_av_ths * 1e3)),
     ]);
-}
-
-/// Record keys are `&'static str`; the per-chain key names are a small fixed set, so each
-/// distinct one is interned once for the life of the process.
-fn leak(key: String) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-    static KEYS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut keys = KEYS
-        .get_or_init(|| Mutex::new(HashSet::new()))
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(k) = keys.get(key.as_str()) {
-        return k;
-    }
-    let k: &'static str = Box::leak(key.into_boxed_str());
-    keys.insert(k);
-    k
 }

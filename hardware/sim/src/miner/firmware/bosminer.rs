@@ -21,6 +21,7 @@ pub fn fans(report: &Report) -> Section {
                 ("Speed", report.reading.fan_pwm.into()),
             ]
         })
+        .map(Record::from)
         .collect();
     let msg = format!("{} Fan(s)", records.len());
     Section::ok(code::FANS, msg, "FANS", records)
@@ -41,6 +42,7 @@ pub fn temps(report: &Report) -> Section {
                 ("Chip", json!(report.reading.chip_temp_c[b])),
             ]
         })
+        .map(Record::from)
         .collect();
     let msg = format!("{} Temp(s)", records.len());
     Section::ok(code::TEMPS, msg, "TEMPS", records)
@@ -83,7 +85,8 @@ pub fn tunerstatus(report: &Report) -> Section {
         ("TunerChainStatus", chain_status.into()),
         ("TunerMode", "PowerTarget".into()),
         ("TunerRunning", (!report.sleeping).into()),
-    ];
+    ]
+    .into();
     Section::ok(
         code::TUNER_STATUS,
         "Tuner Status",
