@@ -11,7 +11,8 @@
 //! `target/release`), `PYASIC_PYTHON` (default `build/venv/bin/python`, made by
 //! `make pyasic-venv`; without it the pyasic figures and ratios are skipped, and say so),
 //! `FLEET_POLL_MINERS` (default 1000), `FLEET_POLL_ROUNDS` (default 5), `FLEET_POLL_MODELS`
-//! (minersim's `--models`, default `s9-bmminer`).
+//! (minersim's `--models`, default `s9-bmminer`), `FLEET_POLL_CONCURRENCY` (minerd's poll
+//! concurrency, default that of `TelemetrySettings`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
@@ -54,7 +55,7 @@ fn process_cpu() -> Duration {
 }
 
 fn minersim_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MINERSIM") {
+    if let Some(path) = std::env::var_os("MINERSIM").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
     let root = workspace_root();
@@ -163,7 +164,13 @@ fn measure_minerd(miners: usize, rounds: usize) -> MinerdFigures {
         let discovery_wall = started.elapsed();
         assert_eq!(report.miners_found, miners, "discovery found the fleet");
         let records = inventory.list(&MinerFilter::default()).unwrap();
-        let telemetry = Telemetry::new(TelemetrySettings::default());
+        let telemetry = Telemetry::new(TelemetrySettings {
+            concurrency: env_number(
+                "FLEET_POLL_CONCURRENCY",
+                TelemetrySettings::default().concurrency,
+            ),
+            ..TelemetrySettings::default()
+        });
         // One warm-up poll (first connections, lazily built requests).
         telemetry.poll(&records).await;
         let mut figures = MinerdFigures {
