@@ -10,6 +10,11 @@
 
 pub mod cgminer;
 pub mod curtailment;
+pub mod discovery;
+pub mod fleet_metrics;
 pub mod hijack;
+pub mod inventory;
 pub mod operations;
+pub mod site_layout;
 pub mod stratum;
+pub mod telemetry;
