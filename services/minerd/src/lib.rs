@@ -9,4 +9,5 @@
 //!   the share and network targets, job, ntime, version mask, duplicates).
 
 pub mod cgminer;
+pub mod proxy;
 pub mod stratum;
