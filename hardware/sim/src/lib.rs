@@ -2,3 +2,7 @@
 //! be: ASIC miners that answer the cgminer API like real firmware and mine real (tiny-difficulty)
 //! shares over Stratum V1, and a Stratum V1 test pool that validates and counts every share.
 //! Only the hardware is simulated: the protocols, reply shapes and faults are the real ones.
+
+pub mod control;
+pub mod pool;
+pub mod stratum_client;
