@@ -31,9 +31,10 @@ use crate::stratum::{
 /// Vardiff re-evaluation and retry cadence.
 const TICK: Duration = Duration::from_millis(500);
 
-/// After a difficulty rise, shares on work handed out before it are held to the old
-/// difficulty for this long (miners apply a new difficulty to new work only).
-const DIFFICULTY_GRACE: Duration = Duration::from_secs(5);
+/// After a difficulty rise, miners apply the new difficulty to the next job only: shares are
+/// held to the old difficulty until that job reached the miner and this long after, for the
+/// shares on older work still in flight.
+const DIFFICULTY_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything a session needs from the proxy around it.
 pub struct SessionContext {
@@ -61,6 +62,13 @@ struct Placement {
     feed: watch::Receiver<UpstreamFeed>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tighten {
+    No,
+    AfterNextJob,
+    At(Instant),
+}
+
 struct MinerSession {
     ctx: SessionContext,
     writer: OwnedWriteHalf,
@@ -72,7 +80,8 @@ struct MinerSession {
     vardiff: Vardiff,
     /// The difficulty shares are held to now (lower than the vardiff's during a grace).
     enforced_difficulty: f64,
-    tighten_at: Option<Instant>,
+    /// A rise waits for the next job (`Waiting`), then for the grace (`At`).
+    tighten: Tighten,
     last_job: Option<Arc<Job>>,
 }
 
@@ -102,7 +111,7 @@ pub async fn serve(stream: TcpStream, ctx: SessionContext, mut stop: watch::Rece
         extranonce_subscribed: false,
         requested_mask: None,
         vardiff,
-        tighten_at: None,
+        tighten: Tighten::No,
         last_job: None,
     };
     miner.session.set_difficulty(miner.enforced_difficulty);
@@ -339,14 +348,15 @@ impl MinerSession {
         }
     }
 
-    /// Vardiff: the new difficulty goes to the miner now and applies to the work it gets
-    /// next; a rise is enforced once that work has replaced the old (`tighten_at`).
+    /// Vardiff: `mining.set_difficulty` goes to the miner now and, as miners do, applies with
+    /// the notify that follows it (the pool's next job); a rise is enforced once that job has
+    /// replaced the old work (`tighten`), a fall at once.
     async fn change_difficulty(&mut self, difficulty: f64) -> Result<(), End> {
         if difficulty < self.enforced_difficulty {
             self.enforce(difficulty);
-            self.tighten_at = None;
+            self.tighten = Tighten::No;
         } else {
-            self.tighten_at = Some(Instant::now() + DIFFICULTY_GRACE);
+            self.tighten = Tighten::AfterNextJob;
         }
         self.ctx
             .live
@@ -366,8 +376,10 @@ impl MinerSession {
 
     async fn on_tick(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        if self.tighten_at.is_some_and(|at| now >= at) {
-            self.tighten_at = None;
+        if let Tighten::At(at) = self.tighten
+            && now >= at
+        {
+            self.tighten = Tighten::No;
             self.enforce(self.vardiff.difficulty());
         }
         if self.placement.is_none() && self.subscribed {
@@ -406,10 +418,16 @@ impl MinerSession {
         } else {
             job
         };
-        if job.notify.clean_jobs && self.tighten_at.is_some() {
+        match self.tighten {
             // The old work is stale now: the new difficulty holds at once.
-            self.tighten_at = None;
-            self.enforce(self.vardiff.difficulty());
+            Tighten::AfterNextJob | Tighten::At(_) if job.notify.clean_jobs => {
+                self.tighten = Tighten::No;
+                self.enforce(self.vardiff.difficulty());
+            }
+            Tighten::AfterNextJob => {
+                self.tighten = Tighten::At(Instant::now() + DIFFICULTY_GRACE);
+            }
+            _ => {}
         }
         self.session.add_job(job.clone());
         self.last_job = Some(job.clone());
