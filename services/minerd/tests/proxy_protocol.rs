@@ -43,6 +43,32 @@ async fn an_unknown_source_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_may_hold_only_a_few_connections() {
+    let pool = pool().await;
+    let ip = Ipv4Addr::new(127, 1, 2, 8);
+    let site = site(one_miner(ip, &["alice.m"], &pool), settings()).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut miner = RawMiner::connect(ip, site.proxy.local_addr()).await;
+        miner.start("alice.m").await;
+        held.push(miner);
+    }
+    assert_eq!(site.proxy.miner(ip.into()).unwrap().sessions, 4);
+    let mut fifth = RawMiner::connect(ip, site.proxy.local_addr()).await;
+    assert!(fifth.closed().await);
+    assert_eq!(site.proxy.refused_connections(), 1);
+    // One leaves: a new connection is served again.
+    drop(held.pop());
+    wait_until("the session count drops", || {
+        site.proxy.miner(ip.into()).unwrap().sessions == 3
+    })
+    .await;
+    let mut again = RawMiner::connect(ip, site.proxy.local_addr()).await;
+    let (result, _) = again.start("alice.m").await;
+    assert_eq!(result, serde_json::json!(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_faults_get_errors_and_the_session_goes_on() {
     let pool = pool().await;
     let ip = Ipv4Addr::new(127, 1, 2, 3);

@@ -96,7 +96,6 @@ pub async fn serve(stream: TcpStream, ctx: SessionContext, mut stop: watch::Rece
     ctx.live.update(ip, |m| {
         m.miner_id = miner_id;
         m.owner = owner;
-        m.connected = true;
         m.quarantined = ctx.admission.quarantined;
         m.authorized_user = None;
         m.difficulty = vardiff.difficulty();
@@ -159,10 +158,7 @@ pub async fn serve(stream: TcpStream, ctx: SessionContext, mut stop: watch::Rece
         p.upstream.detach(&p.prefix);
     }
     miner.writer.shutdown().await.ok();
-    miner.ctx.live.update(miner.ctx.ip, |m| {
-        m.connected = false;
-        m.upstream_pool = None;
-    });
+    miner.ctx.live.close_session(miner.ctx.ip);
 }
 
 /// Resolves when the placement's feed changes: `true` with a usable feed, `false` when the
@@ -385,9 +381,12 @@ impl MinerSession {
         if self.placement.is_none() && self.subscribed {
             return self.move_upstream().await;
         }
+        if !self.subscribed {
+            return Ok(());
+        }
         match self.vardiff.on_tick(now) {
-            Some(difficulty) if self.subscribed => self.change_difficulty(difficulty).await,
-            _ => Ok(()),
+            Some(difficulty) => self.change_difficulty(difficulty).await,
+            None => Ok(()),
         }
     }
 

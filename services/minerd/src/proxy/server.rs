@@ -15,6 +15,10 @@ use super::owner_pools::{OwnerPools, UpstreamView};
 use super::settings::ProxySettings;
 use super::view::{LiveMiners, MinerView};
 
+/// Connections one miner address may hold at once. A miner keeps one (two briefly while it
+/// reconnects); more is a misbehaving or spoofing host taking extranonce space from others.
+const MAX_SESSIONS_PER_MINER: u32 = 4;
+
 /// A running proxy. Dropping it does not stop it; call `stop`.
 pub struct Proxy {
     settings: Arc<ProxySettings>,
@@ -97,7 +101,8 @@ impl Proxy {
         tracing::warn!(miner = %ip, quarantined = on, "quarantine changed");
     }
 
-    /// Connections refused because their source is not a known miner.
+    /// Connections refused because their source is not a known miner, or a miner already
+    /// holding `MAX_SESSIONS_PER_MINER` connections.
     pub fn refused_connections(&self) -> u64 {
         self.live.refused_sources()
     }
@@ -127,6 +132,11 @@ impl Proxy {
             self.live.count_refused_source();
             return; // dropping the stream closes it
         };
+        if !self.live.open_session(peer.ip(), MAX_SESSIONS_PER_MINER) {
+            tracing::warn!(miner = %peer.ip(), "too many connections from one miner; refused");
+            self.live.count_refused_source();
+            return;
+        }
         let ctx = SessionContext {
             ip: peer.ip(),
             pools: self.owner_pools(&admission.owner),

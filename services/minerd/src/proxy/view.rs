@@ -17,6 +17,9 @@ pub struct MinerView {
     pub miner_id: String,
     pub owner: String,
     pub connected: bool,
+    /// Open connections from this address (a miner keeps one; a second during its own
+    /// reconnects).
+    pub sessions: u32,
     /// The worker name the miner authorized as (the last one, if several).
     pub authorized_user: Option<String>,
     /// The pool its shares go to now.
@@ -53,6 +56,30 @@ impl LiveMiners {
             ..MinerView::default()
         });
         change(entry);
+    }
+
+    /// Counts a new connection from `ip` unless it already has `max`; `false`: refuse it.
+    pub fn open_session(&self, ip: IpAddr, max: u32) -> bool {
+        let mut admitted = false;
+        self.update(ip, |m| {
+            if m.sessions < max {
+                m.sessions += 1;
+                m.connected = true;
+                admitted = true;
+            }
+        });
+        admitted
+    }
+
+    /// A connection from `ip` ended.
+    pub fn close_session(&self, ip: IpAddr) {
+        self.update(ip, |m| {
+            m.sessions = m.sessions.saturating_sub(1);
+            m.connected = m.sessions > 0;
+            if !m.connected {
+                m.upstream_pool = None;
+            }
+        });
     }
 
     pub fn refuse_user(&self, ip: IpAddr, user: &str) {
