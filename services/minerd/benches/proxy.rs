@@ -301,9 +301,13 @@ fn main() {
     let direct = submit_load(&load_rt, pool.addr(), 11, rate, seconds);
     let pool_cpu = thread_cpu_seconds("bench-pool") - pool_cpu;
     report_latency("straight to the pool", &direct);
-    let proxy_cpu = thread_cpu_seconds("proxy-");
+    let (proxy_cpu, writer_cpu) = (
+        thread_cpu_seconds("proxy-"),
+        thread_cpu_seconds("proxy-account"),
+    );
     let proxied = submit_load(&load_rt, proxy.local_addr(), 12, rate, seconds);
     let proxy_cpu = thread_cpu_seconds("proxy-") - proxy_cpu;
+    let writer_cpu = thread_cpu_seconds("proxy-account") - writer_cpu;
     report_latency("through the proxy", &proxied);
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(
@@ -324,6 +328,10 @@ fn main() {
         per_thousand(proxy_cpu, proxied.shares) * 1e3,
         per_thousand(pool_cpu, direct.shares) * 1e3,
         per_thousand(proxy_cpu, proxied.shares) / per_thousand(pool_cpu, direct.shares).max(1e-9),
+    );
+    println!(
+        "  of which the accounting writer (SQLite, fsync per batch): {:.1} ms",
+        per_thousand(writer_cpu, proxied.shares) * 1e3
     );
     // The pool's CPU during the proxied run is part of the proxied path too; it is not counted
     // above, where only the proxy's own threads are.

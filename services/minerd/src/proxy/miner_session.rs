@@ -28,8 +28,10 @@ use crate::stratum::{
     RequestId, ServerMessage, Session, ShareReject, StratumErrorCode, Submit, SubscribeResult,
 };
 
-/// Vardiff re-evaluation and retry cadence.
-const TICK: Duration = Duration::from_millis(500);
+/// Vardiff re-evaluation and placement retries run on a tick of a quarter of the retarget
+/// window within these bounds: thousands of idle sessions must not wake many times a second.
+const MIN_TICK: Duration = Duration::from_millis(250);
+const MAX_TICK: Duration = Duration::from_secs(5);
 
 /// After a difficulty rise, miners apply the new difficulty to the next job only: shares are
 /// held to the old difficulty until that job reached the miner and this long after, for the
@@ -116,7 +118,9 @@ pub async fn serve(stream: TcpStream, ctx: SessionContext, mut stop: watch::Rece
     miner.session.set_difficulty(miner.enforced_difficulty);
     let mut lines = LineBuffer::new(MAX_LINE_LEN);
     let mut buf = vec![0u8; 2048];
-    let mut tick = tokio::time::interval(TICK);
+    let tick_every = (Duration::from_millis(miner.ctx.settings.vardiff.retarget_ms) / 4)
+        .clamp(MIN_TICK, MAX_TICK);
+    let mut tick = tokio::time::interval(tick_every);
     let end = 'session: loop {
         while let Some(line) = lines.next_line() {
             let result = match line {
