@@ -9,9 +9,9 @@ mod proxy_support;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use proxy_support::{Inventory, Site, miner, pool, settings, site, wait_until};
+use proxy_support::{Inventory, POOL_DIFFICULTY, Site, miner, pool, settings, site, wait_until};
 use sim::pool::TestPool;
-use sim::stratum_client::StratumClient;
+use sim::stratum_client::{SimPool, StratumClient, StratumClientSpec};
 
 fn accepted_at(miner: &StratumClient) -> u64 {
     miner.status().iter().map(|l| l.accepted).sum()
@@ -216,4 +216,54 @@ async fn a_pool_outage_fails_over_within_five_seconds_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_pool_fails_over_within_five_seconds_and_back() {
     mine_then_fail(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vardiff_raises_a_fast_miner_without_rejecting_its_work() {
+    let pool = pool().await;
+    let inventory = Inventory::default();
+    let ip = Ipv4Addr::new(127, 1, 3, 2);
+    inventory.add_miner(ip, "fast", "alice", &["alice.fast"]);
+    inventory.set_pools("alice", &[&pool]);
+    let site = site(inventory, settings()).await;
+    // About 20 shares a second at the pool's difficulty, where the goal is 4 a second.
+    let fast = StratumClient::spawn(StratumClientSpec {
+        bind_ip: ip,
+        pools: vec![SimPool {
+            url: format!("stratum+tcp://{}", site.proxy.local_addr()),
+            user: "alice.fast".into(),
+            password: "x".into(),
+        }],
+        version_rolling: true,
+        hashes_per_second: 20_000.0,
+    });
+    wait_until("the proxy raised the miner's difficulty", || {
+        site.proxy
+            .miner(ip.into())
+            .is_some_and(|m| m.difficulty >= 4.0 * POOL_DIFFICULTY)
+    })
+    .await;
+    wait_until("the miner works at the raised difficulty", || {
+        fast.status()[0].difficulty >= 4.0 * POOL_DIFFICULTY
+    })
+    .await;
+    let before = proxy_accepted(&site, ip);
+    wait_until("shares at the raised difficulty", || {
+        proxy_accepted(&site, ip) >= before + 10
+    })
+    .await;
+    fast.stop();
+    assert!(site.proxy.accounting().flush().await);
+    let counts = site.proxy.miner(ip.into()).unwrap().counts;
+    assert_eq!(
+        counts.rejected_total(),
+        0,
+        "work in flight across the change was not rejected: {counts:?}"
+    );
+    // Every share at or above the pool's difficulty was forwarded.
+    wait_until("the pool answered every forwarded share", || {
+        let total = site.proxy.accounting().total();
+        total.upstream_accepted == pool.stats().total.accepted && total.upstream_accepted > 0
+    })
+    .await;
 }

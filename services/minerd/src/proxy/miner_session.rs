@@ -84,6 +84,9 @@ struct MinerSession {
     enforced_difficulty: f64,
     /// A rise waits for the next job (`Waiting`), then for the grace (`At`).
     tighten: Tighten,
+    /// A difficulty change was sent and the miner has not had a job since: it still works at
+    /// the old difficulty, so vardiff does not measure it.
+    vardiff_settling: bool,
     last_job: Option<Arc<Job>>,
 }
 
@@ -113,6 +116,7 @@ pub async fn serve(stream: TcpStream, ctx: SessionContext, mut stop: watch::Rece
         requested_mask: None,
         vardiff,
         tighten: Tighten::No,
+        vardiff_settling: false,
         last_job: None,
     };
     miner.session.set_difficulty(miner.enforced_difficulty);
@@ -315,7 +319,11 @@ impl MinerSession {
                 forward(p, &self.ctx.admission, &share);
             }
         }
-        let change = self.vardiff.on_share(Instant::now());
+        let change = if self.vardiff_settling {
+            None
+        } else {
+            self.vardiff.on_share(Instant::now())
+        };
         let committed = self
             .ctx
             .accounting
@@ -358,6 +366,7 @@ impl MinerSession {
         } else {
             self.tighten = Tighten::AfterNextJob;
         }
+        self.vardiff_settling = true;
         self.ctx
             .live
             .update(self.ctx.ip, |m| m.difficulty = difficulty);
@@ -385,7 +394,7 @@ impl MinerSession {
         if self.placement.is_none() && self.subscribed {
             return self.move_upstream().await;
         }
-        if !self.subscribed {
+        if !self.subscribed || self.vardiff_settling {
             return Ok(());
         }
         match self.vardiff.on_tick(now) {
@@ -431,6 +440,9 @@ impl MinerSession {
                 self.tighten = Tighten::At(Instant::now() + DIFFICULTY_GRACE);
             }
             _ => {}
+        }
+        if std::mem::take(&mut self.vardiff_settling) {
+            self.vardiff.restart(Instant::now());
         }
         self.session.add_job(job.clone());
         self.last_job = Some(job.clone());

@@ -45,6 +45,13 @@ impl Vardiff {
         self.difficulty
     }
 
+    /// Starts a new measuring window: after a change, once the miner works at the new
+    /// difficulty, so shares found at the old one do not count toward the next decision.
+    pub fn restart(&mut self, now: Instant) {
+        self.window_start = now;
+        self.shares = 0;
+    }
+
     /// An accepted share. Returns the new difficulty when this share closes a window that calls
     /// for a change; a flood (four times the goal for a whole window) retargets early.
     pub fn on_share(&mut self, now: Instant) -> Option<f64> {

@@ -62,3 +62,21 @@ fn difficulty_stays_within_bounds() {
     }
     assert_eq!(v.difficulty(), 32.0);
 }
+
+#[test]
+fn shares_before_a_restart_do_not_count() {
+    let t0 = Instant::now();
+    let mut v = Vardiff::new(&settings(), t0);
+    for i in 1..=30 {
+        v.on_share(t0 + Duration::from_millis(10 * i));
+    }
+    // 30 shares in 0.3 s is a flood, but the window restarts (the miner got new work).
+    v.restart(t0 + Duration::from_millis(300));
+    for s in 1..=10 {
+        assert_eq!(
+            v.on_share(t0 + Duration::from_millis(300) + Duration::from_secs(s)),
+            None
+        );
+    }
+    assert_eq!(v.difficulty(), 16.0);
+}

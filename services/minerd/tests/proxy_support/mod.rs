@@ -203,22 +203,24 @@ impl RawMiner {
 
     /// Sends a request and returns its reply (`result`, `error`), keeping notifications.
     pub async fn request(&mut self, method: &str, params: Value) -> (Value, Value) {
+        self.try_request(method, params)
+            .await
+            .expect("connection closed")
+    }
+
+    /// `request`, or `None` when the connection is gone.
+    pub async fn try_request(&mut self, method: &str, params: Value) -> Option<(Value, Value)> {
         let id = self.next_id;
         self.next_id += 1;
         let line = json!({"id": id, "method": method, "params": params}).to_string() + "\n";
-        self.send_raw(line.as_bytes()).await;
-        self.reply_to(id).await
-    }
-
-    /// Reads until the reply with this id.
-    pub async fn reply_to(&mut self, id: u64) -> (Value, Value) {
+        self.writer.write_all(line.as_bytes()).await.ok()?;
         loop {
-            let message = self.next_message().await.expect("connection closed");
+            let message = self.next_message().await?;
             if message.get("method").is_some_and(|m| !m.is_null()) {
                 continue;
             }
             if message["id"] == json!(id) {
-                return (message["result"].clone(), message["error"].clone());
+                return Some((message["result"].clone(), message["error"].clone()));
             }
         }
     }
