@@ -267,3 +267,40 @@ async fn vardiff_raises_a_fast_miner_without_rejecting_its_work() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_reconnect_request_moves_miners_to_a_fresh_connection() {
+    let pool = pool().await;
+    let inventory = Inventory::default();
+    let ips: Vec<Ipv4Addr> = (20..22).map(|i| Ipv4Addr::new(127, 1, 1, i)).collect();
+    for (i, ip) in ips.iter().enumerate() {
+        inventory.add_miner(*ip, &format!("r{i}"), "alice", &[]);
+    }
+    inventory.set_pools("alice", &[&pool]);
+    let site = site(inventory, settings()).await;
+    let miners: Vec<(Ipv4Addr, StratumClient)> = ips
+        .iter()
+        .map(|ip| (*ip, miner(&site, *ip, "alice.any", false)))
+        .collect();
+    wait_until("shares at the pool", || pool.stats().total.accepted >= 5).await;
+    let old: Vec<u64> = site
+        .proxy
+        .upstreams()
+        .iter()
+        .map(|u| u.upstream_id)
+        .collect();
+    pool.reconnect_all();
+    wait_until("miners on a fresh connection, the old one closed", || {
+        let now = site.proxy.upstreams();
+        !now.is_empty()
+            && now.iter().all(|u| !old.contains(&u.upstream_id))
+            && now.iter().map(|u| u.miners).sum::<usize>() == 2
+    })
+    .await;
+    let before = pool.stats().total.accepted;
+    wait_until("shares keep reaching the pool", || {
+        pool.stats().total.accepted >= before + 5
+    })
+    .await;
+    settle_and_balance(&site, &[&pool], &miners).await;
+}

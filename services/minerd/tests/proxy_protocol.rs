@@ -267,3 +267,44 @@ async fn version_rolling_is_the_miners_mask_within_the_pools() {
         Some(&1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_miners_get_the_new_extranonce_or_a_reconnect() {
+    let (primary, backup) = (pool().await, pool().await);
+    let (follows, plain) = (Ipv4Addr::new(127, 1, 2, 9), Ipv4Addr::new(127, 1, 2, 10));
+    let inventory = Inventory::default();
+    inventory.add_miner(follows, "follows", "alice", &[]);
+    inventory.add_miner(plain, "plain", "alice", &[]);
+    inventory.set_pools("alice", &[&primary, &backup]);
+    let mut settings = settings();
+    settings.vardiff.min_difficulty = POOL_DIFFICULTY;
+    let site = site(inventory, settings).await;
+
+    let mut a = RawMiner::connect(follows, site.proxy.local_addr()).await;
+    a.start("alice.a").await;
+    let (result, _) = a.request("mining.extranonce.subscribe", json!([])).await;
+    assert_eq!(result, json!(true));
+    let mut b = RawMiner::connect(plain, site.proxy.local_addr()).await;
+    b.start("alice.b").await;
+    let last_job = a.jobs.last().unwrap().notify.job_id.clone();
+
+    primary.set_outage(true);
+    // The miner that subscribed to extranonce changes stays, with a new one and clean work.
+    let new_job = a.wait_for_clean_job(&last_job).await;
+    assert_eq!(a.extranonce_changes, 1);
+    let connection = |job_id: &str| job_id.split('.').next().unwrap().to_string();
+    assert_ne!(connection(&new_job.job_id), connection(&last_job));
+    let share = a.share("alice.a", true, 1);
+    let (result, error) = a.request("mining.submit", share).await;
+    assert_eq!(result, json!(true), "{error}");
+    wait_until("the share reached the backup", || {
+        backup.stats().total.accepted == 1
+    })
+    .await;
+    // The other is told to reconnect and let go.
+    let mut told = false;
+    while let Some(message) = b.next_message().await {
+        told |= message["method"] == json!("client.reconnect");
+    }
+    assert!(told, "client.reconnect before the close");
+}

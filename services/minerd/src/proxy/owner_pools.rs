@@ -29,6 +29,8 @@ pub struct UpstreamView {
     pub difficulty: f64,
     pub active: bool,
     pub usable: bool,
+    /// Lines from the pool skipped as malformed.
+    pub malformed_lines: u64,
 }
 
 struct OwnerState {
@@ -140,6 +142,7 @@ impl OwnerPools {
                 difficulty: u.difficulty(),
                 active: Some(u.pool_index) == active,
                 usable: u.is_usable(),
+                malformed_lines: u.malformed_lines(),
             })
             .collect()
     }

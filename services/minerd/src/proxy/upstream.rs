@@ -91,6 +91,7 @@ struct Shared {
     version_mask: u32,
     retiring: bool,
     pending: usize,
+    malformed_lines: u64,
 }
 
 /// A live pool connection. Miners hold it through an `Arc`.
@@ -160,6 +161,7 @@ impl Upstream {
                 version_mask: handshake.version_mask,
                 retiring: false,
                 pending: 0,
+                malformed_lines: 0,
             }),
             feed,
             forwards,
@@ -238,6 +240,11 @@ impl Upstream {
         }
         let shared = self.lock();
         !shared.retiring && !shared.partition.is_full()
+    }
+
+    /// Lines from the pool that were skipped as malformed.
+    pub fn malformed_lines(&self) -> u64 {
+        self.lock().malformed_lines
     }
 
     pub fn is_usable(&self) -> bool {
@@ -415,10 +422,7 @@ impl Relay {
         let mut tick = tokio::time::interval(TICK);
         let mut buf = vec![0u8; 8192];
         let end = loop {
-            if let Err(e) = self.drain_lines() {
-                tracing::warn!(pool = %self.upstream.pool.url, error = %e, "upstream dead");
-                break UpstreamEnd::Dead;
-            }
+            self.drain_lines();
             tokio::select! {
                 read = reader.read(&mut buf) => match read {
                     Ok(0) | Err(_) => {
@@ -450,35 +454,58 @@ impl Relay {
         end
     }
 
-    fn drain_lines(&mut self) -> Result<(), UpstreamError> {
+    /// Applies every complete line from the pool. A line that is not a message we accept is
+    /// counted and skipped, like any bad input: a pool that only sends garbage stops
+    /// answering shares and sending jobs, and the clocks declare it dead.
+    fn drain_lines(&mut self) {
         while let Some(line) = self.lines.next_line() {
-            match ServerMessage::parse(&line?)? {
-                ServerMessage::Notify(notify) => {
-                    let job = Job::new(notify).map_err(|e| UpstreamError::Refused {
-                        what: "a job",
-                        reason: e.to_string(),
-                    })?;
+            match line.and_then(|line| ServerMessage::parse(&line)) {
+                Ok(message) => self.apply(message),
+                Err(MessageError::UnknownMethod(method)) if method == "client.reconnect" => {
+                    // The pool wants this connection gone: miners move to a fresh one.
+                    tracing::info!(pool = %self.upstream.pool.url, "pool asked for a reconnect");
+                    self.upstream.retire();
+                }
+                Err(MessageError::UnknownMethod(method)) => {
+                    // mining.ping, client.show_message and the like: nothing to do.
+                    tracing::debug!(pool = %self.upstream.pool.url, %method, "pool notification ignored");
+                }
+                Err(e) => {
+                    tracing::warn!(pool = %self.upstream.pool.url, error = %e, "bad line from the pool skipped");
+                    self.upstream.lock().malformed_lines += 1;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, message: ServerMessage) {
+        match message {
+            ServerMessage::Notify(notify) => match Job::new(notify) {
+                Ok(job) => {
                     self.last_job = Instant::now();
                     let job = Arc::new(proxy_job(self.upstream.id, job));
                     self.upstream.feed.send_modify(|f| f.job = Some(job));
                 }
-                ServerMessage::SetDifficulty(d) => {
-                    let mut shared = self.upstream.lock();
-                    shared.difficulty = d;
-                    shared.target = target_for(d);
+                Err(e) => {
+                    tracing::warn!(pool = %self.upstream.pool.url, error = %e, "job refused");
+                    self.upstream.lock().malformed_lines += 1;
                 }
-                ServerMessage::SetVersionMask(mask) => {
-                    self.upstream.lock().version_mask = mask & VERSION_ROLLING_MASK;
-                }
-                ServerMessage::SetExtranonce { .. } => {
-                    // Every miner's extranonce1 derives from the old value: they move to a
-                    // fresh connection, and this one drains.
-                    self.upstream.retire();
-                }
-                ServerMessage::Response { id, outcome } => self.answered(id, outcome),
+            },
+            ServerMessage::SetDifficulty(d) => {
+                let mut shared = self.upstream.lock();
+                shared.difficulty = d;
+                shared.target = target_for(d);
             }
+            ServerMessage::SetVersionMask(mask) => {
+                self.upstream.lock().version_mask = mask & VERSION_ROLLING_MASK;
+            }
+            ServerMessage::SetExtranonce { .. } => {
+                // Every miner's extranonce1 derives from the old value: they move to a
+                // fresh connection, and this one drains.
+                self.upstream.retire();
+            }
+            ServerMessage::Response { id, outcome } => self.answered(id, outcome),
         }
-        Ok(())
     }
 
     fn answered(

@@ -178,6 +178,8 @@ pub struct RawMiner {
     pub extranonce2_size: usize,
     pub difficulty: f64,
     pub jobs: Vec<Job>,
+    /// `mining.set_extranonce` messages received.
+    pub extranonce_changes: u32,
 }
 
 impl RawMiner {
@@ -194,6 +196,7 @@ impl RawMiner {
             extranonce2_size: 0,
             difficulty: 1.0,
             jobs: Vec::new(),
+            extranonce_changes: 0,
         }
     }
 
@@ -235,6 +238,14 @@ impl RawMiner {
             match message {
                 ServerMessage::Notify(n) => self.jobs.push(Job::new(n).unwrap()),
                 ServerMessage::SetDifficulty(d) => self.difficulty = d,
+                ServerMessage::SetExtranonce {
+                    extranonce1,
+                    extranonce2_size,
+                } => {
+                    self.extranonce1 = extranonce1;
+                    self.extranonce2_size = extranonce2_size;
+                    self.extranonce_changes += 1;
+                }
                 _ => {}
             }
         }
