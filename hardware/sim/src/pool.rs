@@ -272,13 +272,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         shared.stats().connections_total += 1;
+        // Subscribed before the outage flag is read: an outage declared from here on reaches
+        // the connection as an event, one declared before is seen in the flag.
+        let events = shared.events.subscribe();
         if shared.outage.load(Ordering::SeqCst) {
             tracing::debug!(%peer, "outage: closing the new connection");
             drop(stream);
             continue;
         }
         shared.stats().connections += 1;
-        tokio::spawn(connection::serve(stream, peer, shared.clone()));
+        tokio::spawn(connection::serve(stream, peer, events, shared.clone()));
     }
 }
 

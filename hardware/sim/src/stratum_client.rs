@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// A pool as the miner is configured with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,18 +80,25 @@ impl StratumClient {
             changed: Notify::new(),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(supervisor::run(
-            shared.clone(),
-            spec.bind_ip,
-            spec.version_rolling,
-        ));
+        // Every log line of this client carries the miner's address.
+        let span = tracing::info_span!("miner", ip = %spec.bind_ip);
+        let task = tokio::spawn(
+            supervisor::run(shared.clone(), spec.bind_ip, spec.version_rolling).instrument(span),
+        );
         *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         StratumClient { shared }
     }
 
     /// The firmware's pool list changed. Counters carry over for pools (url and user) that
-    /// stay; the active pool stays active if it is still in the list.
+    /// stay; the active pool stays active if it is still in the list. The priority order
+    /// becomes the list's order (the same list again changes nothing).
     pub fn set_pools(&self, pools: Vec<SimPool>) {
+        {
+            let state = self.shared.state();
+            if state.pools.iter().map(|e| &e.pool).eq(pools.iter()) {
+                return; // the same list: priorities and dead marks stay as they are
+            }
+        }
         self.shared.update(|state| {
             let mut old = std::mem::take(&mut state.pools);
             let active = state
@@ -142,8 +150,11 @@ impl StratumClient {
             let Some(entry) = state.pools.get_mut(index) else {
                 return;
             };
+            // A pool enabled again is tried at once; one that stays enabled keeps its retry time.
+            if enabled && !entry.enabled {
+                entry.retry_at = None;
+            }
             entry.enabled = enabled;
-            entry.retry_at = None;
             if !enabled && state.active == Some(index) {
                 state.active = None;
             }
@@ -166,7 +177,8 @@ impl StratumClient {
         } else {
             0.0
         };
-        self.shared.update(|state| state.hashes_per_second = rate);
+        // Read by the task on every hashing round: no need to wake it.
+        self.shared.state().hashes_per_second = rate;
     }
 
     pub fn status(&self) -> Vec<PoolLink> {

@@ -122,6 +122,14 @@ async fn an_oversized_line_closes_the_connection() {
 async fn version_rolling_grants_the_intersection_and_checks_the_bits() {
     let pool = pool().await;
     let mut miner = RawMiner::connect(&pool).await;
+    // Asking for bits the pool does not offer gets a refusal.
+    let refused = miner
+        .request(
+            "mining.configure",
+            json!([["version-rolling"], {"version-rolling.mask": "00001fff"}]),
+        )
+        .await;
+    assert_eq!(refused["result"], json!({"version-rolling": false}));
     let answer = miner
         .request(
             "mining.configure",
@@ -160,4 +168,24 @@ async fn extranonce1_is_unique_per_connection() {
     assert_eq!(a.extranonce1.len(), spec().extranonce1_size);
     assert_eq!(a.extranonce2_size, spec().extranonce2_size);
     assert_ne!(a.extranonce1, b.extranonce1);
+}
+
+#[tokio::test]
+async fn one_connection_cannot_authorize_workers_without_end() {
+    let pool = pool().await;
+    let (mut miner, _) = RawMiner::handshake(&pool, "w0").await;
+    for i in 1..256 {
+        let answer = miner
+            .request("mining.authorize", json!([format!("w{i}"), ""]))
+            .await;
+        assert_eq!(answer["result"], true, "{answer}");
+    }
+    let answer = miner
+        .request("mining.authorize", json!(["one-too-many", ""]))
+        .await;
+    assert_eq!(error_code(&answer), Some(24), "{answer}");
+    // Names already authorized still are.
+    let answer = miner.request("mining.authorize", json!(["w7", ""])).await;
+    assert_eq!(answer["result"], true);
+    assert_eq!(pool.stats().workers.len(), 256);
 }

@@ -169,3 +169,56 @@ async fn a_new_pool_list_keeps_the_counters_of_pools_that_stay() {
     assert!(status[1].accepted >= 2, "{status:?}");
     miner.stop();
 }
+
+/// A pool that subscribes miners but refuses every worker, and sends a garbage line first.
+async fn refusing_pool() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("stratum+tcp://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (reader, mut writer) = stream.into_split();
+                let mut lines = BufReader::new(reader).lines();
+                let _ = writer.write_all(b"}{ not json\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let result = match request["method"].as_str() {
+                        Some("mining.subscribe") => serde_json::json!([[], "00000001", 4]),
+                        Some("mining.authorize") => serde_json::json!(false),
+                        _ => serde_json::json!(true),
+                    };
+                    let reply =
+                        serde_json::json!({"id": request["id"], "result": result, "error": null});
+                    let _ = writer.write_all(format!("{reply}\n").as_bytes()).await;
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_refuses_the_worker_is_marked_dead() {
+    let (url, refusing) = refusing_pool().await;
+    let backup = pool().await;
+    let first = sim::stratum_client::SimPool {
+        url,
+        user: USER.into(),
+        password: "x".into(),
+    };
+    let miner = client(
+        Ipv4Addr::new(127, 1, 0, 16),
+        vec![first, sim_pool(&backup, USER)],
+        true,
+    );
+    wait_until("shares on the backup", || {
+        backup.stats().worker(USER).accepted >= 3
+    })
+    .await;
+    let status = miner.status();
+    assert_eq!(active(&status), Some(1));
+    assert!(!status[0].alive, "{status:?}");
+    miner.stop();
+    refusing.abort();
+}

@@ -79,3 +79,24 @@ async fn the_pool_sees_the_miners_own_address() {
     assert_eq!(peer.ip(), Ipv4Addr::new(127, 1, 2, 3));
     miner.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_without_version_rolling_gets_plain_shares() {
+    let mut spec = pool_support::spec();
+    spec.version_mask = 0;
+    let pool = sim::pool::TestPool::start(spec).await.unwrap();
+    let user = "site.127-1-0-4";
+    let miner = client(
+        Ipv4Addr::new(127, 1, 0, 4),
+        vec![sim_pool(&pool, user)],
+        true,
+    );
+    wait_until("5 shares accepted", || {
+        pool.stats().worker(user).accepted >= 5
+    })
+    .await;
+    let worker = pool.stats().worker(user);
+    assert_eq!(worker.accepted_version_rolled, 0);
+    assert_eq!(worker.rejected.total(), 0, "{worker:?}");
+    miner.stop();
+}

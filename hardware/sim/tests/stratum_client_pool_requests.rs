@@ -57,3 +57,36 @@ async fn takes_a_new_extranonce1_and_keeps_mining() {
     assert_eq!(pool.stats().connections_total, 1, "no reconnect was needed");
     miner.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_a_new_difficulty_from_the_next_job() {
+    let mut spec = pool_support::spec();
+    spec.job_interval = std::time::Duration::from_millis(300);
+    let pool = sim::pool::TestPool::start(spec.clone()).await.unwrap();
+    let miner = client(
+        Ipv4Addr::new(127, 1, 0, 22),
+        vec![sim_pool(&pool, USER)],
+        false,
+    );
+    wait_until("shares", || pool.stats().worker(USER).accepted >= 3).await;
+    let harder = spec.difficulty * 2.0;
+    pool.set_difficulty(harder);
+    wait_until("the new difficulty in force", || {
+        miner.status()[0].difficulty == harder
+    })
+    .await;
+    let before = pool.stats().worker(USER);
+    wait_until("shares at the new difficulty", || {
+        pool.stats().worker(USER).accepted >= before.accepted + 5
+    })
+    .await;
+    // Each accepted share now counts the new difficulty.
+    let after = pool.stats().worker(USER);
+    let added = after.accepted_difficulty - before.accepted_difficulty;
+    let shares = (after.accepted - before.accepted) as f64;
+    assert!(
+        (added - shares * harder).abs() < harder / 2.0,
+        "{added} for {shares} shares"
+    );
+    miner.stop();
+}

@@ -15,6 +15,7 @@ use sim::pool::{PoolSpec, TestPool};
 
 #[derive(Debug, Parser)]
 #[command(
+    name = "poolsim",
     version,
     about = "Stratum V1 test pool that validates and counts every share"
 )]
@@ -31,6 +32,7 @@ struct Args {
     /// A new block (earlier jobs become stale) this often.
     #[arg(long, default_value_t = 600_000)]
     block_interval_ms: u64,
+    /// Bytes of extranonce2 miners roll (1 to 8).
     #[arg(long, default_value_t = 4)]
     extranonce2_size: usize,
     /// BIP 310 version bits miners may roll, in hex; 0 refuses version rolling.
@@ -66,7 +68,11 @@ async fn main() -> anyhow::Result<()> {
     spec.block_interval = Duration::from_millis(args.block_interval_ms);
     spec.extranonce2_size = args.extranonce2_size;
     spec.version_mask = args.version_mask;
-    spec.validate().context("invalid pool settings")?;
+    if let Err(e) = spec.validate() {
+        // EX_CONFIG, as every BunkerOS program refuses a bad configuration.
+        eprintln!("poolsim: invalid pool settings: {e}");
+        std::process::exit(78);
+    }
     let pool = Arc::new(
         TestPool::start(spec)
             .await

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::stats::RejectReason;
@@ -22,9 +23,16 @@ use super::{PoolEvent, Shared};
 
 /// A miner that does not read what it is sent for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Worker names one connection may authorize (proxies put many on one connection; a client
+/// authorizing names without end would grow the pool's per-worker counts without end).
+const MAX_WORKERS_PER_CONNECTION: usize = 256;
 
-pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let mut events = shared.events.subscribe();
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut events: broadcast::Receiver<PoolEvent>,
+    shared: Arc<Shared>,
+) {
     let (mut reader, mut writer) = stream.into_split();
     let mut session = PoolSession::new(shared.clone());
     let mut lines = LineBuffer::new(MAX_LINE_LEN);
@@ -134,8 +142,10 @@ impl PoolSession {
             ClientRequest::Configure {
                 version_rolling, ..
             } => {
-                let granted =
-                    version_rolling.map(|asked| asked.mask & self.shared.spec.version_mask);
+                // No bit in common: version rolling refused ("version-rolling": false).
+                let granted = version_rolling
+                    .map(|asked| asked.mask & self.shared.spec.version_mask)
+                    .filter(|&mask| mask != 0);
                 self.session.set_version_mask(granted.unwrap_or(0));
                 let result = ConfigureResult {
                     version_rolling_mask: granted,
@@ -146,6 +156,17 @@ impl PoolSession {
             ClientRequest::ExtranonceSubscribe => {
                 self.extranonce_subscribed = true;
                 vec![ServerMessage::result(id, json!(true)).encode()]
+            }
+            ClientRequest::Authorize { worker, .. }
+                if self.authorized.len() >= MAX_WORKERS_PER_CONNECTION
+                    && !self.authorized.contains(&worker) =>
+            {
+                let message = "Too many workers on one connection";
+                vec![error_reply(
+                    Some(id),
+                    StratumErrorCode::UnauthorizedWorker,
+                    message,
+                )]
             }
             ClientRequest::Authorize { worker, .. } => {
                 self.session.authorize(&worker);

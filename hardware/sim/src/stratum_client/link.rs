@@ -248,7 +248,11 @@ impl PoolConnection {
                 tracing::debug!(%method, "ignoring a pool notification");
                 return Ok(PoolEvent::Other);
             }
-            Err(e) => return Err(LinkError::Protocol(e.to_string())),
+            Err(e) => {
+                // cgminer logs a line it cannot read and carries on; so does the simulated miner.
+                tracing::warn!(error = %e, "ignoring a line from the pool");
+                return Ok(PoolEvent::Other);
+            }
         };
         Ok(match message {
             ServerMessage::Notify(notify) => {

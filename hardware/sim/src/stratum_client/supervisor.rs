@@ -25,6 +25,8 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(3);
 const SILENCE_AFTER_SUBMIT: Duration = Duration::from_secs(4);
 /// A pool that says nothing at all for this long is dead (no job in two minutes).
 const SILENCE: Duration = Duration::from_secs(120);
+/// Hashes done between two yields to the runtime (a few milliseconds of work).
+const HASH_CHUNK: u64 = 2_048;
 /// At most this much hashing is caught up after a stall.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -403,13 +405,20 @@ impl ActiveLink {
         let budget = rate * elapsed.as_secs_f64() + self.carry;
         let count = budget.floor();
         self.carry = budget - count;
-        let Some(work) = self.work.as_mut() else {
-            return Ok(());
-        };
-        let shares = work.search(&self.conn.user, count as u64);
-        for share in shares {
-            let id = self.conn.submit(share).await?;
-            self.pending.insert(id, Instant::now());
+        let mut left = count as u64;
+        while left > 0 {
+            let Some(work) = self.work.as_mut() else {
+                return Ok(());
+            };
+            let chunk = left.min(HASH_CHUNK);
+            left -= chunk;
+            for share in work.search(&self.conn.user, chunk) {
+                let id = self.conn.submit(share).await?;
+                self.pending.insert(id, Instant::now());
+            }
+            // Hashing is CPU work on the runtime's threads: let the other miners and the
+            // API listeners run between chunks.
+            tokio::task::yield_now().await;
         }
         Ok(())
     }
