@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::accounting::{Accounting, Outcome, ShareRecord};
@@ -37,6 +37,9 @@ const MAX_TICK: Duration = Duration::from_secs(5);
 /// held to the old difficulty until that job reached the miner and this long after, for the
 /// shares on older work still in flight.
 const DIFFICULTY_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a write to a miner may wait for the miner to read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a session needs from the proxy around it.
 pub struct SessionContext {
@@ -91,82 +94,12 @@ struct MinerSession {
 }
 
 /// Serves one admitted miner until it leaves, is told to reconnect, or the proxy stops.
-pub async fn serve(stream: TcpStream, ctx: SessionContext, mut stop: watch::Receiver<bool>) {
+pub async fn serve(stream: TcpStream, ctx: SessionContext, stop: watch::Receiver<bool>) {
     stream.set_nodelay(true).ok();
-    let (mut reader, writer) = stream.into_split();
-    let now = Instant::now();
-    let vardiff = Vardiff::new(&ctx.settings.vardiff, now);
-    let ip = ctx.ip;
-    let (miner_id, owner) = (ctx.admission.miner_id.clone(), ctx.admission.owner.clone());
-    ctx.live.update(ip, |m| {
-        m.miner_id = miner_id;
-        m.owner = owner;
-        m.quarantined = ctx.admission.quarantined;
-        m.authorized_user = None;
-        m.difficulty = vardiff.difficulty();
-    });
-    let mut miner = MinerSession {
-        enforced_difficulty: vardiff.difficulty(),
-        ctx,
-        writer,
-        session: Session::new(NtimeWindow::default()),
-        placement: None,
-        subscribed: false,
-        extranonce_subscribed: false,
-        requested_mask: None,
-        vardiff,
-        tighten: Tighten::No,
-        vardiff_settling: false,
-        last_job: None,
-    };
-    miner.session.set_difficulty(miner.enforced_difficulty);
-    let mut lines = LineBuffer::new(MAX_LINE_LEN);
-    let mut buf = vec![0u8; 2048];
-    let tick_every = (Duration::from_millis(miner.ctx.settings.vardiff.retarget_ms) / 4)
-        .clamp(MIN_TICK, MAX_TICK);
-    let mut tick = tokio::time::interval(tick_every);
-    let end = 'session: loop {
-        while let Some(line) = lines.next_line() {
-            let result = match line {
-                Ok(line) => miner.handle_line(&line).await,
-                Err(_) => Err(End::Oversized),
-            };
-            if let Err(end) = result {
-                break 'session end;
-            }
-        }
-        let result = tokio::select! {
-            read = reader.read(&mut buf) => match read {
-                Ok(0) | Err(_) => Err(End::Closed),
-                Ok(n) => {
-                    lines.extend(&buf[..n]);
-                    Ok(())
-                }
-            },
-            changed = feed_changed(&mut miner.placement) => match changed {
-                true => miner.on_feed().await,
-                false => miner.move_upstream().await,
-            },
-            _ = tick.tick() => miner.on_tick().await,
-            _ = stop.changed() => Err(End::Closed),
-        };
-        if let Err(end) = result {
-            break end;
-        }
-    };
-    match end {
-        End::Oversized => {
-            tracing::warn!(miner = %miner.ctx.ip, "line too long; disconnected");
-            miner.protocol_error();
-        }
-        End::Reconnect => tracing::info!(miner = %miner.ctx.ip, "told to reconnect"),
-        End::Closed => {}
-    }
-    if let Some(p) = miner.placement.take() {
-        p.upstream.detach(&p.prefix);
-    }
-    miner.writer.shutdown().await.ok();
-    miner.ctx.live.close_session(miner.ctx.ip);
+    let (reader, writer) = stream.into_split();
+    let mut miner = MinerSession::new(ctx, writer);
+    let end = miner.run(reader, stop).await;
+    miner.finish(end).await;
 }
 
 /// Resolves when the placement's feed changes: `true` with a usable feed, `false` when the
@@ -182,6 +115,88 @@ async fn feed_changed(placement: &mut Option<Placement>) -> bool {
 }
 
 impl MinerSession {
+    fn new(ctx: SessionContext, writer: OwnedWriteHalf) -> MinerSession {
+        let vardiff = Vardiff::new(&ctx.settings.vardiff, Instant::now());
+        let (miner_id, owner) = (ctx.admission.miner_id.clone(), ctx.admission.owner.clone());
+        ctx.live.update(ctx.ip, |m| {
+            m.miner_id = miner_id;
+            m.owner = owner;
+            m.quarantined = ctx.admission.quarantined;
+            m.authorized_user = None;
+            m.difficulty = vardiff.difficulty();
+        });
+        let mut session = Session::new(NtimeWindow::default());
+        session.set_difficulty(vardiff.difficulty());
+        MinerSession {
+            enforced_difficulty: vardiff.difficulty(),
+            ctx,
+            writer,
+            session,
+            placement: None,
+            subscribed: false,
+            extranonce_subscribed: false,
+            requested_mask: None,
+            vardiff,
+            tighten: Tighten::No,
+            vardiff_settling: false,
+            last_job: None,
+        }
+    }
+
+    /// Reads and answers lines, follows the upstream's feed and the clocks, until the end.
+    async fn run(&mut self, mut reader: OwnedReadHalf, mut stop: watch::Receiver<bool>) -> End {
+        let mut lines = LineBuffer::new(MAX_LINE_LEN);
+        let mut buf = vec![0u8; 2048];
+        let tick_every = (Duration::from_millis(self.ctx.settings.vardiff.retarget_ms) / 4)
+            .clamp(MIN_TICK, MAX_TICK);
+        let mut tick = tokio::time::interval(tick_every);
+        loop {
+            while let Some(line) = lines.next_line() {
+                let result = match line {
+                    Ok(line) => self.handle_line(&line).await,
+                    Err(_) => Err(End::Oversized),
+                };
+                if let Err(end) = result {
+                    return end;
+                }
+            }
+            let result = tokio::select! {
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => Err(End::Closed),
+                    Ok(n) => {
+                        lines.extend(&buf[..n]);
+                        Ok(())
+                    }
+                },
+                changed = feed_changed(&mut self.placement) => match changed {
+                    true => self.on_feed().await,
+                    false => self.move_upstream().await,
+                },
+                _ = tick.tick() => self.on_tick().await,
+                _ = stop.changed() => Err(End::Closed),
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    async fn finish(mut self, end: End) {
+        match end {
+            End::Oversized => {
+                tracing::warn!(miner = %self.ctx.ip, "line too long; disconnected");
+                self.protocol_error();
+            }
+            End::Reconnect => tracing::info!(miner = %self.ctx.ip, "told to reconnect"),
+            End::Closed => {}
+        }
+        if let Some(p) = self.placement.take() {
+            p.upstream.detach(&p.prefix);
+        }
+        self.writer.shutdown().await.ok();
+        self.ctx.live.close_session(self.ctx.ip);
+    }
+
     async fn handle_line(&mut self, line: &[u8]) -> Result<(), End> {
         let message = match ClientMessage::parse(line) {
             Ok(m) => m,
@@ -523,11 +538,13 @@ impl MinerSession {
             .update(self.ctx.ip, |m| m.protocol_errors += 1);
     }
 
+    /// Writes to the miner; a miner that stops reading for `WRITE_TIMEOUT` is let go rather
+    /// than holding its session (and its extranonce prefix) forever.
     async fn send(&mut self, text: &str) -> Result<(), End> {
-        self.writer
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|_| End::Closed)
+        match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(text.as_bytes())).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(End::Closed),
+        }
     }
 }
 

@@ -552,7 +552,10 @@ impl Relay {
             },
         );
         self.upstream.lock().pending += 1;
-        write_line(writer, &line).await
+        // A pool that stops reading is as dead as one that stops answering.
+        tokio::time::timeout(self.timings.submit_timeout(), write_line(writer, &line))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
 
     fn check_clocks(&self) -> Option<UpstreamEnd> {
