@@ -9,6 +9,7 @@ mod proxy_support;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use minerd::proxy::SanctionedPool;
 use proxy_support::{Inventory, POOL_DIFFICULTY, Site, miner, pool, settings, site, wait_until};
 use sim::pool::TestPool;
 use sim::stratum_client::{SimPool, StratumClient, StratumClientSpec};
@@ -303,4 +304,39 @@ async fn a_pools_reconnect_request_moves_miners_to_a_fresh_connection() {
     })
     .await;
     settle_and_balance(&site, &[&pool], &miners).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_primary_is_skipped_for_the_next_pool() {
+    // Nothing listens at the primary's address: connections to it are refused.
+    let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refusing_url = format!("stratum+tcp://{}", refusing.local_addr().unwrap());
+    drop(refusing);
+    let backup = pool().await;
+    let inventory = Inventory::default();
+    let ip = Ipv4Addr::new(127, 1, 1, 30);
+    inventory.add_miner(ip, "s0", "alice", &[]);
+    inventory.pools.lock().unwrap().insert(
+        "alice".into(),
+        vec![
+            SanctionedPool {
+                url: refusing_url,
+                user: "alice.proxy".into(),
+                password: "x".into(),
+            },
+            SanctionedPool {
+                url: backup.url(),
+                user: "alice.proxy".into(),
+                password: "x".into(),
+            },
+        ],
+    );
+    let site = site(inventory, settings()).await;
+    let miners = vec![(ip, miner(&site, ip, "alice.any", true))];
+    wait_until("shares on the backup", || {
+        backup.stats().total.accepted >= 5
+    })
+    .await;
+    assert_eq!(site.proxy.active_pool("alice"), Some(backup.url()));
+    settle_and_balance(&site, &[&backup], &miners).await;
 }
