@@ -38,6 +38,8 @@ struct OwnerState {
     upstreams: Vec<Arc<Upstream>>,
     connecting: HashSet<usize>,
     want_connection: bool,
+    /// A connection was added since the last decision: waiting miners may find a place.
+    new_places: bool,
 }
 
 pub struct OwnerPools {
@@ -77,6 +79,7 @@ impl OwnerPools {
                 upstreams: Vec::new(),
                 connecting: HashSet::new(),
                 want_connection: false,
+                new_places: false,
             }),
             changed: Notify::new(),
             wanted: Arc::new(Notify::new()),
@@ -152,13 +155,19 @@ impl OwnerPools {
     }
 
     /// One round of decisions: connect where needed, pick the active pool, retire what miners
-    /// must leave. Returns connection attempts to start.
+    /// must leave, and wake miners waiting for a place when there may be one now. Returns
+    /// connection attempts to start.
     fn decide(&self, now: Instant) -> Vec<usize> {
         let mut state = self.lock();
         let before = state.failover.active();
         let active = state.failover.select(now);
         if active != before {
             tracing::info!(owner = %self.owner, from = ?before.map(|i| &self.pools[i].url), to = ?active.map(|i| &self.pools[i].url), "pool switch");
+        }
+        // Only on a change: waking waiting miners for nothing would have them ask again at
+        // once, and the supervisor answer again, in a loop for as long as no pool is up.
+        if std::mem::take(&mut state.new_places) || active != before {
+            self.changed.notify_waiters();
         }
         if let Some(active) = active {
             // Connections to lower-priority pools are left behind; those to higher-priority
@@ -193,6 +202,7 @@ impl OwnerPools {
             Ok(upstream) => {
                 state.failover.mark_up(pool, Instant::now());
                 state.upstreams.push(upstream);
+                state.new_places = true;
             }
             Err(reason) => {
                 tracing::warn!(owner = %self.owner, pool = %self.pools[pool].url, %reason, "pool connection failed");
@@ -247,7 +257,6 @@ async fn supervise(
                 pools.wanted.notify_one();
             });
         }
-        pools.changed.notify_waiters();
         // `notify_one` leaves a permit when nobody waits, so a wish made before this point
         // is not lost.
         let wanted = pools.wanted.clone();
