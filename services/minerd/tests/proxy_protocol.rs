@@ -308,3 +308,25 @@ async fn moved_miners_get_the_new_extranonce_or_a_reconnect() {
     }
     assert!(told, "client.reconnect before the close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_pool_down_subscribe_is_refused_until_one_is_back() {
+    let pool = pool().await;
+    pool.set_outage(true);
+    let ip = Ipv4Addr::new(127, 1, 2, 11);
+    let site = site(one_miner(ip, &[], &pool), settings()).await;
+    let mut miner = RawMiner::connect(ip, site.proxy.local_addr()).await;
+    // Refused after the connect timeout (2 s here), with the session kept.
+    let (_, error) = miner.request("mining.subscribe", json!([])).await;
+    assert_eq!(error_code(&error), Some(20));
+    pool.set_outage(false);
+    let mut answered = false;
+    for _ in 0..10 {
+        let (result, _) = miner.request("mining.subscribe", json!([])).await;
+        if result.is_array() {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "subscribed once the pool was back");
+}
