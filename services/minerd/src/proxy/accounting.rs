@@ -116,7 +116,8 @@ impl ShareCounts {
         }
     }
 
-    fn merge(&mut self, other: &ShareCounts) {
+    /// Adds another set of counts to these.
+    pub fn merge(&mut self, other: &ShareCounts) {
         self.accepted += other.accepted;
         self.accepted_difficulty += other.accepted_difficulty;
         self.stale += other.stale;

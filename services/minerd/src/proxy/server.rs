@@ -65,9 +65,14 @@ impl Proxy {
 
     /// Every miner seen since start, with its committed counts.
     pub fn miners(&self) -> Vec<MinerView> {
+        // One pass over the counts, not one per miner: thousands of miners are read at once.
+        let mut counts: HashMap<String, ShareCounts> = HashMap::new();
+        for ((miner_id, _owner), c) in self.accounting.per_miner() {
+            counts.entry(miner_id).or_default().merge(&c);
+        }
         let mut miners = self.live.snapshot();
         for m in &mut miners {
-            m.counts = self.accounting.miner(&m.miner_id);
+            m.counts = counts.get(&m.miner_id).cloned().unwrap_or_default();
         }
         miners.sort_by_key(|m| m.ip);
         miners
