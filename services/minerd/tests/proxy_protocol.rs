@@ -330,3 +330,25 @@ async fn with_every_pool_down_subscribe_is_refused_until_one_is_back() {
     }
     assert!(answered, "subscribed once the pool was back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_sessions_and_closes_pool_connections() {
+    let pool = pool().await;
+    let ip = Ipv4Addr::new(127, 1, 2, 12);
+    let site = site(one_miner(ip, &[], &pool), settings()).await;
+    let mut miner = RawMiner::connect(ip, site.proxy.local_addr()).await;
+    miner.start("alice.any").await;
+    assert_eq!(site.proxy.upstreams().len(), 1);
+    site.proxy.stop();
+    assert!(miner.closed().await);
+    wait_until("the pool connection closed", || {
+        site.proxy.upstreams().is_empty() && pool.stats().connections == 0
+    })
+    .await;
+    assert!(
+        tokio::net::TcpStream::connect(site.proxy.local_addr())
+            .await
+            .is_err(),
+        "no longer listening"
+    );
+}

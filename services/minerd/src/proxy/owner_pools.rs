@@ -40,6 +40,8 @@ struct OwnerState {
     want_connection: bool,
     /// A connection was added since the last decision: waiting miners may find a place.
     new_places: bool,
+    /// The proxy is stopping: no new connections.
+    stopped: bool,
 }
 
 pub struct OwnerPools {
@@ -80,6 +82,7 @@ impl OwnerPools {
                 connecting: HashSet::new(),
                 want_connection: false,
                 new_places: false,
+                stopped: false,
             }),
             changed: Notify::new(),
             wanted: Arc::new(Notify::new()),
@@ -115,6 +118,17 @@ impl OwnerPools {
                 return None;
             }
         }
+    }
+
+    /// Opens no more connections and retires every one (each closes once drained).
+    pub fn stop(&self) {
+        let mut state = self.lock();
+        state.stopped = true;
+        for upstream in &state.upstreams {
+            upstream.retire();
+        }
+        drop(state);
+        self.wanted.notify_one();
     }
 
     /// The pool miners are sent to now.
@@ -159,6 +173,9 @@ impl OwnerPools {
     /// connection attempts to start.
     fn decide(&self, now: Instant) -> Vec<usize> {
         let mut state = self.lock();
+        if state.stopped {
+            return Vec::new();
+        }
         let before = state.failover.active();
         let active = state.failover.select(now);
         if active != before {
@@ -199,6 +216,7 @@ impl OwnerPools {
         let mut state = self.lock();
         state.connecting.remove(&pool);
         match result {
+            Ok(upstream) if state.stopped => upstream.retire(),
             Ok(upstream) => {
                 state.failover.mark_up(pool, Instant::now());
                 state.upstreams.push(upstream);
@@ -237,6 +255,13 @@ async fn supervise(
         let Some(pools) = owner.upgrade() else {
             return;
         };
+        let finished = {
+            let state = pools.lock();
+            state.stopped && state.upstreams.is_empty()
+        };
+        if finished {
+            return;
+        }
         for pool in pools.decide(Instant::now()) {
             let pools = pools.clone();
             tokio::spawn(async move {

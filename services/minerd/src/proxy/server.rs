@@ -58,9 +58,14 @@ impl Proxy {
         self.local_addr
     }
 
-    /// Stops listening and ends every miner session.
+    /// Stops listening, ends every miner session, and closes the pool connections once their
+    /// last forwarded shares are answered.
     pub fn stop(&self) {
         self.stop.send_replace(true);
+        let owners = self.owners.lock().expect("owners lock");
+        for pools in owners.values() {
+            pools.stop();
+        }
     }
 
     /// Every miner seen since start, with its committed counts.
