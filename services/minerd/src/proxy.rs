@@ -20,6 +20,7 @@ pub mod extranonce;
 pub mod failover;
 pub mod miner_session;
 pub mod owner_pools;
+pub mod pool_handshake;
 pub mod server;
 pub mod settings;
 pub mod upstream;

@@ -4,10 +4,12 @@
 //! miners' forwarded shares to the pool. Each miner gets a prefix from the connection's
 //! extranonce partition.
 //!
-//! The connection declares itself dead when the pool closes it, sends something unparsable,
-//! leaves a forwarded share unanswered for `submit_timeout`, or sends no job for
-//! `job_timeout`; the owner's supervisor then fails over. A retired connection (its owner moved
-//! to another pool) closes once its last miner left and its last share was answered.
+//! The connection declares itself dead when the pool closes it, stops reading, leaves a
+//! forwarded share unanswered for `submit_timeout`, or sends no job for `job_timeout`; the
+//! owner's supervisor then fails over. A malformed line from the pool is counted and skipped
+//! (a pool that only sends garbage soon trips the clocks). A retired connection (its owner
+//! moved to another pool, or the pool asked for a reconnect or changed the extranonce) closes
+//! once its last miner left and its last share was answered.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,11 +25,11 @@ use tokio::sync::{mpsc, watch};
 use super::accounting::{Accounting, Outcome, ShareRecord};
 use super::directory::SanctionedPool;
 use super::extranonce::{ExtranoncePartition, PartitionError};
+use super::pool_handshake::handshake;
 use super::settings::FailoverSettings;
 use crate::stratum::{
-    ClientMessage, ClientRequest, ConfigureResult, Job, LineBuffer, MAX_LINE_LEN, MessageError,
-    RequestId, ServerMessage, StratumErrorCode, Submit, SubscribeResult, Target,
-    VersionRollingRequest,
+    ClientMessage, ClientRequest, Job, LineBuffer, MessageError, RequestId, ServerMessage,
+    StratumErrorCode, Submit, Target,
 };
 
 /// The version bits the proxy asks pools for (BIP 320's general-purpose bits).
@@ -103,16 +105,6 @@ pub struct Upstream {
     shared: Mutex<Shared>,
     feed: watch::Sender<UpstreamFeed>,
     forwards: mpsc::UnboundedSender<Forward>,
-}
-
-/// The handshake's results, gathered before the connection is offered to miners.
-struct Handshake {
-    extranonce1: Vec<u8>,
-    extranonce2_size: usize,
-    version_mask: u32,
-    difficulty: f64,
-    first_job: Job,
-    pending_lines: LineBuffer,
 }
 
 impl Upstream {
@@ -284,115 +276,11 @@ fn target_for(difficulty: f64) -> Target {
     Target::from_difficulty(difficulty).unwrap_or(crate::stratum::target::DIFF1)
 }
 
-async fn write_line(stream: &mut (impl AsyncWriteExt + Unpin), line: &str) -> std::io::Result<()> {
+pub(super) async fn write_line(
+    stream: &mut (impl AsyncWriteExt + Unpin),
+    line: &str,
+) -> std::io::Result<()> {
     stream.write_all(line.as_bytes()).await
-}
-
-async fn handshake(
-    stream: &mut TcpStream,
-    pool: &SanctionedPool,
-) -> Result<Handshake, UpstreamError> {
-    let requests = [
-        ClientRequest::Configure {
-            extensions: vec!["version-rolling".into()],
-            version_rolling: Some(VersionRollingRequest {
-                mask: VERSION_ROLLING_MASK,
-                min_bit_count: 2,
-            }),
-        },
-        ClientRequest::Subscribe {
-            user_agent: Some(concat!("bunkeros-minerd/", env!("CARGO_PKG_VERSION")).into()),
-            session_id: None,
-        },
-        ClientRequest::Authorize {
-            worker: pool.user.clone(),
-            password: pool.password.clone(),
-        },
-    ];
-    let mut out = String::new();
-    for (i, request) in requests.into_iter().enumerate() {
-        out.push_str(
-            &ClientMessage {
-                id: RequestId::Number(i as u64 + 1),
-                request,
-            }
-            .encode(),
-        );
-    }
-    write_line(stream, &out).await?;
-    let mut lines = LineBuffer::new(MAX_LINE_LEN);
-    let mut configured: Option<u32> = None;
-    let mut subscribed: Option<SubscribeResult> = None;
-    let mut authorized = false;
-    let mut difficulty = 1.0;
-    let mut job: Option<Job> = None;
-    let mut buf = [0u8; 4096];
-    loop {
-        while let Some(line) = lines.next_line() {
-            match ServerMessage::parse(&line?)? {
-                ServerMessage::Response { id, outcome } => match (id, outcome) {
-                    (Some(RequestId::Number(1)), Ok(v)) => {
-                        configured = Some(
-                            ConfigureResult::from_json(&v)?
-                                .version_rolling_mask
-                                .unwrap_or(0),
-                        )
-                    }
-                    // A pool without BIP 310 refuses configure: no version rolling.
-                    (Some(RequestId::Number(1)), Err(_)) => configured = Some(0),
-                    (Some(RequestId::Number(2)), Ok(v)) => {
-                        subscribed = Some(SubscribeResult::from_json(&v)?)
-                    }
-                    (Some(RequestId::Number(3)), Ok(Value::Bool(true))) => authorized = true,
-                    (Some(RequestId::Number(n @ (2 | 3))), outcome) => {
-                        return Err(UpstreamError::Refused {
-                            what: if n == 2 {
-                                "the subscription"
-                            } else {
-                                "the pool user"
-                            },
-                            reason: format!("{outcome:?}"),
-                        });
-                    }
-                    _ => {}
-                },
-                ServerMessage::SetDifficulty(d) => difficulty = d,
-                ServerMessage::SetVersionMask(m) => configured = Some(m),
-                ServerMessage::Notify(n) => {
-                    job = Some(Job::new(n).map_err(|e| UpstreamError::Refused {
-                        what: "a job",
-                        reason: e.to_string(),
-                    })?)
-                }
-                ServerMessage::SetExtranonce {
-                    extranonce1,
-                    extranonce2_size,
-                } => {
-                    if let Some(s) = subscribed.as_mut() {
-                        s.extranonce1 = extranonce1;
-                        s.extranonce2_size = extranonce2_size;
-                    }
-                }
-            }
-        }
-        if let (Some(mask), Some(sub), true, Some(first_job)) =
-            (configured, subscribed.as_ref(), authorized, job.as_ref())
-        {
-            return Ok(Handshake {
-                extranonce1: sub.extranonce1.clone(),
-                extranonce2_size: sub.extranonce2_size,
-                version_mask: mask & VERSION_ROLLING_MASK,
-                difficulty,
-                first_job: first_job.clone(),
-                pending_lines: lines,
-            });
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Err(UpstreamError::Closed);
-        }
-        lines.extend(&buf[..n]);
-    }
 }
 
 struct PendingShare {
