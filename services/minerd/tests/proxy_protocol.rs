@@ -352,3 +352,39 @@ async fn stop_ends_sessions_and_closes_pool_connections() {
         "no longer listening"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_shares_meeting_the_pools_target_are_forwarded() {
+    let pool_difficulty = POOL_DIFFICULTY * 16.0;
+    let mut spec = pool_spec();
+    spec.difficulty = pool_difficulty;
+    let pool = TestPool::start(spec).await.unwrap();
+    let ip = Ipv4Addr::new(127, 1, 2, 13);
+    let mut settings = settings();
+    // The miner's difficulty is fixed, 16 times below the pool's.
+    settings.vardiff.min_difficulty = POOL_DIFFICULTY;
+    settings.vardiff.max_difficulty = POOL_DIFFICULTY;
+    let site = site(one_miner(ip, &[], &pool), settings).await;
+    let mut miner = RawMiner::connect(ip, site.proxy.local_addr()).await;
+    miner.start("alice.any").await;
+    assert_eq!(miner.difficulty, POOL_DIFFICULTY);
+    for extranonce2 in 1..=6u64 {
+        let share = if extranonce2 % 2 == 0 {
+            // Good for the pool too.
+            miner.share_between("alice.any", extranonce2, pool_difficulty, 1e12)
+        } else {
+            // Good for the miner's target only.
+            miner.share_between("alice.any", extranonce2, POOL_DIFFICULTY, pool_difficulty)
+        };
+        let (result, error) = miner.request("mining.submit", share).await;
+        assert_eq!(result, json!(true), "{error}");
+    }
+    wait_until("the pool answered the forwarded shares", || {
+        site.proxy.accounting().total().upstream_accepted == 3
+    })
+    .await;
+    let at_pool = pool.stats().total;
+    assert_eq!(at_pool.accepted, 3);
+    assert_eq!(at_pool.rejected.low_difficulty, 0);
+    assert_eq!(site.proxy.miner(ip.into()).unwrap().counts.accepted, 6);
+}

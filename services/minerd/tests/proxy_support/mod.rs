@@ -324,6 +324,37 @@ impl RawMiner {
         params
     }
 
+    /// Params of a share on the latest job whose hash meets difficulty `meets` but not
+    /// `misses` (a share good enough for the miner's target and not for the pool's).
+    pub fn share_between(&self, user: &str, extranonce2: u64, meets: f64, misses: f64) -> Value {
+        let job = self.jobs.last().unwrap();
+        let (easy, hard) = (
+            Target::from_difficulty(meets).unwrap(),
+            Target::from_difficulty(misses).unwrap(),
+        );
+        let en2 = extranonce2.to_be_bytes()[8 - self.extranonce2_size..].to_vec();
+        let root = job.merkle_root(&job.coinbase(&self.extranonce1, &en2));
+        let ntime = job.notify.ntime;
+        let nonce = (0u32..)
+            .find(|&nonce| {
+                let hash = hash_to_be(&sha256d(&job.header(
+                    &root,
+                    job.notify.version,
+                    ntime,
+                    nonce,
+                )));
+                easy.is_met_by(&hash) && !hard.is_met_by(&hash)
+            })
+            .unwrap();
+        json!([
+            user,
+            job.notify.job_id,
+            hex::encode(&en2),
+            format!("{ntime:08x}"),
+            format!("{nonce:08x}")
+        ])
+    }
+
     /// Whether the proxy closed the connection (within the bound).
     pub async fn closed(&mut self) -> bool {
         loop {
