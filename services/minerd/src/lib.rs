@@ -15,6 +15,7 @@ pub mod fleet_metrics;
 pub mod hijack;
 pub mod inventory;
 pub mod operations;
+pub mod proxy;
 pub mod site_layout;
 pub mod stratum;
 pub mod telemetry;
