@@ -319,6 +319,23 @@ pub trait Site1 {
         power_budget_watts: f64,
         thermal_headroom_celsius: f64,
     ) -> zbus::Result<()>;
+
+    /// `RaiseAlarm(source s, key s, severity s, summary s, detail s)`: another service reports
+    /// a condition sited should alarm on (minerd: a hijacked miner). `source` is the calling
+    /// service (sited checks it against the caller's user), `key` names the condition within
+    /// the source (raising the same key again updates it), `severity` is `info`, `warning`,
+    /// `critical`, `summary` a sentence, `detail` a JSON object.
+    fn raise_alarm(
+        &self,
+        source: &str,
+        key: &str,
+        severity: &str,
+        summary: &str,
+        detail: &str,
+    ) -> zbus::Result<()>;
+
+    /// `ClearAlarm(source s, key s)`: the condition `RaiseAlarm` reported is over.
+    fn clear_alarm(&self, source: &str, key: &str) -> zbus::Result<()>;
 }
 
 /// What the site can afford now, as sited publishes it in `PowerBudgetWatts` and

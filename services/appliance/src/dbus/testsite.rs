@@ -4,7 +4,8 @@
 //! [`StandInSite`] owns `org.bunkeros.Site1` and serves the [`Site1`](super::contracts::Site1Proxy)
 //! contract at `/org/bunkeros/Site1`: the `State` and `StateReason` properties with a
 //! `StateChanged` signal on every change, and the power budget and thermal headroom with a
-//! `BudgetChanged` signal, as sited promises. It can also say things sited never
+//! `BudgetChanged` signal, as sited promises; it records the alarms other services raise
+//! ([`StandInSite::alarms`]). It can also say things sited never
 //! should ([`StandInSite::set_words`]) so that clients' handling of nonsense is tested.
 
 use zbus::Connection;
@@ -23,6 +24,18 @@ struct SiteObject {
     reason: String,
     power_budget_watts: f64,
     thermal_headroom_celsius: f64,
+    alarms: Vec<RaisedAlarm>,
+}
+
+/// An alarm another service raised or cleared at the stand-in, in the order received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaisedAlarm {
+    pub source: String,
+    pub key: String,
+    /// `None` for a `ClearAlarm`.
+    pub severity: Option<String>,
+    pub summary: String,
+    pub detail: String,
 }
 
 #[zbus::interface(name = "org.bunkeros.Site1")]
@@ -45,6 +58,33 @@ impl SiteObject {
     #[zbus(property)]
     fn thermal_headroom_celsius(&self) -> f64 {
         self.thermal_headroom_celsius
+    }
+
+    fn raise_alarm(
+        &mut self,
+        source: &str,
+        key: &str,
+        severity: &str,
+        summary: &str,
+        detail: &str,
+    ) {
+        self.alarms.push(RaisedAlarm {
+            source: source.to_owned(),
+            key: key.to_owned(),
+            severity: Some(severity.to_owned()),
+            summary: summary.to_owned(),
+            detail: detail.to_owned(),
+        });
+    }
+
+    fn clear_alarm(&mut self, source: &str, key: &str) {
+        self.alarms.push(RaisedAlarm {
+            source: source.to_owned(),
+            key: key.to_owned(),
+            severity: None,
+            summary: String::new(),
+            detail: String::new(),
+        });
     }
 
     /// `BudgetChanged(power_budget_watts d, thermal_headroom_celsius d)`.
@@ -85,6 +125,7 @@ impl StandInSite {
             reason: reason.to_owned(),
             power_budget_watts: ROOMY_BUDGET.0,
             thermal_headroom_celsius: ROOMY_BUDGET.1,
+            alarms: Vec::new(),
         };
         let connection = serve(bus, SITE.bus_name, SITE.object_path, object).await?;
         Ok(Self { connection })
@@ -137,6 +178,16 @@ impl StandInSite {
         let object = site.get().await;
         object.power_budget_watts_changed(emitter).await?;
         object.thermal_headroom_celsius_changed(emitter).await
+    }
+
+    /// Every `RaiseAlarm` and `ClearAlarm` received so far, in order.
+    pub async fn alarms(&self) -> zbus::Result<Vec<RaisedAlarm>> {
+        let site = self
+            .connection
+            .object_server()
+            .interface::<_, SiteObject>(SITE.object_path)
+            .await?;
+        Ok(site.get().await.alarms.clone())
     }
 
     /// The stand-in's connection (its unique name, or to emit raw messages from the owner).

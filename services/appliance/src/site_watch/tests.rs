@@ -392,3 +392,31 @@ async fn a_budget_that_is_not_a_number_of_watts_is_ignored() {
     sited.set_budget(70_000.0, 4.0).await.unwrap();
     wait_for(&mut reports, budgeted(SiteState::Normal, "", 70_000.0, 4.0)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_raised_at_the_stand_in_are_recorded_in_order() {
+    use crate::dbus::contracts::Site1Proxy;
+    use crate::dbus::testsite::RaisedAlarm;
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let sited = site(&bus.bus(), SiteState::Normal, "").await;
+    let client = connect(&bus.bus()).await.unwrap();
+    let proxy = Site1Proxy::new(&client).await.unwrap();
+    proxy
+        .raise_alarm("minerd", "hijack/10.1.0.7", "critical", "foreign pool", "{}")
+        .await
+        .unwrap();
+    proxy.clear_alarm("minerd", "hijack/10.1.0.7").await.unwrap();
+    let alarms = sited.alarms().await.unwrap();
+    assert_eq!(alarms.len(), 2);
+    assert_eq!(
+        alarms[0],
+        RaisedAlarm {
+            source: "minerd".into(),
+            key: "hijack/10.1.0.7".into(),
+            severity: Some("critical".into()),
+            summary: "foreign pool".into(),
+            detail: "{}".into(),
+        }
+    );
+    assert_eq!(alarms[1].severity, None);
+}
