@@ -155,7 +155,7 @@ $(BORINGTUN):
 	@echo "==> boringtun-cli 0.7.1 into build/tools (the userspace WireGuard hubd is compared with)"
 	$(CARGO) install boringtun-cli --locked --version 0.7.1 --root build/tools
 
-bench: deps bench-deps $(BORINGTUN)
+bench: deps bench-deps pyasic-venv $(BORINGTUN)
 	@echo "==> trustd: issuance in process against the raw TPM signature rate (swtpm), then memory over BENCH_CERTS (default 5000) more certificates"
 	$(CARGO) bench -p trustd --bench issuance --locked
 	@echo "==> trustd: issuance through D-Bus (org.bunkeros.Trust1) against the raw TPM signature rate"
@@ -168,6 +168,10 @@ bench: deps bench-deps $(BORINGTUN)
 	$(CARGO) bench -p hubd --bench data_plane --locked
 	@echo "==> hubd against tunnels: iperf3 through hubd (IP over TUN, service forward; 1 hop and a transit hub) against veth, boringtun, stunnel and openssl speed, in network namespaces"
 	BORINGTUN=$(CURDIR)/$(BORINGTUN) $(CARGO) bench -p hubd --bench tunnels --locked
+	@echo "==> minerd: a full telemetry poll of 1,000 simulated miners (minersim, own process) against pyasic polling the same fleet, and discovery of a /22"
+	$(CARGO) bench -p minerd --bench fleet_poll --locked
+	@echo "==> minerd: the Stratum proxy (memory per miner at 5,000 miners, share latency at 1,000 shares/s, CPU per 1,000 shares) against the test pool alone"
+	$(CARGO) bench -p minerd --bench proxy --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus

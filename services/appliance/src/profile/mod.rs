@@ -72,6 +72,22 @@ pub struct Profile {
     /// `[[sensor_bus]]`: where `sited` reads environment, power and door sensors.
     #[serde(default, rename = "sensor_bus")]
     pub sensor_buses: Vec<SensorBus>,
+    /// `[simulation]`: simulated hardware inside the appliance (development and test profiles).
+    #[serde(default)]
+    pub simulation: Simulation,
+}
+
+/// `[simulation]`: whether the simulators of `hardware/sim` run inside the appliance, where the
+/// real devices cannot be (QEMU): a fleet of simulated ASIC miners (`minersim`) mining through
+/// minerd's proxy to a Stratum test pool (`poolsim`), with minerd configured for them on first
+/// boot. Never set for a real bunker: the simulators would answer on loopback as if they were
+/// machines. Default: no simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Simulation {
+    /// Simulated miners, a test pool and minerd's configuration for them. Default: `false`.
+    #[serde(default)]
+    pub miners: bool,
 }
 
 /// `[profile]`: the platform's identity.
@@ -392,10 +408,11 @@ impl Profile {
     /// `BUNKER_CONSOLE`, `BUNKER_EXTRA_CMDLINE` (space-joined), `BUNKER_ROOT_CONSOLE` (`0`/`1`),
     /// `BUNKER_DISK_DEVICE`, `BUNKER_ESP_MIB`, `BUNKER_ROOT_MIB`, `BUNKER_VERITY_MIB`,
     /// `BUNKER_DATA_MIB`, `BUNKER_TPM_DEVICE`, `BUNKER_TPM_PCRS` (`+`-joined, as
-    /// `systemd-cryptenroll --tpm2-pcrs=` and `systemd-measure` take them).
+    /// `systemd-cryptenroll --tpm2-pcrs=` and `systemd-measure` take them),
+    /// `BUNKER_SIMULATE_MINERS` (`0`/`1`).
     pub fn shell_env(&self) -> String {
         let pcrs: Vec<String> = self.tpm.pcrs.iter().map(ToString::to_string).collect();
-        let vars: [(&str, String); 12] = [
+        let vars: [(&str, String); 13] = [
             ("BUNKER_PROFILE_NAME", self.profile.name.clone()),
             ("BUNKER_ARCH", self.profile.arch.to_string()),
             ("BUNKER_CONSOLE", self.boot.console.clone()),
@@ -411,6 +428,10 @@ impl Profile {
             ("BUNKER_DATA_MIB", self.disk.data_mib.to_string()),
             ("BUNKER_TPM_DEVICE", self.tpm.device.clone()),
             ("BUNKER_TPM_PCRS", pcrs.join("+")),
+            (
+                "BUNKER_SIMULATE_MINERS",
+                if self.simulation.miners { "1" } else { "0" }.into(),
+            ),
         ];
         vars.iter()
             .map(|(key, value)| format!("{key}={}\n", shell_quote(value)))

@@ -289,7 +289,8 @@ fn shell_env_lists_every_variable() {
          BUNKER_VERITY_MIB='16'\n\
          BUNKER_DATA_MIB='256'\n\
          BUNKER_TPM_DEVICE='/dev/tpmrm0'\n\
-         BUNKER_TPM_PCRS='7+11'\n"
+         BUNKER_TPM_PCRS='7+11'\n\
+         BUNKER_SIMULATE_MINERS='1'\n"
     );
 }
 
