@@ -301,6 +301,46 @@ mod tests {
     }
 
     #[test]
+    fn mining_subcommands_parse() {
+        use mining_cmd::MiningCommand;
+        let mining = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Mining { cmd }) => Some(cmd),
+            _ => None,
+        };
+        assert_eq!(
+            mining(&["mining", "miners"]),
+            Some(MiningCommand::Miners {
+                selection: "all".into(),
+                json: false
+            })
+        );
+        assert!(matches!(
+            mining(&["mining", "power-target", "owner=acme", "2500", "--yes"]),
+            Some(MiningCommand::PowerTarget { watts: 2500, .. })
+        ));
+        assert!(
+            mining(&["mining", "power-target", "all", "0"]).is_none(),
+            "a power target of 0 W means nothing"
+        );
+        assert!(
+            mining(&["mining", "reboot"]).is_none(),
+            "a selection is required"
+        );
+        assert!(
+            mining(&["mining", "release", "10.1.0.7"]).is_none(),
+            "--note is required"
+        );
+        assert!(
+            mining(&["mining", "audit", "verify", "--trustd", "--key", "k.pem"]).is_none(),
+            "one key only"
+        );
+        assert!(matches!(
+            mining(&["mining", "audit", "verify"]),
+            Some(MiningCommand::Audit { .. })
+        ));
+    }
+
+    #[test]
     fn a_subcommand_is_required() {
         assert!(parse(&[]).is_err());
     }

@@ -140,9 +140,13 @@ async fn follow(
     style: ProgressStyle,
     label: &str,
 ) -> Result<Value> {
-    let mut shown = None;
+    let mut shown: Option<Progress> = None;
     let mut show = |progress: Progress| -> Result<()> {
-        if shown != Some(progress) {
+        // A signal can arrive after a poll that already read further: never step back.
+        let newer = shown.is_none_or(|last| {
+            progress != last && progress.done >= last.done && progress.failed >= last.failed
+        });
+        if newer {
             shown = Some(progress);
             let mut stdout = std::io::stdout().lock();
             stdout
