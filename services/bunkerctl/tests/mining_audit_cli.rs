@@ -185,6 +185,63 @@ async fn a_seal_made_with_another_key_is_refused() {
     );
 }
 
+/// trustd as far as `audit verify --trustd` asks it: `Status()` with the CA's public key.
+struct StandInTrustd {
+    public_key: String,
+}
+
+#[zbus::interface(name = "org.bunkeros.Trust1")]
+impl StandInTrustd {
+    fn status(&self) -> String {
+        json!({"state": "ready", "reason": "", "public_key": self.public_key}).to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_can_come_from_trustd_over_the_bus() {
+    use appliance::dbus::contracts::TRUST;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = KeySigner::new(7);
+    let log = write_log(dir.path(), &signer).await;
+    let bus = appliance::dbus::testbus::TestBus::start().expect("dbus-daemon starts");
+    let run = |bus: &appliance::dbus::testbus::TestBus| {
+        let args = [
+            "mining",
+            "audit",
+            "verify",
+            "--trustd",
+            "--log",
+            log.to_str().unwrap(),
+        ];
+        tokio::task::block_in_place(|| {
+            Command::new(env!("CARGO_BIN_EXE_bunkerctl"))
+                .args(args)
+                .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+                .output()
+                .expect("bunkerctl runs")
+        })
+    };
+    let absent = run(&bus);
+    assert_eq!(absent.status.code(), Some(1));
+    assert_eq!(
+        stderr(&absent),
+        "bunkerctl: trustd is not running (org.bunkeros.Trust1 is not on the system bus)\n"
+    );
+    let trustd = StandInTrustd {
+        public_key: hex(&signer.sec1()),
+    };
+    let _served = appliance::dbus::serve(&bus.bus(), TRUST.bus_name, TRUST.object_path, trustd)
+        .await
+        .unwrap();
+    let ok = run(&bus);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains("  seals         1 verified with trustd key "),
+        "{}",
+        stdout(&ok)
+    );
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
