@@ -124,17 +124,25 @@ pub fn failure_sentence(log: &Path, error: &VerifyError) -> String {
 /// ```text
 /// audit log /var/lib/minerd/audit.log verifies
 ///   records       12
-///   seals         2 verified with trustd key 3f2a…
+///   seals         2 verified with trustd key
+///                 <the key id, 64 hex digits>
 ///   last sealed   record 10
 ///   unsealed      2 records after the last seal (chained, not yet signed)
-///   head          12:ab34…
+///   head          record 12, hash
+///                 <64 hex digits>
 /// ```
 pub fn render_verified(log: &Path, verified: &VerifiedLog, options: &VerifyOptions) -> String {
     let mut out = format!("audit log {} verifies\n", log.display());
     let mut row = |label: &str, value: String| out.push_str(&format!("  {label:<14}{value}\n"));
     row("records", verified.records.to_string());
     let seals = match &options.key {
-        Some(key) => format!("{} verified with trustd key {}", verified.seals, key.id()),
+        // The 64-digit id on a line of its own: it fits 80 columns only there.
+        Some(key) => format!(
+            "{} verified with trustd key\n{:16}{}",
+            verified.seals,
+            "",
+            key.id()
+        ),
         None => format!(
             "{} not checked: no key given (--trustd or --key)",
             verified.unchecked_seals
@@ -165,9 +173,14 @@ pub fn render_verified(log: &Path, verified: &VerifiedLog, options: &VerifyOptio
     );
     row(
         "head",
-        verified
-            .head
-            .map_or("empty log".to_owned(), |head| head.to_string()),
+        verified.head.map_or("empty log".to_owned(), |head| {
+            format!(
+                "record {}, hash\n{:16}{}",
+                head.seq,
+                "",
+                hex_hash(&head.hash)
+            )
+        }),
     );
     if let Some(known) = options.known_head {
         row(
@@ -176,6 +189,10 @@ pub fn render_verified(log: &Path, verified: &VerifiedLog, options: &VerifyOptio
         );
     }
     out
+}
+
+fn hex_hash(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn key_from_file(path: &Path) -> Result<TrustedKey> {

@@ -109,9 +109,15 @@ async fn a_sealed_log_verifies_and_an_edited_one_fails_with_the_sentence() {
     );
     assert!(text.contains("  records       6\n"), "{text}");
     assert!(
-        text.contains("  seals         1 verified with trustd key "),
+        text.contains("  seals         1 verified with trustd key\n"),
         "{text}"
     );
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "too wide for the console: {line:?}"
+        );
+    }
     assert!(text.contains("  last sealed   record 3\n"), "{text}");
     assert!(
         text.contains("  unsealed      2 records after the last seal (chained, not yet signed)\n"),
@@ -119,6 +125,14 @@ async fn a_sealed_log_verifies_and_an_edited_one_fails_with_the_sentence() {
     );
     let remembered = std::fs::read_to_string(&head).unwrap();
     assert!(remembered.starts_with("6:"), "{remembered}");
+    let hash = remembered.trim().strip_prefix("6:").unwrap();
+    assert!(
+        text.contains(&format!(
+            "  head          record 6, hash\n{:16}{hash}\n",
+            ""
+        )),
+        "the head shown is the head remembered: {text}"
+    );
 
     // The head is required next time: cutting the last record is caught.
     let full = std::fs::read_to_string(&log).unwrap();
@@ -236,7 +250,7 @@ async fn the_key_can_come_from_trustd_over_the_bus() {
     let ok = run(&bus);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
     assert!(
-        stdout(&ok).contains("  seals         1 verified with trustd key "),
+        stdout(&ok).contains("  seals         1 verified with trustd key\n"),
         "{}",
         stdout(&ok)
     );
