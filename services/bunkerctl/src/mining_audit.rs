@@ -262,16 +262,22 @@ pub fn parse_anchor(text: &str) -> Option<Anchor> {
     })
 }
 
-/// Writes the head atomically (temp file, fsync, rename), so a crash leaves the old head or
-/// the new one, never half of one.
+/// Writes the head atomically (temp file, fsync, rename, fsync of the directory), so a crash
+/// leaves the old head or the new one, never half of one.
 fn write_known_head(path: &Path, head: Anchor) -> Result<()> {
-    let temp = path.with_extension("tmp");
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.writing"));
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(format!("{head}\n").as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&temp, path)
+        std::fs::rename(&temp, path)?;
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()
     };
     write().with_context(|| format!("remembering the verified head in {}", path.display()))
 }
