@@ -220,6 +220,7 @@ impl JobRun {
 /// The stand-in minerd on its own private bus.
 struct Minerd {
     bus: TestBus,
+    jobs: Jobs,
     released: Arc<Mutex<Vec<(String, String)>>>,
     _served: zbus::Connection,
 }
@@ -228,8 +229,9 @@ impl Minerd {
     async fn start(signals: bool) -> Self {
         let bus = TestBus::start().expect("dbus-daemon starts (Debian package dbus-daemon)");
         let released = Arc::default();
+        let jobs: Jobs = Arc::default();
         let stand_in = StandInMinerd {
-            jobs: Arc::default(),
+            jobs: Arc::clone(&jobs),
             signals,
             step: Duration::from_millis(300),
             released: Arc::clone(&released),
@@ -240,6 +242,7 @@ impl Minerd {
                 .unwrap();
         Self {
             bus,
+            jobs,
             released,
             _served: served,
         }
@@ -451,6 +454,70 @@ async fn minerds_refusals_are_one_sentence_and_exit_1() {
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert_eq!(stderr(&output), sentence, "{args:?}");
     }
+}
+
+/// `bunkerctl args` on a terminal: util-linux `script` gives it a pseudo-terminal for stdin and
+/// stdout, and types `typed` into it.
+fn on_terminal(bus: &TestBus, args: &[&str], typed: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let command = std::iter::once(env!("CARGO_BIN_EXE_bunkerctl"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs (Debian package bsdutils)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_all_is_confirmed_and_progress_is_a_bar() {
+    let minerd = Minerd::start(true).await;
+    let refused = tokio::task::block_in_place(|| {
+        on_terminal(&minerd.bus, &["mining", "reboot", "all"], "n\n")
+    });
+    let text = stdout(&refused);
+    assert!(
+        text.contains("reboot on all 4 miners of the site? [y/N] "),
+        "{text}"
+    );
+    assert!(text.contains("Nothing was done."), "{text}");
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        minerd.jobs.lock().unwrap().is_empty(),
+        "no job was started without a yes"
+    );
+
+    let wake = tokio::task::block_in_place(|| {
+        on_terminal(&minerd.bus, &["mining", "wake", "owner=acme"], "")
+    });
+    let text = stdout(&wake);
+    assert_eq!(wake.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "\rwake [{}{}] 3/3 done, 1 failed",
+            "#".repeat(20),
+            "!".repeat(10)
+        )),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("wake on owner=acme: 3 miners, 2 ok, 1 failed"),
+        "{text}"
+    );
 }
 
 #[test]
