@@ -89,7 +89,11 @@ async fn start_and_follow(bulk: BulkAction) -> Result<ExitCode> {
         .await?
         .map_err(refused)?;
     let style = ProgressStyle::for_stdout();
-    let job = follow(&mining, &id, signals, style, &bulk.label()).await?;
+    let job = follow(&mining, &id, signals, style, &bulk.label())
+        .await
+        .with_context(|| {
+            format!("following job {id} (it goes on in minerd; `bunkerctl mining status` shows the fleet)")
+        })?;
     print(style.finish())?;
     print(&render_job_summary(&job, Palette::for_stdout()))?;
     Ok(exit_status(&job))
@@ -167,6 +171,7 @@ async fn follow(
                     signals_open = false;
                     continue;
                 };
+                // A signal that does not parse is skipped: the next poll of `Job` covers it.
                 let Ok(args) = signal.args() else { continue };
                 if args.id != id {
                     continue;
