@@ -10,7 +10,12 @@ mod ca_view;
 mod console;
 mod hub_cmd;
 mod hub_view;
+mod mining_audit;
+mod mining_cmd;
+mod mining_job;
+mod mining_view;
 mod profile;
+mod progress_bar;
 mod snapshot;
 mod status;
 mod status_cmd;
@@ -51,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         cmd: hub_cmd::HubCommand,
     },
+    /// Mining (minerd): the fleet, miners, hijacks, bulk actions with progress, audit log
+    Mining {
+        #[command(subcommand)]
+        cmd: mining_cmd::MiningCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +70,7 @@ fn main() -> ExitCode {
         Command::Profile { cmd } => profile::run(cmd),
         Command::Ca { cmd } => ca_cmd::run(cmd),
         Command::Hub { cmd } => hub_cmd::run(cmd),
+        Command::Mining { cmd } => mining_cmd::run(cmd),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("bunkerctl: {error:#}");
@@ -80,7 +91,10 @@ mod tests {
     fn status_args(args: &[&str]) -> Option<StatusArgs> {
         match parse(args).ok()?.command {
             Command::Status(status) => Some(status),
-            Command::Profile { .. } | Command::Ca { .. } | Command::Hub { .. } => None,
+            Command::Profile { .. }
+            | Command::Ca { .. }
+            | Command::Hub { .. }
+            | Command::Mining { .. } => None,
         }
     }
 
@@ -284,6 +298,46 @@ mod tests {
             "--policy takes a name"
         );
         assert!(hub(&["hub"]).is_none(), "a hub subcommand is required");
+    }
+
+    #[test]
+    fn mining_subcommands_parse() {
+        use mining_cmd::MiningCommand;
+        let mining = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Mining { cmd }) => Some(cmd),
+            _ => None,
+        };
+        assert_eq!(
+            mining(&["mining", "miners"]),
+            Some(MiningCommand::Miners {
+                selection: "all".into(),
+                json: false
+            })
+        );
+        assert!(matches!(
+            mining(&["mining", "power-target", "owner=acme", "2500", "--yes"]),
+            Some(MiningCommand::PowerTarget { watts: 2500, .. })
+        ));
+        assert!(
+            mining(&["mining", "power-target", "all", "0"]).is_none(),
+            "a power target of 0 W means nothing"
+        );
+        assert!(
+            mining(&["mining", "reboot"]).is_none(),
+            "a selection is required"
+        );
+        assert!(
+            mining(&["mining", "release", "10.1.0.7"]).is_none(),
+            "--note is required"
+        );
+        assert!(
+            mining(&["mining", "audit", "verify", "--trustd", "--key", "k.pem"]).is_none(),
+            "one key only"
+        );
+        assert!(matches!(
+            mining(&["mining", "audit", "verify"]),
+            Some(MiningCommand::Audit { .. })
+        ));
     }
 
     #[test]
