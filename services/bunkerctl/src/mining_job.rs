@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use appliance::dbus::contracts::{JobProgressStream, Mining1Proxy};
 use serde_json::Value;
 use zbus::export::futures_core::Stream;
@@ -78,9 +78,17 @@ async fn start_and_follow(bulk: BulkAction) -> Result<ExitCode> {
     let mining = Mining1Proxy::new(&connection)
         .await
         .context("creating the org.bunkeros.Mining1 proxy")?;
-    if needs_confirmation(&bulk) && !confirmed(&mining, &bulk).await? {
-        print("Nothing was done.\n")?;
-        return Ok(ExitCode::FAILURE);
+    if whole_fleet_unconfirmed(&bulk) {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "{} on all miners needs --yes when there is no terminal to ask on; nothing was done",
+                bulk.label()
+            );
+        }
+        if !confirmed(&mining, &bulk).await? {
+            print("Nothing was done.\n")?;
+            return Ok(ExitCode::FAILURE);
+        }
     }
     let signals = bounded(mining.receive_job_progress())
         .await?
@@ -112,9 +120,10 @@ pub fn exit_status(job: &Value) -> ExitCode {
     }
 }
 
-/// The operator is asked only on a terminal, and only for the whole fleet.
-fn needs_confirmation(bulk: &BulkAction) -> bool {
-    bulk.args.selection.trim() == "all" && !bulk.args.yes && std::io::stdin().is_terminal()
+/// The whole fleet without `--yes`: asked on a terminal, refused without one (a script that
+/// means the whole fleet says so).
+fn whole_fleet_unconfirmed(bulk: &BulkAction) -> bool {
+    bulk.args.selection.trim() == "all" && !bulk.args.yes
 }
 
 async fn confirmed(mining: &Mining1Proxy<'_>, bulk: &BulkAction) -> Result<bool> {

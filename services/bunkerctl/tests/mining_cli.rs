@@ -413,7 +413,16 @@ async fn a_bulk_action_is_followed_to_the_end_and_a_failed_miner_fails_the_comma
 #[tokio::test(flavor = "multi_thread")]
 async fn without_signals_the_job_is_followed_by_polling() {
     let minerd = Minerd::start(false).await;
-    let sleep = minerd.bunkerctl(&["mining", "sleep", "all"]);
+    // the whole fleet with no terminal to ask on needs --yes
+    let refused = minerd.bunkerctl(&["mining", "sleep", "all"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("needs --yes when there is no terminal to ask on"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!stdout(&refused).contains("sleep:"), "no job was followed");
+    let sleep = minerd.bunkerctl(&["mining", "sleep", "all", "--yes"]);
     let text = stdout(&sleep);
     assert_eq!(sleep.status.code(), Some(1), "{text}{}", stderr(&sleep));
     assert_eq!(
