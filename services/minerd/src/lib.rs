@@ -10,6 +10,7 @@
 
 pub mod cgminer;
 pub mod curtailment;
+pub mod curtailment_driver;
 pub mod discovery;
 pub mod fleet_metrics;
 pub mod hijack;
