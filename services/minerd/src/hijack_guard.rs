@@ -27,7 +27,7 @@
 
 pub mod finding_store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -109,6 +109,8 @@ pub struct HijackGuard {
     alarms: Arc<SiteAlarms>,
     store: FindingStore,
     watches: Mutex<HashMap<Ipv4Addr, MinerWatch>>,
+    /// Quarantined miners whose pools could not be restored yet: tried again on every check.
+    unrestored: Mutex<HashSet<Ipv4Addr>>,
 }
 
 impl std::fmt::Debug for HijackGuard {
@@ -146,6 +148,7 @@ impl HijackGuard {
             alarms,
             store,
             watches: Mutex::new(HashMap::new()),
+            unrestored: Mutex::new(HashSet::new()),
         })
     }
 
@@ -204,6 +207,17 @@ impl HijackGuard {
                     self.quarantine(record).await?;
                 }
             }
+        }
+        let retry: Vec<Ipv4Addr> = self
+            .unrestored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|ip| !acted.contains(ip))
+            .copied()
+            .collect();
+        for record in records.iter().filter(|r| retry.contains(r.addr.ip())) {
+            self.restore_pools(record).await?;
         }
         Ok(fresh)
     }
@@ -307,6 +321,13 @@ impl HijackGuard {
             ))
             .await?;
         }
+        self.restore_pools(record).await
+    }
+
+    /// Puts the sanctioned pools back on the miner; a failure is logged and tried again on
+    /// the next check.
+    async fn restore_pools(&self, record: &MinerRecord) -> Result<(), GuardError> {
+        let ip = *record.addr.ip();
         let Some(pools) = self.sanctioned_for(ip, &record.owner) else {
             return Ok(());
         };
@@ -324,8 +345,15 @@ impl HijackGuard {
         )
         .await
         .map_err(|e| GuardError::Audit(e.to_string()))?;
+        let restored = report.results.iter().all(|r| r.ok);
         for result in report.results.iter().filter(|r| !r.ok) {
-            tracing::error!(miner = %ip, why = %result.sentence, "sanctioned pools not restored");
+            tracing::error!(miner = %ip, why = %result.sentence, "sanctioned pools not restored; trying again after the next poll");
+        }
+        let mut unrestored = self.unrestored.lock().unwrap_or_else(|p| p.into_inner());
+        if restored {
+            unrestored.remove(&ip);
+        } else {
+            unrestored.insert(ip);
         }
         Ok(())
     }
@@ -359,6 +387,10 @@ impl HijackGuard {
         }
         self.proxy.quarantine(IpAddr::V4(ip), false);
         self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ip);
+        self.unrestored
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&ip);
