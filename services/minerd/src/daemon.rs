@@ -32,25 +32,30 @@ use appliance::state::StateDir;
 use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
 use prometheus_client::registry::Registry;
 use serde_json::json;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use self::loops::Event;
 use self::publish::{ProxyMetrics, Remembered, Sources, all_miners};
 use crate::config::{MinerdConfig, MinerdSetup, SERVICE};
+use crate::curtailment_driver::CurtailmentDriver;
 use crate::directory::InventoryDirectory;
 use crate::discovery::discover;
 use crate::fleet_metrics::FleetMetrics;
-use crate::inventory::{Inventory, MinerRecord, MinerState};
+use crate::hijack_guard::{GuardConfig, HijackGuard};
+use crate::inventory::Inventory;
 use crate::mining1::Mining1;
 use crate::mining1::actions::ActionContext;
 use crate::mining1::jobs::Jobs;
 use crate::operations::SharedAuditLog;
 use crate::proxy::{Accounting, Proxy};
+use crate::site_alarms::SiteAlarms;
 use crate::snapshot::{BudgetSummary, DiscoverySummary, MiningSnapshot, PollSummary};
 use crate::telemetry::Telemetry;
 
 /// The proxy's share accounting in the state directory.
 pub const ACCOUNTING_FILE: &str = "accounting.sqlite3";
+/// The password miners' restored pools carry (minerd's proxy does not check one).
+const PROXY_PASSWORD: &str = "x";
 /// How often the main loop wakes without an event: status and watchdog.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -101,7 +106,24 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
                 config.proxy.listen
             )
         })?;
-    follow_quarantine(&proxy, &miners);
+    let guard = Arc::new(
+        HijackGuard::open(
+            state.path(),
+            GuardConfig {
+                miner_urls: config.sanctioned.proxy_urls.clone(),
+                pool_password: PROXY_PASSWORD.to_owned(),
+                settings: config.hijack.clone(),
+                restore_limits: config.operations,
+                client: config.telemetry.client_config(),
+            },
+            config.layout.clone(),
+            Arc::clone(&inventory),
+            Arc::clone(&proxy),
+            Arc::clone(&audit),
+            Arc::new(SiteAlarms::new(bus.clone())),
+        )
+        .context("opening the hijack guard's findings (in the state directory)")?,
+    );
 
     notifier
         .status("discovering the fleet")
@@ -135,11 +157,31 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         config.discovery.clone(),
         Arc::clone(&inventory),
         scans,
-        events_in,
+        events_in.clone(),
         cancel.clone(),
     ));
 
     let site = follow_site(&bus).await;
+    let curtailment = Arc::new(CurtailmentDriver::new(
+        config.curtailment.clone(),
+        Arc::clone(&inventory),
+        Arc::clone(&telemetry),
+        Arc::clone(&audit),
+        config.operations,
+        config.telemetry.client_config(),
+    ));
+    tokio::spawn(run_until(
+        cancel.clone(),
+        Arc::clone(&curtailment).run(site.as_ref().map(SiteWatch::reports)),
+    ));
+    let guard_due = Arc::new(Notify::new());
+    tokio::spawn(loops::guard(
+        Arc::clone(&guard),
+        Arc::clone(&telemetry),
+        Arc::clone(&guard_due),
+        events_in.clone(),
+        cancel.clone(),
+    ));
     let mut remembered = Remembered {
         poll: None,
         discovery: Some(DiscoverySummary {
@@ -154,6 +196,8 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         proxy: Arc::clone(&proxy),
         audit: Arc::clone(&audit),
         last_sealed,
+        guard: Arc::clone(&guard),
+        curtailment: Arc::clone(&curtailment),
     };
     let snapshot = publish_round(
         &sources,
@@ -166,6 +210,7 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
     let mut line = snapshot.status_line();
     let (snapshots, _first_reader) = watch::channel(Arc::new(snapshot));
 
+    let changed = Arc::new(Notify::new());
     let actions = Arc::new(ActionContext {
         config: Arc::clone(&config),
         inventory: Arc::clone(&inventory),
@@ -173,6 +218,8 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         jobs: Jobs::default(),
         client: config.telemetry.client_config(),
         scans: scans_in,
+        guard,
+        changed: Arc::clone(&changed),
     });
     let _bus = appliance::dbus::serve(
         &bus,
@@ -197,19 +244,24 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
             () = cancel.cancelled() => break,
             Some(event) = events.recv() => {
                 match &event {
-                    Event::Polled(report) => fleet_metrics.observe_poll(report, &telemetry),
+                    Event::Polled(report) => {
+                        fleet_metrics.observe_poll(report, &telemetry);
+                        // After every cycle: the guard compares, curtailment re-plans.
+                        guard_due.notify_one();
+                        curtailment.after_cycle();
+                    }
                     Event::Scanned(report) => fleet_metrics.observe_discovery(report),
+                    Event::Guarded => {}
                 }
                 remember(&mut remembered, event);
-                // Hook (m5-guard): after every poll cycle the hijack guard compares what each
-                // miner reports with what reaches the proxy, and the curtailment driver plans.
                 true
             }
+            // The curtailment driver follows the budget itself; this keeps Status's view of it.
             report = next_site_report(&mut site_reports) => {
                 remembered.budget = budget_of(&config, report);
-                // Hook (m5-guard): the curtailment driver follows the site's budget here.
                 true
             }
+            () = changed.notified() => true,
             _ = ticker.tick() => false,
         };
         heartbeat.beat();
@@ -328,6 +380,7 @@ fn remember(remembered: &mut Remembered, event: Event) {
                 report,
             });
         }
+        Event::Guarded => {}
     }
 }
 
@@ -350,9 +403,10 @@ async fn publish_round(
     Ok(snapshot)
 }
 
-/// Tells the proxy which miners the inventory holds in quarantine (after a restart).
-fn follow_quarantine(proxy: &Proxy, miners: &[MinerRecord]) {
-    for miner in miners.iter().filter(|m| m.state == MinerState::Quarantined) {
-        proxy.quarantine((*miner.addr.ip()).into(), true);
+/// Runs `task` until the stop.
+async fn run_until(cancel: tokio_util::sync::CancellationToken, task: impl Future<Output = ()>) {
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = task => {}
     }
 }

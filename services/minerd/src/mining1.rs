@@ -25,7 +25,7 @@ use zbus::object_server::SignalEmitter;
 
 use self::actions::ActionContext;
 use self::selection::Selection;
-use crate::inventory::{Resolution, unix_now};
+use crate::inventory::{MinerState, Resolution, unix_now};
 use crate::snapshot::{MiningSnapshot, Snapshots};
 
 /// A refusal, as the D-Bus error minerd answers with (names in `mining_errors`).
@@ -79,11 +79,7 @@ pub fn parse_selection(selection: &str) -> Result<Selection, MiningError> {
 impl Mining1 {
     /// `Status() -> s`.
     async fn status(&self) -> String {
-        let snapshot = self.now();
-        let curtailment = documents::budget_document(&snapshot);
-        // Hook (m5-guard): the hijack guard's open findings and the curtailment driver's plan
-        // join this document once the guard is merged; until then they are null, not zero.
-        documents::status(&snapshot, None, curtailment).to_string()
+        documents::status(&self.now()).to_string()
     }
 
     /// `Miners(selection s) -> s`.
@@ -115,14 +111,22 @@ impl Mining1 {
         .map_err(|e| MiningError::Unavailable(format!("reading the history failed: {e}")))?;
         let status = snapshot.telemetry.get(&record.id);
         let proxy = documents::proxy_view(&snapshot, address);
-        // Hook (m5-guard): this miner's findings from the hijack guard.
-        let hijacks = Value::Null;
+        let hijacks = match &snapshot.hijacks {
+            Ok(findings) => documents::hijacks(&snapshot, findings, Some(address)),
+            Err(_) => Value::Null,
+        };
         Ok(documents::miner_detail(&record, status, proxy, hijacks, &history).to_string())
     }
 
     /// `Hijacks() -> s`.
     async fn hijacks(&self) -> Result<String, MiningError> {
-        Err(actions::guard_gap("the crypto-jacking findings"))
+        let snapshot = self.now();
+        match &snapshot.hijacks {
+            Ok(findings) => Ok(documents::hijacks(&snapshot, findings, None).to_string()),
+            Err(error) => Err(MiningError::Unavailable(format!(
+                "the crypto-jacking findings cannot be read: {error}"
+            ))),
+        }
     }
 
     /// `StartAction(action s, selection s, argument s) -> s`: the job id.
@@ -189,13 +193,20 @@ impl Mining1 {
     ) -> Result<(), MiningError> {
         let address = parse_ip(&ip)?;
         actions::check_note(&note)?;
-        let _actor = caller::actor(connection, &header).await?;
-        if self.now().miner_at(address).is_none() {
+        let actor = caller::actor(connection, &header).await?;
+        let snapshot = self.now();
+        let Some(miner) = snapshot.miner_at(address) else {
             return Err(MiningError::NotFound(format!(
                 "no miner at {address} in the inventory"
             )));
+        };
+        if miner.state != MinerState::Quarantined {
+            return Err(MiningError::InvalidArgument(format!(
+                "{address} is not quarantined (it is {})",
+                miner.state.as_str()
+            )));
         }
-        Err(actions::guard_gap("releasing a quarantined miner"))
+        self.actions.release(*miner.addr.ip(), &actor, &note).await
     }
 
     /// `Scan() -> s`.

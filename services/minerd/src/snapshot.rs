@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::curtailment_driver::CurtailmentStatus;
 use crate::discovery::DiscoveryReport;
+use crate::hijack_guard::StoredFinding;
 use crate::inventory::{MinerId, MinerRecord};
 use crate::proxy::{MinerView, ShareCounts, UpstreamView};
 use crate::telemetry::{FleetAggregates, MinerStatus, PollFailure};
@@ -31,6 +33,10 @@ pub struct MiningSnapshot {
     pub proxy: ProxySummary,
     /// The site's power budget as followed now.
     pub budget: BudgetSummary,
+    /// The curtailment driver's latest round; `None` before its first.
+    pub curtailment: Option<CurtailmentStatus>,
+    /// The hijack guard's findings, open first, or why they could not be read.
+    pub hijacks: Result<Vec<StoredFinding>, String>,
     /// The audit log.
     pub audit: AuditSummary,
     pub taken_at: SystemTime,
@@ -102,6 +108,8 @@ impl MiningSnapshot {
             discovery: None,
             proxy: ProxySummary::default(),
             budget,
+            curtailment: None,
+            hijacks: Ok(Vec::new()),
             audit: AuditSummary::default(),
             taken_at: SystemTime::now(),
         }

@@ -20,7 +20,7 @@ use appliance::dbus::testbus::TestBus;
 use appliance::dbus::testsite::StandInSite;
 use daemon_support::{CONVERGE, Minerd, eventually, free_port};
 use serde_json::Value;
-use sim::fleet::{Fleet, FleetSpec, SimPool, raise_fd_limit};
+use sim::fleet::{Fault, Fleet, FleetSpec, SimPool, raise_fd_limit};
 use sim::pool::{PoolSpec, TestPool};
 use zbus::export::futures_core::Stream;
 
@@ -138,7 +138,7 @@ fn error_name(error: &zbus::Error) -> String {
 async fn minerd_runs_a_simulated_site_and_survives_kill_9() {
     raise_fd_limit().unwrap();
     let bus = TestBus::start().unwrap();
-    let _site = StandInSite::start(&bus.bus(), SiteState::Normal, "")
+    let site = StandInSite::start(&bus.bus(), SiteState::Normal, "")
         .await
         .unwrap();
     let (pool_a, pool_b) = (pool().await, pool().await);
@@ -301,6 +301,80 @@ async fn minerd_runs_a_simulated_site_and_survives_kill_9() {
     })
     .await;
     assert!(minerd.scrape().unwrap().contains("bunkeros_build_info"));
+
+    // A miner hijacks itself: minerd finds it, alarms sited, quarantines it; the operator
+    // releases it once it is clean again.
+    let clean: Value = serde_json::from_str(&mining.hijacks().await.unwrap()).unwrap();
+    assert_eq!(
+        clean,
+        Value::Array(Vec::new()),
+        "a clean fleet has no findings"
+    );
+    let foreign = pool().await;
+    let hijacked = Ipv4Addr::new(127, 60, 1, 4);
+    fleet_b.miner(hijacked).unwrap().inject(Fault::SelfHijack {
+        url: foreign.url(),
+        user: "thief.1".into(),
+    });
+    eventually("the hijack found and the miner quarantined", || async {
+        let found: Value = serde_json::from_str(&mining.hijacks().await.unwrap()).unwrap();
+        found.as_array().unwrap().iter().any(|f| {
+            f["ip"] == "127.60.1.4"
+                && f["kind"] == "foreign_pool"
+                && f["open"] == true
+                && f["quarantined"] == true
+        })
+    })
+    .await;
+    assert!(status(&mining).await["hijacks_open"].as_u64().unwrap() >= 1);
+    let alarms = site.alarms().await.unwrap();
+    assert!(
+        alarms
+            .iter()
+            .any(|a| a.key == "hijack/127.60.1.4" && a.severity.is_some()),
+        "{alarms:?}"
+    );
+    for (call, expected) in [
+        (
+            mining.release("127.60.1.3", "looked at it").await,
+            mining_errors::INVALID_ARGUMENT,
+        ),
+        (
+            mining.release("127.60.1.4", " ").await,
+            mining_errors::INVALID_ARGUMENT,
+        ),
+        (
+            mining.release("127.60.9.9", "looked at it").await,
+            mining_errors::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(error_name(&call.unwrap_err()), expected);
+    }
+    fleet_b.miner(hijacked).unwrap().clear_faults();
+    mining
+        .release(
+            "127.60.1.4",
+            "foreign pool removed by hand, firmware reflashed",
+        )
+        .await
+        .unwrap();
+    let released: Value = serde_json::from_str(&mining.miner("127.60.1.4").await.unwrap()).unwrap();
+    assert_eq!(released["state"], "active", "{released}");
+    assert!(
+        released["hijacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["open"] == false),
+        "{released}"
+    );
+    let audit = std::fs::read_to_string(minerd.state().join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"miner.release\"") && l.contains("\"operator:")),
+        "{audit}"
+    );
 
     // kill -9, then a restart: the inventory (first sighting) and the books survive.
     let before = status(&mining).await;

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use appliance::audit_log::{SealOutcome, SealPolicy, TrustdSigner};
 use appliance::dbus::Bus;
 use appliance::dbus::contracts::TRUST;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SERVICE;
 use crate::discovery::{DiscoveryReport, DiscoverySettings, discover};
+use crate::hijack_guard::HijackGuard;
 use crate::inventory::Inventory;
 use crate::mining1::actions::ScanRequest;
 use crate::operations::SharedAuditLog;
@@ -28,6 +29,8 @@ pub enum Event {
     Polled(PollReport),
     /// A discovery scan was recorded in the inventory.
     Scanned(DiscoveryReport),
+    /// The hijack guard checked the fleet (findings, quarantines may have changed).
+    Guarded,
 }
 
 /// How often the seal loop asks whether a seal is due.
@@ -61,6 +64,33 @@ pub async fn telemetry(
                 }
             }
             Err(error) => tracing::warn!(%error, "the poll cycle could not use the inventory"),
+        }
+    }
+}
+
+/// Runs the hijack guard's check each time `due` is told (after every poll cycle), one check
+/// at a time: a check that outlasts a cycle is followed by one more, not by a queue.
+pub async fn guard(
+    guard: Arc<HijackGuard>,
+    telemetry: Arc<Telemetry>,
+    due: Arc<Notify>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = due.notified() => {}
+        }
+        match guard.check(&telemetry).await {
+            Ok(new) if !new.is_empty() => {
+                tracing::warn!(new = new.len(), "the hijack guard acted on new findings");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "the hijack guard's check failed"),
+        }
+        if events.send(Event::Guarded).await.is_err() {
+            return;
         }
     }
 }

@@ -12,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::curtailment_driver::CurtailmentDriver;
+use crate::hijack_guard::{HijackGuard, StoredFinding};
 use crate::inventory::{Inventory, InventoryError, MinerFilter, MinerRecord};
 use crate::operations::SharedAuditLog;
 use crate::proxy::Proxy;
@@ -27,6 +29,8 @@ pub struct Sources {
     pub proxy: Arc<Proxy>,
     pub audit: SharedAuditLog,
     pub last_sealed: Arc<AtomicU64>,
+    pub guard: Arc<HijackGuard>,
+    pub curtailment: Arc<CurtailmentDriver>,
 }
 
 /// What the main loop remembers between snapshots.
@@ -57,6 +61,7 @@ impl Sources {
                 owners.insert(owner.to_owned(), self.proxy.owner_totals(owner));
             }
         }
+        let hijacks = self.findings().await;
         let records = self.audit.lock().await.head().map_or(0, |head| head.seq);
         let sealed = self.last_sealed.load(Ordering::Relaxed);
         MiningSnapshot {
@@ -76,12 +81,30 @@ impl Sources {
                 refused_connections: self.proxy.refused_connections(),
             },
             budget: remembered.budget,
+            curtailment: self.curtailment.status(),
+            hijacks,
             audit: AuditSummary {
                 records,
                 last_sealed_seq: (sealed > 0).then_some(sealed),
             },
             taken_at: SystemTime::now(),
         }
+    }
+}
+
+impl Sources {
+    /// The guard's findings, or why they cannot be read (Mining1's `Hijacks` then says so
+    /// rather than answer from nothing).
+    async fn findings(&self) -> Result<Vec<StoredFinding>, String> {
+        let guard = Arc::clone(&self.guard);
+        let read = tokio::task::spawn_blocking(move || guard.findings())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|found| found.map_err(|e| e.to_string()));
+        if let Err(error) = &read {
+            tracing::error!(%error, "cannot read the hijack findings");
+        }
+        read
     }
 }
 

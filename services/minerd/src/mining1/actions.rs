@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use appliance::audit_log::Entry;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use zbus::object_server::SignalEmitter;
 
 use super::jobs::Jobs;
@@ -16,6 +16,7 @@ use super::{Mining1, MiningError};
 use crate::cgminer::ClientConfig;
 use crate::config::MinerdConfig;
 use crate::discovery::DiscoveryReport;
+use crate::hijack_guard::HijackGuard;
 use crate::inventory::{Inventory, MinerRecord, MinerState};
 use crate::operations::{
     BulkReport, BulkRequest, MinerAction, MinerTarget, Progress, SharedAuditLog, run_bulk,
@@ -144,13 +145,6 @@ pub fn check_note(note: &str) -> Result<(), MiningError> {
     Ok(())
 }
 
-/// The error of calls that need the hijack guard (branch m5-guard), until it is wired in.
-pub fn guard_gap(what: &str) -> MiningError {
-    MiningError::Unavailable(format!(
-        "{what}: minerd's hijack guard is not part of this build yet"
-    ))
-}
-
 /// What actions need from the daemon.
 pub struct ActionContext {
     pub config: Arc<MinerdConfig>,
@@ -160,6 +154,10 @@ pub struct ActionContext {
     /// The cgminer client bounds actions run under.
     pub client: ClientConfig,
     pub scans: mpsc::Sender<ScanRequest>,
+    /// The hijack guard, which releases quarantined miners.
+    pub guard: Arc<HijackGuard>,
+    /// Told when an action changed the inventory, so the daemon publishes a fresh snapshot.
+    pub changed: Arc<Notify>,
 }
 
 impl ActionContext {
@@ -260,6 +258,25 @@ impl ActionContext {
             tracing::error!(job = %id, "job stopped: {why}");
         }
         self.jobs.finish(&id, stopped);
+        self.changed.notify_one();
+    }
+
+    /// An operator releases a quarantined miner (the guard closes its findings, audits, lifts
+    /// the quarantine in the inventory and the proxy, clears the alarm).
+    pub async fn release(
+        &self,
+        ip: std::net::Ipv4Addr,
+        actor: &str,
+        note: &str,
+    ) -> Result<(), MiningError> {
+        let released = self.guard.release(ip, actor, note).await;
+        self.changed.notify_one();
+        released.map_err(|error| match error {
+            crate::hijack_guard::GuardError::UnknownMiner(_) => {
+                MiningError::NotFound(error.to_string())
+            }
+            other => MiningError::Unavailable(format!("the release did not complete: {other}")),
+        })
     }
 
     /// Keeps the inventory in step with what succeeded (sleeping, woken, power target).

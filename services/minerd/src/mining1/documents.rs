@@ -11,7 +11,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::cgminer::{FirmwareKind, MinerSnapshot, PoolState};
+use crate::curtailment_driver::BudgetSource;
 use crate::discovery::DiscoveryReport;
+use crate::hijack_guard::StoredFinding;
 use crate::inventory::{HistoryPoint, MinerRecord, MinerState};
 use crate::proxy::{MinerView, ShareCounts};
 use crate::snapshot::MiningSnapshot;
@@ -35,9 +37,14 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `Status()`. `hijacks_open` is filled by the caller from the guard; `curtailment` carries
-/// what the daemon knows of the budget (the guard's curtailment driver adds its plan).
-pub fn status(snapshot: &MiningSnapshot, hijacks_open: Option<usize>, curtailment: Value) -> Value {
+/// `Status()`. `hijacks_open` is null when the findings cannot be read.
+pub fn status(snapshot: &MiningSnapshot) -> Value {
+    let hijacks_open = snapshot
+        .hijacks
+        .as_ref()
+        .ok()
+        .map(|found| found.iter().filter(|f| f.open).count());
+    let curtailment = curtailment(snapshot);
     let fleet = &snapshot.aggregates.fleet;
     let count = |state: MinerState| snapshot.miners.iter().filter(|m| m.state == state).count();
     let owners: Vec<Value> = owner_names(snapshot)
@@ -113,16 +120,75 @@ pub fn status(snapshot: &MiningSnapshot, hijacks_open: Option<usize>, curtailmen
     })
 }
 
-/// What the daemon itself knows of curtailment: the budget followed and the fleet's draw.
-pub fn budget_document(snapshot: &MiningSnapshot) -> Value {
+/// The curtailment driver's latest round; before its first, the budget followed and the
+/// fleet's draw (the plan's fields null).
+pub fn curtailment(snapshot: &MiningSnapshot) -> Value {
+    let Some(round) = &snapshot.curtailment else {
+        return budget_document(snapshot);
+    };
+    json!({
+        "source": match round.source {
+            BudgetSource::Sited => "sited",
+            BudgetSource::Static => "static",
+        },
+        "budget_w": round.budget_w,
+        "headroom_c": round.thermal_headroom_c,
+        "effective_budget_w": round.effective_budget_w,
+        "draw_w": round.draw_w,
+        "asleep": round.asleep,
+        "shortfall_w": round.shortfall_w,
+        "actions": round.actions,
+    })
+}
+
+fn budget_document(snapshot: &MiningSnapshot) -> Value {
     let budget = snapshot.budget;
     json!({
         "source": if budget.from_sited { "sited" } else { "static" },
         "budget_w": budget.power_w,
         "headroom_c": budget.headroom_c,
+        "effective_budget_w": null,
         "draw_w": snapshot.aggregates.fleet.power_w,
         "asleep": snapshot.miners.iter().filter(|m| m.state == MinerState::Sleeping).count(),
+        "shortfall_w": null,
     })
+}
+
+/// `Hijacks()`: the findings (open first), or of one miner with `only`.
+pub fn hijacks(
+    snapshot: &MiningSnapshot,
+    findings: &[StoredFinding],
+    only: Option<IpAddr>,
+) -> Value {
+    let only = only.map(|ip| ip.to_string());
+    Value::Array(
+        findings
+            .iter()
+            .filter(|f| only.as_ref().is_none_or(|ip| *ip == f.ip))
+            .map(|f| {
+                let quarantined =
+                    f.ip.parse::<IpAddr>()
+                        .ok()
+                        .and_then(|ip| snapshot.miner_at(ip))
+                        .is_some_and(|m| m.state == MinerState::Quarantined);
+                json!({
+                    "ip": f.ip,
+                    "owner": f.owner,
+                    "kind": f.kind,
+                    "subject": f.subject,
+                    "severity": f.severity,
+                    "seen": f.sentence,
+                    "first_at": rfc3339_unix(f.first_seen),
+                    "last_at": rfc3339_unix(f.last_seen),
+                    "quarantined": quarantined,
+                    "open": f.open,
+                    "closed_at": f.closed_at.map(rfc3339_unix),
+                    "closed_by": f.closed_by,
+                    "close_note": f.close_note,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn owner_names(snapshot: &MiningSnapshot) -> Vec<String> {
