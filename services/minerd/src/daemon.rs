@@ -3,13 +3,16 @@
 //!
 //! Start: state directory → inventory → audit log (`audit.log`, sealed on `[audit]`'s policy
 //! through trustd when it is on the bus) → the Stratum proxy (admission from the inventory,
-//! `directory`) → the first discovery scan → the telemetry loop and the discovery loop
-//! (`loops`) → metrics → `org.bunkeros.Mining1` on the system bus → `READY=1`.
+//! `directory`) → the hijack guard (re-applies the inventory's quarantines to the proxy) →
+//! the first discovery scan → metrics → the telemetry, discovery and guard loops (`loops`)
+//! and the curtailment driver (following sited's budget, or the static one) →
+//! `org.bunkeros.Mining1` on the system bus → `READY=1`.
 //!
-//! Running: after every poll cycle and every scan the main loop reads the inventory, hands it
-//! to the proxy's directory, refreshes the metrics, publishes a new [`MiningSnapshot`] for
-//! Mining1, and updates the status line (`fleet: 812/820 miners up, 96.1 PH/s, 2.71 MW;
-//! proxy: 812 connected; pools: all primary`); sited's budget changes are followed; the
+//! Running: after every poll cycle the hijack guard checks the fleet (one check at a time) and
+//! the curtailment driver re-plans; after every cycle, scan, guard check and action the main
+//! loop reads the inventory, hands it to the proxy's directory, refreshes the metrics,
+//! publishes a new [`MiningSnapshot`] for Mining1, and updates the status line (`fleet:
+//! 812/820 miners up, 96.1 PH/s, 2.71 MW; proxy: 812 connected; pools: all primary`); the
 //! watchdog is beaten while the loop turns.
 //!
 //! Stop: SIGTERM → `STOPPING=1` → the proxy stops taking work and the accounting is flushed
