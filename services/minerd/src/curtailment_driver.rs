@@ -223,9 +223,7 @@ impl CurtailmentDriver {
             states: Some(vec![MinerState::Active, MinerState::Sleeping]),
             ..MinerFilter::default()
         };
-        tokio::task::spawn_blocking(move || inventory.list(&filter))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        blocking(move || inventory.list(&filter)).await
     }
 
     fn loads(&self, records: &[MinerRecord]) -> Vec<MinerLoad> {
@@ -353,11 +351,19 @@ impl CurtailmentDriver {
             let record = records.iter().find(|r| &r.addr.ip().to_string() == id);
             if let (Some(state), Some(record)) = (new_state, record) {
                 let (inventory, miner) = (Arc::clone(&self.inventory), record.id);
-                tokio::task::spawn_blocking(move || inventory.set_state(miner, state))
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                blocking(move || inventory.set_state(miner, state)).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// Runs blocking inventory work off the async threads. A panic there is re-raised; a task
+/// cancelled because the runtime is shutting down never returns (nothing is waiting for it).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => std::future::pending().await,
     }
 }
