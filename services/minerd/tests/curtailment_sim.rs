@@ -2,7 +2,8 @@
 //! ~30 J/TH) with a stand-in sited: a budget drop sleeps the least efficient first, reacting
 //! to the signal (the poll interval is 60 s and nothing polls); a restored budget wakes the
 //! most efficient first, after the hold; an oscillating budget does not flap miners; without
-//! sited the static budget applies.
+//! sited the static budget applies; miners that cannot sleep over their API (LuxOS without a
+//! session) idle because the proxy withholds their work.
 //!
 //! Region 127.62.11.0/24 to 127.62.14.0/24.
 
@@ -58,6 +59,7 @@ fn driver(rig: &Rig, settings: CurtailmentSettings) -> Arc<CurtailmentDriver> {
         Arc::clone(&rig.audit),
         BulkLimits::default(),
         ClientConfig::default(),
+        Some(Arc::clone(&rig.proxy)),
     ))
 }
 
@@ -70,7 +72,10 @@ fn by_efficiency(rig: &Rig) -> Vec<(Ipv4Addr, f64, f64)> {
         .map(|ip| {
             let status = rig.telemetry.status(rig.record(ip).id).unwrap();
             let snapshot = status.snapshot.unwrap();
-            let power = snapshot.power_watts.unwrap();
+            let power = snapshot
+                .power_watts
+                .or(rig.record(ip).power_target_w)
+                .unwrap();
             (ip, power, power / aggregate::hashrate_ths(&snapshot))
         })
         .collect();
@@ -242,5 +247,50 @@ async fn without_sited_the_static_budget_applies() {
     let status = driver.status().unwrap();
     assert_eq!(status.source, BudgetSource::Static);
     assert_eq!(status.thermal_headroom_c, None);
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_that_cannot_sleep_are_curtailed_by_withholding_their_work() {
+    // LuxOS sleeps only inside a `logon` session, which minerd's client does not hold.
+    let rig = rig(14, 4, ModelMix::only(Personality::S19jProLuxos)).await;
+    // LuxOS reports no power: the operator's figures, one miner drawing more for its hashrate.
+    for (i, ip) in rig.ips().into_iter().enumerate() {
+        let watts = 3_000.0 + 200.0 * i as f64;
+        rig.inventory
+            .set_power_target(rig.record(ip).id, Some(watts))
+            .unwrap();
+    }
+    rig.poll().await;
+    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
+    let settings = settings(2);
+    let driver = driver(&rig, settings.clone());
+    let run = tokio::spawn(Arc::clone(&driver).run(Some(watch.reports())));
+    let miners = by_efficiency(&rig);
+    let (worst, awake_w) = (miners[0].0, miners[0].1);
+    let idle = |ip: Ipv4Addr| {
+        let v = rig.fleet.miner(ip).unwrap().view();
+        v.hashrate_ths == 0.0 && v.power_w < awake_w / 2.0
+    };
+    let site = rig.site.as_ref().unwrap();
+    site.set_budget(budget_shedding(&miners, 1, settings.sleep_draw_w), 20.0)
+        .await
+        .unwrap();
+    // No sleep over the API: the proxy stops giving it work and it idles.
+    wait_for("the least efficient miner idles", REACTION, || idle(worst)).await;
+    assert!(rig.proxy.is_withholding_work(worst.into()));
+    assert_eq!(rig.record(worst).state, MinerState::Sleeping);
+    assert!(miners[1..].iter().all(|m| !idle(m.0)));
+    // Room again: after the hold, a telemetry cycle gives it work back and it hashes.
+    site.set_budget(1_000_000.0, 20.0).await.unwrap();
+    let started = std::time::Instant::now();
+    while rig.fleet.miner(worst).unwrap().view().hashrate_ths == 0.0 {
+        assert!(started.elapsed() < BOUND, "{}", picture(&rig, &driver));
+        rig.poll().await;
+        driver.after_cycle();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!rig.proxy.is_withholding_work(worst.into()));
+    assert_eq!(rig.record(worst).state, MinerState::Active);
     run.abort();
 }
