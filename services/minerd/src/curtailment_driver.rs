@@ -10,8 +10,13 @@
 //! - **The fleet it plans over**: inventoried miners that are `active` or `sleeping` and
 //!   answered their last poll (quarantined and missing miners are left alone). Efficiency is
 //!   J/TH from the polled power and hashrate, remembered from the last time each miner was seen
-//!   awake. `can_sleep` where the firmware sleeps over its API (`operations::supports`);
-//!   power targets only where an action exists (none over the cgminer API today).
+//!   awake; firmware that reports no power counts at the inventory's power target (the
+//!   operator's figure), and a miner with neither is left out. `can_sleep` where the firmware sleeps over its API (`operations::supports`:
+//!   BOSminer's pause/resume), else where the driver has the proxy: it withholds the miner's
+//!   work (`Proxy::withhold_work`), so the miner has nothing to hash and idles (audited as
+//!   `curtailment.withhold-work` / `curtailment.give-work`); the switch lives in memory, so
+//!   [`CurtailmentDriver::run`] re-applies it at start to every miner the inventory holds as
+//!   sleeping. Power targets only where an action exists (none over the cgminer API today).
 //! - **After the actions**: a miner put to sleep is marked `sleeping` in the inventory, a woken
 //!   one `active`; a failed action is forgotten by the planner so the next round plans from
 //!   what the miner reports.
@@ -29,7 +34,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
+use appliance::audit_log::Entry;
 use appliance::site_watch::SiteReport;
+use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -41,6 +48,7 @@ use crate::inventory::{Inventory, InventoryError, MinerFilter, MinerRecord, Mine
 use crate::operations::{
     BulkLimits, MinerAction, MinerTarget, SharedAuditLog, run_on_miners, supports,
 };
+use crate::proxy::Proxy;
 use crate::telemetry::{Telemetry, aggregate};
 
 /// The actor of curtailment's actions in the audit log.
@@ -86,6 +94,8 @@ pub struct CurtailmentDriver {
     audit: SharedAuditLog,
     limits: BulkLimits,
     client: ClientConfig,
+    /// For miners whose firmware cannot sleep: their work is withheld instead.
+    proxy: Option<Arc<Proxy>>,
     planner: Mutex<CurtailmentPlanner>,
     awake: Mutex<HashMap<Ipv4Addr, AwakeLoad>>,
     status: Mutex<Option<CurtailmentStatus>>,
@@ -101,7 +111,8 @@ impl std::fmt::Debug for CurtailmentDriver {
 }
 
 impl CurtailmentDriver {
-    /// `settings` must have passed `validate`.
+    /// `settings` must have passed `validate`. Without `proxy`, only miners whose firmware
+    /// sleeps over its API can be shed.
     pub fn new(
         settings: CurtailmentSettings,
         inventory: Arc<Inventory>,
@@ -109,6 +120,7 @@ impl CurtailmentDriver {
         audit: SharedAuditLog,
         limits: BulkLimits,
         client: ClientConfig,
+        proxy: Option<Arc<Proxy>>,
     ) -> CurtailmentDriver {
         CurtailmentDriver {
             planner: Mutex::new(CurtailmentPlanner::new(settings.clone())),
@@ -118,6 +130,7 @@ impl CurtailmentDriver {
             audit,
             limits,
             client,
+            proxy,
             awake: Mutex::new(HashMap::new()),
             status: Mutex::new(None),
             cycle_done: Notify::new(),
@@ -141,6 +154,12 @@ impl CurtailmentDriver {
     /// `reports`: `SiteWatch::reports()`, or `None` to follow the static budget only. Runs
     /// until the task is dropped.
     pub async fn run(self: Arc<Self>, mut reports: Option<watch::Receiver<Option<SiteReport>>>) {
+        match self.records().await {
+            Ok(records) => self.reapply_withholding(&records),
+            Err(e) => {
+                tracing::warn!(error = %e, "sleeping miners not read; their work flows until the next round")
+            }
+        }
         loop {
             let report = reports.as_ref().and_then(|r| r.borrow().clone());
             if let Err(e) = self.replan(report.as_ref()).await {
@@ -217,15 +236,24 @@ impl CurtailmentDriver {
         Ok(plan)
     }
 
+    /// Sleeping miners that cannot sleep by themselves had their work withheld before a
+    /// restart: withhold it again.
+    fn reapply_withholding(&self, records: &[MinerRecord]) {
+        let Some(proxy) = &self.proxy else { return };
+        for record in records {
+            if record.state == MinerState::Sleeping && !sleeps_by_api(record) {
+                proxy.withhold_work(std::net::IpAddr::V4(*record.addr.ip()), true);
+            }
+        }
+    }
+
     async fn records(&self) -> Result<Vec<MinerRecord>, InventoryError> {
         let inventory = Arc::clone(&self.inventory);
         let filter = MinerFilter {
             states: Some(vec![MinerState::Active, MinerState::Sleeping]),
             ..MinerFilter::default()
         };
-        tokio::task::spawn_blocking(move || inventory.list(&filter))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        blocking(move || inventory.list(&filter)).await
     }
 
     fn loads(&self, records: &[MinerRecord]) -> Vec<MinerLoad> {
@@ -247,11 +275,13 @@ impl CurtailmentDriver {
         let snapshot = status.snapshot.as_ref().filter(|_| status.is_up())?;
         let ip = *record.addr.ip();
         let hashrate_ths = aggregate::hashrate_ths(snapshot);
-        let power_w = snapshot.power_watts;
+        let hashing = hashrate_ths > 0.0;
+        let measured_w = snapshot.power_watts;
+        // Firmware that reports no power (stock Antminer, LuxOS) counts at the operator's
+        // figure in the inventory.
+        let nominal_w = measured_w.or(record.power_target_w);
         let asleep = record.state == MinerState::Sleeping;
-        if let (false, Some(draw_w)) = (asleep, power_w)
-            && hashrate_ths > 0.0
-        {
+        if let (false, true, Some(draw_w)) = (asleep, hashing, nominal_w) {
             awake.insert(
                 ip,
                 AwakeLoad {
@@ -263,10 +293,11 @@ impl CurtailmentDriver {
         let known = awake.get(&ip).copied()?;
         // A poll taken before the latest sleep or wake still shows the old state: the draw
         // follows what the inventory says the miner does now.
-        let draw_w = match (asleep, hashrate_ths > 0.0) {
+        let draw_w = match (asleep, hashing) {
             (true, true) => self.settings.sleep_draw_w,
+            (true, false) => measured_w.unwrap_or(self.settings.sleep_draw_w),
+            (false, true) => nominal_w.unwrap_or(known.draw_w),
             (false, false) => known.draw_w,
-            _ => power_w.unwrap_or(known.draw_w),
         };
         Some(MinerLoad {
             id: ip.to_string(),
@@ -275,7 +306,7 @@ impl CurtailmentDriver {
             awake_draw_w: known.draw_w,
             awake_hashrate_ths: known.hashrate_ths,
             power_target: None,
-            can_sleep: supports(record.firmware, &MinerAction::Sleep),
+            can_sleep: sleeps_by_api(record) || self.proxy.is_some(),
         })
     }
 
@@ -293,6 +324,17 @@ impl CurtailmentDriver {
                 continue;
             };
             let what = MinerAction::from(action);
+            if let (Some(proxy), false) = (&self.proxy, sleeps_by_api(record)) {
+                let withhold = match what {
+                    MinerAction::Sleep => Some(true),
+                    MinerAction::Wake => Some(false),
+                    _ => None,
+                };
+                if let Some(on) = withhold {
+                    self.withhold(proxy, record, on).await?;
+                    continue;
+                }
+            }
             let target = MinerTarget {
                 id: action.miner().to_owned(),
                 api: record.addr.into(),
@@ -307,6 +349,42 @@ impl CurtailmentDriver {
             self.run_action(action, targets, records).await?;
         }
         Ok(())
+    }
+
+    /// Sleep or wake by the proxy: the switch, the audit record, the inventory state.
+    async fn withhold(
+        &self,
+        proxy: &Proxy,
+        record: &MinerRecord,
+        on: bool,
+    ) -> Result<(), InventoryError> {
+        let ip = *record.addr.ip();
+        let entry = Entry::new(
+            ACTOR,
+            if on {
+                "curtailment.withhold-work"
+            } else {
+                "curtailment.give-work"
+            },
+            ip.to_string(),
+            json!({ "firmware": format!("{:?}", record.firmware) }),
+        );
+        if let Err(e) = self.audit.lock().await.append(entry).await {
+            tracing::error!(error = %e, miner = %ip, "audit log not writable; work not withheld");
+            self.planner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget(&ip.to_string());
+            return Ok(());
+        }
+        proxy.withhold_work(std::net::IpAddr::V4(ip), on);
+        let state = if on {
+            MinerState::Sleeping
+        } else {
+            MinerState::Active
+        };
+        let (inventory, miner) = (Arc::clone(&self.inventory), record.id);
+        blocking(move || inventory.set_state(miner, state)).await
     }
 
     async fn run_action(
@@ -353,11 +431,24 @@ impl CurtailmentDriver {
             let record = records.iter().find(|r| &r.addr.ip().to_string() == id);
             if let (Some(state), Some(record)) = (new_state, record) {
                 let (inventory, miner) = (Arc::clone(&self.inventory), record.id);
-                tokio::task::spawn_blocking(move || inventory.set_state(miner, state))
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                blocking(move || inventory.set_state(miner, state)).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// The firmware pauses hashing on command (BOSminer).
+fn sleeps_by_api(record: &MinerRecord) -> bool {
+    supports(record.firmware, &MinerAction::Sleep)
+}
+
+/// Runs blocking inventory work off the async threads. A panic there is re-raised; a task
+/// cancelled because the runtime is shutting down never returns (nothing is waiting for it).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => std::future::pending().await,
     }
 }

@@ -178,9 +178,7 @@ impl HijackGuard {
     pub async fn check(&self, telemetry: &Telemetry) -> Result<Vec<NewFinding>, GuardError> {
         let records = {
             let inventory = Arc::clone(&self.inventory);
-            tokio::task::spawn_blocking(move || inventory.list(&Default::default()))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+            blocking(move || inventory.list(&Default::default())).await?
         };
         let mut fresh = Vec::new();
         for record in &records {
@@ -310,9 +308,7 @@ impl HijackGuard {
         self.proxy.quarantine(IpAddr::V4(ip), true);
         if record.state != MinerState::Quarantined {
             let (inventory, id) = (Arc::clone(&self.inventory), record.id);
-            tokio::task::spawn_blocking(move || inventory.set_state(id, MinerState::Quarantined))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            blocking(move || inventory.set_state(id, MinerState::Quarantined)).await?;
             self.audit(Entry::new(
                 ACTOR,
                 "miner.quarantine",
@@ -364,9 +360,7 @@ impl HijackGuard {
         let record = {
             let inventory = Arc::clone(&self.inventory);
             let addr = self.api_address(ip);
-            tokio::task::spawn_blocking(move || inventory.find(addr))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+            blocking(move || inventory.find(addr)).await?
         }
         .ok_or(GuardError::UnknownMiner(ip))?;
         let closed = self
@@ -381,9 +375,7 @@ impl HijackGuard {
         .await?;
         if record.state == MinerState::Quarantined {
             let (inventory, id) = (Arc::clone(&self.inventory), record.id);
-            tokio::task::spawn_blocking(move || inventory.set_state(id, MinerState::Active))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            blocking(move || inventory.set_state(id, MinerState::Active)).await?;
         }
         self.proxy.quarantine(IpAddr::V4(ip), false);
         self.watches
@@ -466,5 +458,15 @@ fn severity_word(severity: Severity) -> &'static str {
     match severity {
         Severity::Critical => "critical",
         Severity::Warning => "warning",
+    }
+}
+
+/// Runs blocking inventory work off the async threads. A panic there is re-raised; a task
+/// cancelled because the runtime is shutting down never returns (nothing is waiting for it).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => std::future::pending().await,
     }
 }
