@@ -172,6 +172,7 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         Arc::clone(&audit),
         config.operations,
         config.telemetry.client_config(),
+        Some(Arc::clone(&proxy)),
     ));
     tokio::spawn(run_until(
         cancel.clone(),
