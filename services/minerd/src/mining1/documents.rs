@@ -375,3 +375,7 @@ pub fn scan_report(report: &DiscoveryReport) -> Value {
 pub fn proxy_view(snapshot: &MiningSnapshot, ip: IpAddr) -> Option<&MinerView> {
     snapshot.proxy.miners.get(&ip)
 }
+
+#[cfg(test)]
+#[path = "documents_tests.rs"]
+mod tests;
