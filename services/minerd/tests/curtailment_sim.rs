@@ -2,8 +2,8 @@
 //! ~30 J/TH) with a stand-in sited: a budget drop sleeps the least efficient first, reacting
 //! to the signal (the poll interval is 60 s and nothing polls); a restored budget wakes the
 //! most efficient first, after the hold; an oscillating budget does not flap miners; without
-//! sited the static budget applies; miners that cannot sleep over their API (LuxOS without a
-//! session) idle because the proxy withholds their work.
+//! sited the static budget applies; miners that cannot sleep over their API (stock bmminer)
+//! idle because the proxy withholds their work.
 //!
 //! Region 127.62.11.0/24 to 127.62.14.0/24.
 
@@ -252,9 +252,9 @@ async fn without_sited_the_static_budget_applies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_that_cannot_sleep_are_curtailed_by_withholding_their_work() {
-    // LuxOS sleeps only inside a `logon` session, which minerd's client does not hold.
-    let rig = rig(14, 4, ModelMix::only(Personality::S19jProLuxos)).await;
-    // LuxOS reports no power: the operator's figures, one miner drawing more for its hashrate.
+    // Stock bmminer has no sleep over its API.
+    let rig = rig(14, 4, ModelMix::only(Personality::S19ProBmminer)).await;
+    // Stock bmminer reports no power: the operator's figures, one miner drawing more for its hashrate.
     for (i, ip) in rig.ips().into_iter().enumerate() {
         let watts = 3_000.0 + 200.0 * i as f64;
         rig.inventory
