@@ -9,13 +9,21 @@
 //!   the share and network targets, job, ntime, version mask, duplicates).
 
 pub mod cgminer;
+pub mod config;
 pub mod curtailment;
+pub mod curtailment_driver;
+pub mod daemon;
+pub mod directory;
 pub mod discovery;
 pub mod fleet_metrics;
 pub mod hijack;
+pub mod hijack_guard;
 pub mod inventory;
+pub mod mining1;
 pub mod operations;
 pub mod proxy;
+pub mod site_alarms;
 pub mod site_layout;
+pub mod snapshot;
 pub mod stratum;
 pub mod telemetry;

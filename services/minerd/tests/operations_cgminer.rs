@@ -205,6 +205,8 @@ async fn set_pools_replaces_a_hijacked_list_and_verifies_it() {
             &format!("addpool|{PROXY_B},{USER},x"),
             "pools",
             "switchpool|1",
+            // set_pools waits for the switch to take before removing the old pool
+            "pools",
             "removepool|0",
             "pools"
         ]

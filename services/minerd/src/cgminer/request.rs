@@ -35,6 +35,15 @@ pub enum Command {
     Pause,
     /// BOSminer: hash again after `pause` (pyasic `BOSMinerRPCAPI.resume`, reply `RESUME`).
     Resume,
+    /// LuxOS: open (or get the open) API session; its id is the first parameter of every
+    /// session-bound command (pyasic `LUXMinerRPCAPI.session`/`logon`, reply `SESSION`
+    /// with `SessionID`).
+    Logon,
+    /// LuxOS: `curtail` with `sleep` or `wakeup` inside the session `session`.
+    Curtail {
+        session: String,
+        sleep: bool,
+    },
 }
 
 impl Command {
@@ -59,6 +68,8 @@ impl Command {
             Command::Quit => "quit",
             Command::Pause => "pause",
             Command::Resume => "resume",
+            Command::Logon => "logon",
+            Command::Curtail { .. } => "curtail",
         }
     }
 
@@ -80,6 +91,11 @@ impl Command {
             | Command::EnablePool(i)
             | Command::DisablePool(i)
             | Command::RemovePool(i) => Some(i.to_string()),
+            Command::Curtail { session, sleep } => Some(format!(
+                "{},{}",
+                escape_parameter(session),
+                if *sleep { "sleep" } else { "wakeup" }
+            )),
             _ => None,
         }
     }
@@ -98,6 +114,7 @@ impl Command {
                 | Command::Quit
                 | Command::Pause
                 | Command::Resume
+                | Command::Curtail { .. }
         )
     }
 }

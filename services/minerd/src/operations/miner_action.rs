@@ -4,9 +4,10 @@
 //! modules, `pyasic/rpc/*.py`):
 //! - pools (`addpool`, `switchpool`, `removepool`, `pools`) and `restart`: cgminer, bmminer,
 //!   BOSminer.
-//! - sleep and wake: BOSminer's `pause` / `resume`. LuxOS has `curtail` with `sleep` /
-//!   `wakeup`, but only inside a `logon` session (a session id as first parameter), which
-//!   minerd's client does not hold yet; stock cgminer and bmminer have no sleep at all.
+//! - sleep and wake: BOSminer's `pause` / `resume`; LuxOS's `curtail` with `sleep` /
+//!   `wakeup` inside a `logon` session (`logon` returns the open session's id, which is the
+//!   first parameter; the session is left open, as LuxOS keeps one per miner); stock cgminer
+//!   and bmminer have no sleep at all.
 //! - power target: no firmware sets one through the cgminer API (BOSminer through its
 //!   GraphQL/gRPC API, LuxOS through session-bound `profileset` presets), so the action says
 //!   so instead of pretending.
@@ -135,11 +136,11 @@ impl MinerAction {
                 Ok("restarting".to_owned())
             }
             MinerAction::Sleep => {
-                send(api, client, sleep_command(target.firmware, true)?).await?;
+                set_sleeping(target, client, true).await?;
                 Ok("hashing paused".to_owned())
             }
             MinerAction::Wake => {
-                send(api, client, sleep_command(target.firmware, false)?).await?;
+                set_sleeping(target, client, false).await?;
                 Ok("hashing resumed".to_owned())
             }
             MinerAction::SetPowerTarget { .. } => Err(ActionError::Unsupported {
@@ -150,15 +151,47 @@ impl MinerAction {
     }
 }
 
-fn sleep_command(firmware: FirmwareKind, sleep: bool) -> Result<Command, ActionError> {
-    match (firmware, sleep) {
-        (FirmwareKind::Bosminer, true) => Ok(Command::Pause),
-        (FirmwareKind::Bosminer, false) => Ok(Command::Resume),
-        (firmware, sleep) => Err(ActionError::Unsupported {
+async fn set_sleeping(
+    target: &MinerTarget,
+    client: &ClientConfig,
+    sleep: bool,
+) -> Result<(), ActionError> {
+    let api = target.api;
+    match target.firmware {
+        FirmwareKind::Bosminer => {
+            let command = if sleep {
+                Command::Pause
+            } else {
+                Command::Resume
+            };
+            send(api, client, command).await.map(|_| ())
+        }
+        FirmwareKind::Luxos => {
+            let session = luxos_session(api, client).await?;
+            send(api, client, Command::Curtail { session, sleep })
+                .await
+                .map(|_| ())
+        }
+        firmware => Err(ActionError::Unsupported {
             firmware,
             what: if sleep { "sleep" } else { "wake" },
         }),
     }
+}
+
+/// The id of LuxOS's API session (opened if none is).
+async fn luxos_session(api: SocketAddr, client: &ClientConfig) -> Result<String, ActionError> {
+    let reply = send(api, client, Command::Logon).await?;
+    let section = reply.section(Command::Logon.name())?;
+    section
+        .records("SESSION")
+        .iter()
+        .find_map(|r| r.get("SessionID").and_then(|v| v.as_str()))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ActionError::NotVerified {
+            reason: "logon returned no session id".to_owned(),
+        })
 }
 
 impl From<&CurtailAction> for MinerAction {
@@ -179,7 +212,9 @@ impl From<&CurtailAction> for MinerAction {
 pub fn supports(firmware: FirmwareKind, action: &MinerAction) -> bool {
     match action {
         MinerAction::SetPools { .. } | MinerAction::Reboot => true,
-        MinerAction::Sleep | MinerAction::Wake => firmware == FirmwareKind::Bosminer,
+        MinerAction::Sleep | MinerAction::Wake => {
+            matches!(firmware, FirmwareKind::Bosminer | FirmwareKind::Luxos)
+        }
         MinerAction::SetPowerTarget { .. } => false,
     }
 }

@@ -2,15 +2,21 @@
 //!
 //! cgminer has no "replace the pool list" command, so: read `pools`; `addpool` each sanctioned
 //! pool that is missing; read `pools` again for the new indices; `switchpool` to the first
-//! sanctioned one (cgminer refuses to remove the pool it mines on); `removepool` every other
-//! pool, highest index first (cgminer renumbers the pools after a removal); read `pools` a
+//! sanctioned one (cgminer refuses to remove the pool it mines on); wait, up to
+//! [`SWITCH_WAIT`], until the miner mines on it (the switch reconnects its Stratum client, so
+//! the old pool stays the active one for a moment and `removepool` would be refused);
+//! `removepool` every other pool, highest index first (cgminer renumbers the pools after a removal); read `pools` a
 //! last time and check that exactly the sanctioned pools remain.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::miner_action::{ActionError, send};
 use crate::cgminer::{ClientConfig, Command, MinerSnapshot, PoolStatus};
 use crate::hijack::{Endpoint, SanctionedPool};
+
+/// How long `set_pools` waits for a `switchpool` to take before removing the old pools.
+pub const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
 /// What `set_pools` did, for the sentence of the result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +78,11 @@ pub async fn set_pools(
         send(addr, client, Command::SwitchPool(first.index)).await?;
         switched_to = Some(first.url.clone());
     }
+    let listed = if switched_to.is_some() {
+        wait_for_switch(addr, client, sanctioned).await?
+    } else {
+        listed
+    };
     let mut foreign: Vec<u32> = listed
         .iter()
         .filter(|p| !is_sanctioned(p, sanctioned))
@@ -87,6 +98,26 @@ pub async fn set_pools(
         removed: foreign.len(),
         switched_to,
     })
+}
+
+/// Reads `pools` until a sanctioned pool is the active one, or [`SWITCH_WAIT`] passed (then
+/// the removals go ahead and say what the firmware refused).
+async fn wait_for_switch(
+    addr: SocketAddr,
+    client: &ClientConfig,
+    sanctioned: &[SanctionedPool],
+) -> Result<Vec<PoolStatus>, ActionError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let listed = read_pools(addr, client).await?;
+        let switched = listed
+            .iter()
+            .any(|p| p.stratum_active && is_sanctioned(p, sanctioned));
+        if switched || started.elapsed() >= SWITCH_WAIT {
+            return Ok(listed);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Exactly the sanctioned pools, each once.

@@ -172,7 +172,12 @@ impl MinerSession {
                     true => self.on_feed().await,
                     false => self.move_upstream().await,
                 },
-                _ = tick.tick() => self.on_tick().await,
+                // A miner whose work is withheld is let go at the next tick (see
+                // `Proxy::withhold_work`).
+                _ = tick.tick() => match self.ctx.live.is_withheld(self.ctx.ip) {
+                    true => Err(End::Closed),
+                    false => self.on_tick().await,
+                },
                 _ = stop.changed() => Err(End::Closed),
             };
             if let Err(end) = result {

@@ -111,6 +111,19 @@ impl Proxy {
         tracing::warn!(miner = %ip, quarantined = on, "quarantine changed");
     }
 
+    /// Withholds work from a miner (or gives it work again): its connections are closed
+    /// within a session tick and new ones closed at once, so a miner whose firmware cannot
+    /// sleep over its API has nothing to hash and idles at its idle draw. Curtailment's switch
+    /// (added for `curtailment_driver`); not persisted, the driver re-applies it at start.
+    pub fn withhold_work(&self, ip: IpAddr, on: bool) {
+        self.live.set_withheld(ip, on);
+        tracing::info!(miner = %ip, withheld = on, "work withholding changed");
+    }
+
+    pub fn is_withholding_work(&self, ip: IpAddr) -> bool {
+        self.live.is_withheld(ip)
+    }
+
     /// Connections refused because their source is not a known miner, or a miner already
     /// holding `MAX_SESSIONS_PER_MINER` connections.
     pub fn refused_connections(&self) -> u64 {
@@ -142,6 +155,10 @@ impl Proxy {
             self.live.count_refused_source();
             return; // dropping the stream closes it
         };
+        if self.live.is_withheld(peer.ip()) {
+            tracing::debug!(miner = %peer.ip(), "work withheld (curtailed); connection closed");
+            return;
+        }
         if !self.live.open_session(peer.ip(), MAX_SESSIONS_PER_MINER) {
             tracing::warn!(miner = %peer.ip(), "too many connections from one miner; refused");
             self.live.count_refused_source();

@@ -45,6 +45,8 @@ const MAX_REFUSED_USERS: usize = 8;
 pub struct LiveMiners {
     miners: Mutex<HashMap<IpAddr, MinerView>>,
     quarantined: Mutex<HashSet<IpAddr>>,
+    /// Miners the proxy gives no work (curtailment of firmware that cannot sleep).
+    withheld: Mutex<HashSet<IpAddr>>,
     refused_sources: AtomicU64,
 }
 
@@ -120,6 +122,19 @@ impl LiveMiners {
             .lock()
             .expect("quarantine lock")
             .contains(&ip)
+    }
+
+    pub fn set_withheld(&self, ip: IpAddr, on: bool) {
+        let mut withheld = self.withheld.lock().expect("withheld lock");
+        if on {
+            withheld.insert(ip);
+        } else {
+            withheld.remove(&ip);
+        }
+    }
+
+    pub fn is_withheld(&self, ip: IpAddr) -> bool {
+        self.withheld.lock().expect("withheld lock").contains(&ip)
     }
 
     pub fn count_refused_source(&self) {
