@@ -95,6 +95,7 @@ inputs=$( (cd "$repo" && find image -type f -print0 | sort -z | xargs -0 sha256s
     for b in hubd minerd sited updated; do
         if [[ -f image/units/$b.service ]]; then sha256sum "target/release/$b"; fi
     done
+    if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then sha256sum target/release/{minersim,poolsim}; fi
     sha256sum <"$BUNKER_RELEASE_PUBKEY"
     echo "$SOURCE_DATE_EPOCH $BUNKER_VERSION $mode") | sha256sum | cut -d' ' -f1)
 if ((!force)) && [[ -f $out/bunkeros.img ]] && grep -qx "inputs=$inputs" "$out/build-info" 2>/dev/null; then
@@ -115,6 +116,10 @@ for b in trustd hubd minerd sited updated bunkerctl; do
         cp "$repo/target/release/$b" "$BUNKER_BIN_DIR/"
     fi
 done
+# Simulated hardware only where the profile asks for it ([simulation]: QEMU), never otherwise.
+if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
+    cp "$repo"/target/release/{minersim,poolsim} "$BUNKER_BIN_DIR/"
+fi
 export BUNKER_MANIFEST=$staging/packages.installed
 
 started=$(date +%s)

@@ -46,6 +46,12 @@ put 0644 "${BUNKER_PROFILE_FILE:?}" /usr/share/bunkeros/profile.toml
 for c in "$img"/config/*.toml; do put 0644 "$c" "/usr/share/bunkeros/$(basename "$c")"; done
 for d in "$img"/dbus-1/*.conf; do put 0644 "$d" "/usr/share/dbus-1/system.d/$(basename "$d")"; done
 for x in "$img"/libexec/*; do put 0755 "$x" "/usr/libexec/bunkeros/$(basename "$x")"; done
+if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
+    step "simulation ([simulation] miners): minersim, poolsim and minerd's site layer for them"
+    for u in "$img"/sim/units/*; do put 0644 "$u" "/usr/lib/systemd/system/$(basename "$u")"; done
+    put 0644 "$img/sim/minerd.toml" /usr/share/bunkeros/sim/minerd.toml
+    put 0644 "$img/sim/tmpfiles.conf" /usr/lib/tmpfiles.d/bunkeros-sim.conf
+fi
 # The release key's public half: trustd's `authorized` CA policy accepts the PCR policies it signed.
 put 0644 "${BUNKER_RELEASE_PUBKEY:?}" /usr/share/bunkeros/release-key.pem
 put 0644 "$img/fstab" /etc/fstab
@@ -59,9 +65,12 @@ step "enable units"
 systemctl --root="$root" enable tmp.mount bunkeros-slot.service bunkeros-console.service \
     bunkeros-selftest.service >/dev/null
 # Services are enabled as their binaries land in the image.
-for service in trustd hubd; do
+for service in trustd hubd minerd; do
     if [[ -x $root/usr/bin/$service ]]; then systemctl --root="$root" enable "$service.service" >/dev/null; fi
 done
+if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
+    systemctl --root="$root" enable poolsim.service minersim-a.service minersim-b.service >/dev/null
+fi
 systemctl --root="$root" set-default multi-user.target >/dev/null
 
 step "hardening: no logins"

@@ -1,5 +1,5 @@
 //! The `minerd` binary's configuration edge: `--check-config` accepts the image's default file
-//! and prints what it read; a bad file is refused with FILE:LINE and exit status 78, before
+//! and, over it, the QEMU profile's simulated site, and prints what it read; a bad file is refused with FILE:LINE and exit status 78, before
 //! anything starts; `--version` and `--help` answer.
 
 use std::path::Path;
@@ -21,11 +21,25 @@ fn image_config() -> String {
     )
 }
 
-#[test]
-fn the_image_defaults_pass_check_config() {
+/// The QEMU profile's site file (copied to /var/lib/bunkeros/config on first boot).
+fn simulated_site() -> String {
+    format!("{}/../../image/sim/minerd.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A root with the image's defaults installed under /usr/share/bunkeros.
+fn installed_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
+    let share = root.path().join("usr/share/bunkeros");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::copy(image_config(), share.join("minerd.toml")).unwrap();
+    root
+}
+
+#[test]
+fn the_simulated_site_over_the_image_defaults_passes_check_config() {
+    let root = installed_root();
     let out = minerd(
-        &["--check-config", "--config", &image_config()],
+        &["--check-config", "--config", &simulated_site()],
         root.path(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -48,10 +62,7 @@ fn the_image_defaults_pass_check_config() {
 #[test]
 fn the_image_defaults_are_read_from_usr_share_too() {
     // As installed: /usr/share/bunkeros/minerd.toml under the root, no site file.
-    let root = tempfile::tempdir().unwrap();
-    let share = root.path().join("usr/share/bunkeros");
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::copy(image_config(), share.join("minerd.toml")).unwrap();
+    let root = installed_root();
     let out = minerd(&["--check-config"], root.path());
     assert!(
         out.status.success(),
