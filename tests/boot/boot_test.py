@@ -171,6 +171,7 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
 
     judge_trustd(c, image_dir, f, status)
     judge_hubd(c, f, status)
+    judge_minerd(c, f)
 
     c.check("no login prompt on the console", re.search(r"login:\s*$", console, re.M) is None)
     # The status screen's own words (bunkerctl status --watch), not systemd's boot messages.
@@ -237,6 +238,35 @@ def judge_hubd(c, f, status):
     c.check("hubd's metrics on 127.0.0.1:9102: no links configured, transit offered",
             "hubd_links_configured 0" in first(f, "hubd-metrics") and "hubd_transit 1" in first(f, "hubd-metrics"),
             first(f, "hubd-metrics"))
+
+
+def judge_minerd(c, f):
+    """minerd over the QEMU profile's simulated site: 40 miners found and polled, shares of both
+    owners through the proxy, an operator's bulk action, the audit log verified."""
+    c.check("minerd's configuration (image defaults + the simulated site's file) checks out",
+            first(f, "minerd-check-config").startswith("config OK: read /usr/share/bunkeros/minerd.toml, "
+                                                         "/var/lib/bunkeros/config/minerd.toml"),
+            first(f, "minerd-check-config")[:300])
+    state = first(f, "minerd-state")
+    c.check("minerd is READY with its STATUS= line", state.startswith("active fleet: "), state[:300])
+    metrics = first(f, "minerd-metrics")
+    up = sum(int(n) for n in re.findall(r'minerd_miners_polled\{[^}]*status="up"[^}]*\} (\d+)', metrics))
+    c.check("minerd discovered and polled the 40 simulated miners (minersim-a and -b) up", up == 40,
+            metrics[:400])
+    owners = set(re.findall(r'minerd_owner_shares_accepted_total\{owner="([^"]+)"\} [1-9]', metrics))
+    c.check("real shares of both owners' miners accepted through minerd's proxy",
+            owners == {"client-a", "client-b"}, metrics[:400])
+    caps = first(f, "minerd-capabilities").split()
+    c.check("minerd runs with no capability",
+            caps == ["CapPrm:", "0000000000000000", "CapEff:", "0000000000000000",
+                     "CapAmb:", "0000000000000000"], first(f, "minerd-capabilities"))
+    c.check("bunkerctl mining miners lists client-b's miners",
+            "127.1.0.66" in first(f, "mining-miners") and "client-b" in first(f, "mining-miners"),
+            first(f, "mining-miners"))
+    c.check("bunkerctl mining reboot of one miner finishes with it ok",
+            "1 miners, 1 ok, 0 failed" in first(f, "mining-reboot"), first(f, "mining-reboot"))
+    c.check("minerd's audit log verifies (bunkerctl mining audit verify)",
+            first(f, "mining-audit").endswith("verifies"), first(f, "mining-audit"))
 
 
 def judge_tamper(c, f):

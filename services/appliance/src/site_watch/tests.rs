@@ -402,10 +402,19 @@ async fn alarms_raised_at_the_stand_in_are_recorded_in_order() {
     let client = connect(&bus.bus()).await.unwrap();
     let proxy = Site1Proxy::new(&client).await.unwrap();
     proxy
-        .raise_alarm("minerd", "hijack/10.1.0.7", "critical", "foreign pool", "{}")
+        .raise_alarm(
+            "minerd",
+            "hijack/10.1.0.7",
+            "critical",
+            "foreign pool",
+            "{}",
+        )
         .await
         .unwrap();
-    proxy.clear_alarm("minerd", "hijack/10.1.0.7").await.unwrap();
+    proxy
+        .clear_alarm("minerd", "hijack/10.1.0.7")
+        .await
+        .unwrap();
     let alarms = sited.alarms().await.unwrap();
     assert_eq!(alarms.len(), 2);
     assert_eq!(
