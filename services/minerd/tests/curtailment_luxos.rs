@@ -1,5 +1,6 @@
 //! LuxOS sleeps and wakes over its API inside a `logon` session (`curtail sleep|wakeup`), so
-//! curtailment sleeps it like BOSminer rather than withholding its work. Region 127.62.15.0/24.
+//! curtailment sleeps it like BOSminer rather than withholding its work; a power target becomes
+//! one of its power profiles. Region 127.62.15.0/24.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -42,5 +43,46 @@ async fn luxos_sleeps_and_wakes_through_a_logon_session() {
         assert_eq!(report.done, 1, "{report:?}");
         assert_eq!(fleet.miner(ip).unwrap().view().sleeping, asleep);
     }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn luxos_takes_a_power_target_as_its_nearest_profile_below() {
+    assert!(supports(
+        FirmwareKind::Luxos,
+        &MinerAction::SetPowerTarget { watts: 2500 }
+    ));
+    assert!(!supports(
+        FirmwareKind::Bosminer,
+        &MinerAction::SetPowerTarget { watts: 2500 }
+    ));
+    let ip = Ipv4Addr::new(127, 62, 15, 2);
+    let mut spec = FleetSpec::new(ip, 1);
+    spec.models = ModelMix::only(Personality::S19jProLuxos);
+    let fleet = Fleet::start(spec).await.unwrap();
+    let miner = fleet.miner(ip).unwrap();
+    let before = miner.view().power_target_w;
+    let target = MinerTarget {
+        id: ip.to_string(),
+        api: fleet.api_addresses()[0],
+        firmware: FirmwareKind::Luxos,
+    };
+    let wanted = (before * 0.8).round() as u32;
+    let done = MinerAction::SetPowerTarget { watts: wanted }
+        .perform(&target, &ClientConfig::default())
+        .await
+        .expect("LuxOS sets a power profile");
+    let after = miner.view().power_target_w;
+    assert!(
+        after <= f64::from(wanted) && after < before,
+        "{done}: target {wanted} W, miner now at {after} W (was {before} W)"
+    );
+    assert!(done.starts_with("power profile "), "{done}");
+    // A target under every profile takes the lowest one rather than failing.
+    MinerAction::SetPowerTarget { watts: 1 }
+        .perform(&target, &ClientConfig::default())
+        .await
+        .expect("the lowest profile");
+    assert!(miner.view().power_target_w < after);
     fleet.stop().await;
 }

@@ -44,6 +44,13 @@ pub enum Command {
         session: String,
         sleep: bool,
     },
+    /// LuxOS: the power profiles the miner offers (name, watts, hashrate).
+    Profiles,
+    /// LuxOS: run at the power profile `profile`, inside the session `session`.
+    ProfileSet {
+        session: String,
+        profile: String,
+    },
 }
 
 impl Command {
@@ -70,6 +77,8 @@ impl Command {
             Command::Resume => "resume",
             Command::Logon => "logon",
             Command::Curtail { .. } => "curtail",
+            Command::Profiles => "profiles",
+            Command::ProfileSet { .. } => "profileset",
         }
     }
 
@@ -96,6 +105,11 @@ impl Command {
                 escape_parameter(session),
                 if *sleep { "sleep" } else { "wakeup" }
             )),
+            Command::ProfileSet { session, profile } => Some(format!(
+                "{},{}",
+                escape_parameter(session),
+                escape_parameter(profile)
+            )),
             _ => None,
         }
     }
@@ -115,6 +129,7 @@ impl Command {
                 | Command::Pause
                 | Command::Resume
                 | Command::Curtail { .. }
+                | Command::ProfileSet { .. }
         )
     }
 }

@@ -143,12 +143,73 @@ impl MinerAction {
                 set_sleeping(target, client, false).await?;
                 Ok("hashing resumed".to_owned())
             }
-            MinerAction::SetPowerTarget { .. } => Err(ActionError::Unsupported {
-                firmware: target.firmware,
-                what: "set a power target",
-            }),
+            MinerAction::SetPowerTarget { watts } => set_power_target(target, client, *watts).await,
         }
     }
+}
+
+/// A power target where the firmware's API takes one: LuxOS runs at named power profiles, so
+/// the target becomes the highest profile at or below it (the lowest when none is), set inside
+/// the API session. BOSminer takes targets only over its gRPC/REST API, stock firmware not at all.
+async fn set_power_target(
+    target: &MinerTarget,
+    client: &ClientConfig,
+    watts: u32,
+) -> Result<String, ActionError> {
+    if target.firmware != FirmwareKind::Luxos {
+        return Err(ActionError::Unsupported {
+            firmware: target.firmware,
+            what: "set a power target",
+        });
+    }
+    let api = target.api;
+    let reply = send(api, client, Command::Profiles).await?;
+    let profiles = power_profiles(reply.section(Command::Profiles.name())?);
+    let (profile, profile_watts) =
+        profile_for(&profiles, f64::from(watts)).ok_or_else(|| ActionError::NotVerified {
+            reason: "the miner lists no power profiles".to_owned(),
+        })?;
+    let session = luxos_session(api, client).await?;
+    send(
+        api,
+        client,
+        Command::ProfileSet {
+            session,
+            profile: profile.clone(),
+        },
+    )
+    .await?;
+    Ok(format!(
+        "power profile {profile} ({profile_watts:.0} W) for a target of {watts} W"
+    ))
+}
+
+/// LuxOS `profiles`: each profile's name and watts (records without both are skipped).
+fn power_profiles(section: &crate::cgminer::Section) -> Vec<(String, f64)> {
+    section
+        .records("PROFILES")
+        .iter()
+        .filter_map(|r| {
+            let name = r.get("Profile Name")?.as_str()?.to_owned();
+            let watts = r
+                .get("Watts")?
+                .as_f64()
+                .filter(|w| w.is_finite() && *w > 0.0)?;
+            Some((name, watts))
+        })
+        .collect()
+}
+
+/// The highest profile at or below `watts`, else the lowest (a target under every profile still
+/// draws as little as the miner can while hashing).
+pub fn profile_for(profiles: &[(String, f64)], watts: f64) -> Option<(String, f64)> {
+    let by_watts = |a: &&(String, f64), b: &&(String, f64)| a.1.total_cmp(&b.1);
+    profiles
+        .iter()
+        .filter(|(_, w)| *w <= watts)
+        .max_by(by_watts)
+        .or_else(|| profiles.iter().min_by(by_watts))
+        .cloned()
 }
 
 async fn set_sleeping(
@@ -215,6 +276,6 @@ pub fn supports(firmware: FirmwareKind, action: &MinerAction) -> bool {
         MinerAction::Sleep | MinerAction::Wake => {
             matches!(firmware, FirmwareKind::Bosminer | FirmwareKind::Luxos)
         }
-        MinerAction::SetPowerTarget { .. } => false,
+        MinerAction::SetPowerTarget { .. } => firmware == FirmwareKind::Luxos,
     }
 }
