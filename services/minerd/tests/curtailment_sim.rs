@@ -145,12 +145,19 @@ async fn a_budget_drop_sleeps_the_least_efficient_first_on_the_signal_then_resto
     })
     .await;
     assert!(!sleeping(&rig, miners[2].0) && !sleeping(&rig, miners[3].0));
-    for (ip, ..) in &miners[..2] {
-        assert_eq!(rig.record(*ip).state, MinerState::Sleeping);
-    }
-    let status = driver.status().unwrap();
-    assert_eq!(status.budget_w, low);
-    assert_eq!(status.asleep, 2);
+    // The driver records the sleep in the inventory once the miner has answered, so the
+    // simulator can show it asleep a moment before the inventory does.
+    wait_for("the two asleep in the inventory", REACTION, || {
+        miners[..2]
+            .iter()
+            .all(|(ip, ..)| rig.record(*ip).state == MinerState::Sleeping)
+    })
+    .await;
+    wait_for("the driver's status counts them", REACTION, || {
+        driver.status().is_some_and(|s| s.asleep == 2)
+    })
+    .await;
+    assert_eq!(driver.status().unwrap().budget_w, low);
 
     // Everything to sleep, then room for one miner: the most efficient wakes, after the hold.
     site.set_budget(0.0, 20.0).await.unwrap();
@@ -189,7 +196,10 @@ async fn a_budget_drop_sleeps_the_least_efficient_first_on_the_signal_then_resto
         miners[..3].iter().all(|m| sleeping(&rig, m.0)),
         "only the most efficient miner fits"
     );
-    assert_eq!(rig.record(best.0).state, MinerState::Active);
+    wait_for("the woken miner active in the inventory", REACTION, || {
+        rig.record(best.0).state == MinerState::Active
+    })
+    .await;
     run.abort();
 }
 
@@ -279,7 +289,10 @@ async fn miners_that_cannot_sleep_are_curtailed_by_withholding_their_work() {
     // No sleep over the API: the proxy stops giving it work and it idles.
     wait_for("the least efficient miner idles", REACTION, || idle(worst)).await;
     assert!(rig.proxy.is_withholding_work(worst.into()));
-    assert_eq!(rig.record(worst).state, MinerState::Sleeping);
+    wait_for("the idled miner asleep in the inventory", REACTION, || {
+        rig.record(worst).state == MinerState::Sleeping
+    })
+    .await;
     assert!(miners[1..].iter().all(|m| !idle(m.0)));
     // Room again: after the hold, a telemetry cycle gives it work back and it hashes.
     site.set_budget(1_000_000.0, 20.0).await.unwrap();
@@ -291,6 +304,9 @@ async fn miners_that_cannot_sleep_are_curtailed_by_withholding_their_work() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(!rig.proxy.is_withholding_work(worst.into()));
-    assert_eq!(rig.record(worst).state, MinerState::Active);
+    wait_for("the miner active in the inventory again", REACTION, || {
+        rig.record(worst).state == MinerState::Active
+    })
+    .await;
     run.abort();
 }
