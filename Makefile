@@ -40,7 +40,7 @@ BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust pyasic-venv test-boot test-reproducible test-image-faults lint fuzz bench bench-deps clean
+.PHONY: help deps build release image image-lock image-verify run test test-rust pyasic-venv test-boot test-reproducible test-image-faults disk-check lint fuzz bench bench-deps clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -139,7 +139,20 @@ test-reproducible: image
 	if [ "$$a" = "$$b" ]; then echo "reproducible: the two builds are bit-identical"; \
 	else echo "reproducible: the builds DIFFER"; diff <(cd $(IMAGE_DIR) && sha256sum *) <(cd build/verify/again && sha256sum *) || true; exit 1; fi
 
-test: lint test-rust test-image-faults test-reproducible test-boot
+test: disk-check lint test-rust test-image-faults test-reproducible test-boot
+
+# `make test` is one full run, not an edit loop: cargo's incremental cache (as large as the build
+# itself) buys nothing there, so its builds go without it.
+test lint test-rust: export CARGO_INCREMENTAL := 0
+
+# A full run writes its Rust builds (target/) and three image builds (build/); say early, not 20
+# minutes in, when the disk cannot hold them.
+TEST_DISK_GB := 20
+disk-check:
+	@free=$$(df -P --block-size=1G . | awk 'NR==2 {print $$4}'); \
+	echo "==> disk: $$free GB free here; a full make test from scratch writes about $(TEST_DISK_GB) GB"; \
+	if [ "$$free" -lt $(TEST_DISK_GB) ]; then \
+		echo "warning: less than $(TEST_DISK_GB) GB free: the run may stop with 'No space left on device'" >&2; fi
 
 # Benchmarks: each prints absolute figures and ratios against a baseline measured in the same run.
 bench-deps: deps

@@ -163,6 +163,9 @@ chmod 0644 "$staging"/*
 rm -rf "$out"
 mv "$staging" "$out"
 trap - EXIT
+# The root tree and the assembly area are rebuilt from scratch by every build: once the image is
+# out they are only disk (about 1 GB), so they go. After a failure they stay, to be looked at.
+rm -rf "$work/root" "$work/assemble"
 mib() { echo "$(( $1 / 1048576 )) MiB"; }
 . "$out/build-info"
 echo "==> done in $(( $(date +%s) - started )) s: $out/bunkeros.img"
