@@ -52,7 +52,7 @@ use crate::mining1::jobs::Jobs;
 use crate::operations::SharedAuditLog;
 use crate::proxy::{Accounting, Proxy};
 use crate::site_alarms::SiteAlarms;
-use crate::snapshot::{BudgetSummary, DiscoverySummary, MiningSnapshot, PollSummary};
+use crate::snapshot::{BudgetSummary, DiscoverySummary, MiningSnapshot, PollSummary, Republish};
 use crate::telemetry::Telemetry;
 
 /// The proxy's share accounting in the state directory.
@@ -214,7 +214,7 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
     let mut line = snapshot.status_line();
     let (snapshots, _first_reader) = watch::channel(Arc::new(snapshot));
 
-    let changed = Arc::new(Notify::new());
+    let republish = Arc::new(Republish::default());
     let actions = Arc::new(ActionContext {
         config: Arc::clone(&config),
         inventory: Arc::clone(&inventory),
@@ -223,7 +223,7 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         client: config.telemetry.client_config(),
         scans: scans_in,
         guard,
-        changed: Arc::clone(&changed),
+        republish: Arc::clone(&republish),
     });
     let _bus = appliance::dbus::serve(
         &bus,
@@ -265,14 +265,16 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
                 remembered.budget = budget_of(&config, report);
                 true
             }
-            () = changed.notified() => true,
+            () = republish.requested() => true,
             _ = ticker.tick() => false,
         };
         heartbeat.beat();
         if !changed {
             continue;
         }
-        let snapshot = publish_round(
+        // Read before the sources: every action requested up to here is in what they show.
+        let generation = republish.generation_now();
+        let mut snapshot = publish_round(
             &sources,
             &remembered,
             &directory,
@@ -280,6 +282,7 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
             &proxy_metrics,
         )
         .await?;
+        snapshot.generation = generation;
         let fresh = snapshot.status_line();
         snapshots.send_replace(Arc::new(snapshot));
         if fresh != line {

@@ -26,7 +26,10 @@ use zbus::object_server::SignalEmitter;
 use self::actions::ActionContext;
 use self::selection::Selection;
 use crate::inventory::{MinerState, Resolution, unix_now};
-use crate::snapshot::{MiningSnapshot, Snapshots};
+use crate::snapshot::{MiningSnapshot, Snapshots, wait_for_generation};
+
+/// How long a change waits for the snapshot that shows it (one publish round, normally ms).
+const FRESH_SNAPSHOT_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A refusal, as the D-Bus error minerd answers with (names in `mining_errors`).
 #[derive(Debug, zbus::DBusError)]
@@ -206,7 +209,13 @@ impl Mining1 {
                 miner.state.as_str()
             )));
         }
-        self.actions.release(*miner.addr.ip(), &actor, &note).await
+        let generation = self
+            .actions
+            .release(*miner.addr.ip(), &actor, &note)
+            .await?;
+        // The caller's next read shows the miner released.
+        wait_for_generation(&self.snapshots, generation, FRESH_SNAPSHOT_WITHIN).await;
+        Ok(())
     }
 
     /// `Scan() -> s`.

@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Notify, watch};
 
 use crate::curtailment_driver::CurtailmentStatus;
 use crate::discovery::DiscoveryReport;
@@ -40,6 +42,8 @@ pub struct MiningSnapshot {
     /// The audit log.
     pub audit: AuditSummary,
     pub taken_at: SystemTime,
+    /// The last [`Republish`] request this snapshot reflects.
+    pub generation: u64,
 }
 
 /// What the last poll cycle did.
@@ -112,6 +116,7 @@ impl MiningSnapshot {
             hijacks: Ok(Vec::new()),
             audit: AuditSummary::default(),
             taken_at: SystemTime::now(),
+            generation: 0,
         }
     }
 
@@ -182,6 +187,48 @@ fn pools_phrase(upstreams: &[UpstreamView]) -> String {
 
 /// The receiving end the edges hold.
 pub type Snapshots = watch::Receiver<Arc<MiningSnapshot>>;
+
+/// Read-your-writes for the edges: an action that changed the inventory asks for a fresh
+/// snapshot, and may wait until one taken after its change is published (an operator who
+/// releases a miner and looks at it at once sees it released).
+#[derive(Debug, Default)]
+pub struct Republish {
+    requested: AtomicU64,
+    notify: Notify,
+}
+
+impl Republish {
+    /// Asks the daemon for a fresh snapshot; returns the generation that will reflect what
+    /// changed before this call.
+    pub fn request(&self) -> u64 {
+        let generation = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.notify.notify_one();
+        generation
+    }
+
+    /// Resolves when a request is waiting.
+    pub async fn requested(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The generation a snapshot whose reading starts now reflects.
+    pub fn generation_now(&self) -> u64 {
+        self.requested.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits (at most `within`) until `snapshots` publishes one of at least `generation`. On
+/// timeout the change has still been made; only the view of it lags.
+pub async fn wait_for_generation(snapshots: &Snapshots, generation: u64, within: Duration) {
+    let mut snapshots = snapshots.clone();
+    let fresh = snapshots.wait_for(|s| s.generation >= generation);
+    if tokio::time::timeout(within, fresh).await.is_err() {
+        tracing::warn!(
+            generation,
+            "no fresh snapshot within {within:?}; the answer may show the state before the change"
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -88,6 +88,7 @@ impl Sources {
                 last_sealed_seq: (sealed > 0).then_some(sealed),
             },
             taken_at: SystemTime::now(),
+            generation: 0,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use appliance::audit_log::Entry;
 use serde_json::json;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use zbus::object_server::SignalEmitter;
 
 use super::jobs::Jobs;
@@ -21,6 +21,7 @@ use crate::inventory::{Inventory, MinerRecord, MinerState};
 use crate::operations::{
     BulkReport, BulkRequest, MinerAction, MinerTarget, Progress, SharedAuditLog, run_bulk,
 };
+use crate::snapshot::Republish;
 
 /// Longest note `Release` takes for the audit log.
 pub const MAX_NOTE: usize = 1024;
@@ -156,8 +157,8 @@ pub struct ActionContext {
     pub scans: mpsc::Sender<ScanRequest>,
     /// The hijack guard, which releases quarantined miners.
     pub guard: Arc<HijackGuard>,
-    /// Told when an action changed the inventory, so the daemon publishes a fresh snapshot.
-    pub changed: Arc<Notify>,
+    /// Asked when an action changed the inventory, so the daemon publishes a fresh snapshot.
+    pub republish: Arc<Republish>,
 }
 
 impl ActionContext {
@@ -258,20 +259,21 @@ impl ActionContext {
             tracing::error!(job = %id, "job stopped: {why}");
         }
         self.jobs.finish(&id, stopped);
-        self.changed.notify_one();
+        self.republish.request();
     }
 
     /// An operator releases a quarantined miner (the guard closes its findings, audits, lifts
-    /// the quarantine in the inventory and the proxy, clears the alarm).
+    /// the quarantine in the inventory and the proxy, clears the alarm). Returns the snapshot
+    /// generation that shows it.
     pub async fn release(
         &self,
         ip: std::net::Ipv4Addr,
         actor: &str,
         note: &str,
-    ) -> Result<(), MiningError> {
+    ) -> Result<u64, MiningError> {
         let released = self.guard.release(ip, actor, note).await;
-        self.changed.notify_one();
-        released.map_err(|error| match error {
+        let generation = self.republish.request();
+        released.map(|()| generation).map_err(|error| match error {
             crate::hijack_guard::GuardError::UnknownMiner(_) => {
                 MiningError::NotFound(error.to_string())
             }
