@@ -126,6 +126,9 @@ fn draw_line(curtailment: &Value) -> String {
         power(&curtailment["draw_w"]),
         text(&curtailment["asleep"]),
     );
+    if let Some(lowered) = positive(&curtailment["lowered"]) {
+        line.push_str(&format!("; at a lower power profile: {lowered}"));
+    }
     if let Some(shortfall) = positive(&curtailment["shortfall_w"]) {
         line.push_str(&format!(
             "; {} over the budget with every miner that may sleep asleep",

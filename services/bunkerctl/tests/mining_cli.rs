@@ -297,7 +297,7 @@ async fn the_operator_reads_the_fleet_at_80_columns() {
     assert!(
         text.contains(
             "  curtailment   sited: budget 40.00 kW, effective 38.00 kW, headroom 12.0 °C\n\
-             \x20               draw 36.42 kW; miners asleep: 1\n\
+             \x20               draw 36.42 kW; miners asleep: 1; at a lower power profile: 2\n\
              \x20 hijacks       1 open (bunkerctl mining hijacks)\n"
         ),
         "{text}"

@@ -44,7 +44,7 @@ pub struct MinerLoad {
     pub awake_draw_w: f64,
     /// TH/s awake at its current target (last seen awake, if asleep).
     pub awake_hashrate_ths: f64,
-    /// Power target support, where the firmware has one (BOSminer, LuxOS).
+    /// Power target support, where the firmware takes one over its API (LuxOS profiles).
     pub power_target: Option<PowerTarget>,
     /// The firmware can sleep (pause hashing, fans down) and wake on command.
     pub can_sleep: bool,

@@ -16,7 +16,14 @@
 //!   work (`Proxy::withhold_work`), so the miner has nothing to hash and idles (audited as
 //!   `curtailment.withhold-work` / `curtailment.give-work`); the switch lives in memory, so
 //!   [`CurtailmentDriver::run`] re-applies it at start to every miner the inventory holds as
-//!   sleeping. Power targets only where an action exists (none over the cgminer API today).
+//!   sleeping.
+//! - **Power targets** where the firmware takes one over its API: LuxOS's power profiles. The
+//!   driver reads a LuxOS miner's profiles once (`profiles`, again if it runs one not among
+//!   them); the poll names the running one (`config`). The planner sees the running profile's
+//!   watts, the lowest profile as the floor, and as the ceiling the inventory's power target
+//!   (the operator's) or else LuxOS's `default` profile. A target becomes the highest profile
+//!   at or below it, so shedding saves at least what was asked; a target that would leave the
+//!   miner on the profile it runs is not sent at all.
 //! - **After the actions**: a miner put to sleep is marked `sleeping` in the inventory, a woken
 //!   one `active`; a failed action is forgotten by the planner so the next round plans from
 //!   what the miner reports.
@@ -37,19 +44,23 @@ use std::sync::{Arc, Mutex};
 use appliance::audit_log::Entry;
 use appliance::site_watch::SiteReport;
 use serde_json::json;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cgminer::ClientConfig;
+use crate::cgminer::{ClientConfig, FirmwareKind};
 use crate::curtailment::{
-    Budget, CurtailAction, CurtailmentPlanner, CurtailmentSettings, MinerLoad, Plan,
+    Budget, CurtailAction, CurtailmentPlanner, CurtailmentSettings, MinerLoad, Plan, PowerTarget,
 };
 use crate::inventory::{Inventory, InventoryError, MinerFilter, MinerRecord, MinerState};
 use crate::operations::{
-    BulkLimits, MinerAction, MinerTarget, SharedAuditLog, run_on_miners, supports,
+    BulkLimits, MinerAction, MinerTarget, PowerProfiles, SharedAuditLog, run_on_miners, supports,
 };
 use crate::proxy::Proxy;
 use crate::telemetry::{Telemetry, aggregate};
+
+/// The profile LuxOS ships running: the ceiling when the operator set no power target.
+const LUXOS_STOCK_PROFILE: &str = "default";
 
 /// The actor of curtailment's actions in the audit log.
 pub const ACTOR: &str = "minerd";
@@ -76,6 +87,8 @@ pub struct CurtailmentStatus {
     pub asleep: usize,
     /// Watts over the budget with everything sheddable shed.
     pub shortfall_w: f64,
+    /// Miners running under their preferred power target (a lower power profile).
+    pub lowered: usize,
     /// Actions the latest round issued.
     pub actions: usize,
 }
@@ -98,6 +111,8 @@ pub struct CurtailmentDriver {
     proxy: Option<Arc<Proxy>>,
     planner: Mutex<CurtailmentPlanner>,
     awake: Mutex<HashMap<Ipv4Addr, AwakeLoad>>,
+    /// LuxOS miners' power profiles, as read from each.
+    profiles: Mutex<HashMap<Ipv4Addr, PowerProfiles>>,
     status: Mutex<Option<CurtailmentStatus>>,
     cycle_done: Notify,
 }
@@ -132,6 +147,7 @@ impl CurtailmentDriver {
             client,
             proxy,
             awake: Mutex::new(HashMap::new()),
+            profiles: Mutex::new(HashMap::new()),
             status: Mutex::new(None),
             cycle_done: Notify::new(),
         }
@@ -203,6 +219,7 @@ impl CurtailmentDriver {
             ),
         };
         let records = self.records().await?;
+        self.learn_profiles(&records).await;
         let loads = self.loads(&records);
         let plan = self.planner.lock().unwrap_or_else(|p| p.into_inner()).plan(
             Instant::now(),
@@ -216,7 +233,8 @@ impl CurtailmentDriver {
                 "curtailment acting"
             );
         }
-        self.execute(&plan.actions, &records).await?;
+        let actions = self.drop_unchanged_profiles(plan.actions.clone(), &loads);
+        self.execute(&actions, &records).await?;
         let asleep = self
             .records()
             .await?
@@ -231,6 +249,11 @@ impl CurtailmentDriver {
             draw_w: plan.draw_w,
             asleep,
             shortfall_w: plan.shortfall_w,
+            lowered: loads
+                .iter()
+                .filter_map(|m| m.power_target)
+                .filter(|t| t.current_w < t.preferred_w)
+                .count(),
             actions: plan.actions.len(),
         });
         Ok(plan)
@@ -305,9 +328,105 @@ impl CurtailmentDriver {
             draw_w,
             awake_draw_w: known.draw_w,
             awake_hashrate_ths: known.hashrate_ths,
-            power_target: None,
+            power_target: self.power_target(record, snapshot.power_profile.as_deref()),
             can_sleep: sleeps_by_api(record) || self.proxy.is_some(),
         })
+    }
+
+    /// Reads the power profiles of LuxOS miners that answered their last poll and whose
+    /// running profile is not among what was read (first sight, or new firmware). A miner that
+    /// does not answer is asked again next round; until then it has no power target.
+    async fn learn_profiles(&self, records: &[MinerRecord]) {
+        let wanted: Vec<(Ipv4Addr, std::net::SocketAddr)> = records
+            .iter()
+            .filter(|r| r.firmware == FirmwareKind::Luxos)
+            .filter_map(|r| {
+                let status = self.telemetry.status(r.id)?;
+                let running = status.snapshot.as_ref()?.power_profile.clone()?;
+                let ip = *r.addr.ip();
+                let known = self
+                    .lock_profiles()
+                    .get(&ip)
+                    .map(|p| p.named(&running).is_some());
+                (known != Some(true)).then_some((ip, r.addr.into()))
+            })
+            .collect();
+        let limit = Arc::new(Semaphore::new(self.limits.concurrency.max(1)));
+        let mut reads = JoinSet::new();
+        for (ip, api) in wanted {
+            let (limit, client) = (Arc::clone(&limit), self.client);
+            reads.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (ip, PowerProfiles::read(api, &client).await)
+            });
+        }
+        while let Some(joined) = reads.join_next().await {
+            let Ok((ip, read)) = joined else { continue };
+            match read {
+                Ok(read) => {
+                    self.lock_profiles().insert(ip, read);
+                }
+                Err(e) => {
+                    tracing::warn!(miner = %ip, error = %e, "power profiles not read; no power target for it this round")
+                }
+            }
+        }
+    }
+
+    fn lock_profiles(&self) -> std::sync::MutexGuard<'_, HashMap<Ipv4Addr, PowerProfiles>> {
+        self.profiles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The power target curtailment may move: LuxOS with known profiles and a running one.
+    fn power_target(&self, record: &MinerRecord, running: Option<&str>) -> Option<PowerTarget> {
+        let profiles = self.lock_profiles();
+        let profiles = profiles.get(record.addr.ip())?;
+        let current_w = profiles.named(running?)?.watts;
+        let min_w = profiles.lowest()?.watts;
+        let preferred_w = record
+            .power_target_w
+            .or_else(|| profiles.named(LUXOS_STOCK_PROFILE).map(|p| p.watts))
+            .unwrap_or(current_w)
+            .max(min_w);
+        Some(PowerTarget {
+            current_w,
+            min_w,
+            preferred_w,
+        })
+    }
+
+    /// A target that maps to the profile the miner already runs changes nothing: it is not
+    /// sent (nor audited), and the planner plans again from the miner's report.
+    fn drop_unchanged_profiles(
+        &self,
+        actions: Vec<CurtailAction>,
+        loads: &[MinerLoad],
+    ) -> Vec<CurtailAction> {
+        let profiles = self.lock_profiles();
+        let mut planner = self.planner.lock().unwrap_or_else(|p| p.into_inner());
+        actions
+            .into_iter()
+            .filter(|action| {
+                let CurtailAction::SetPowerTarget { id, watts } = action else {
+                    return true;
+                };
+                let chosen = id
+                    .parse::<Ipv4Addr>()
+                    .ok()
+                    .and_then(|ip| profiles.get(&ip))
+                    .and_then(|p| p.for_target(*watts));
+                let running = loads
+                    .iter()
+                    .find(|m| &m.id == id)
+                    .and_then(|m| m.power_target);
+                let unchanged = matches!((chosen, running),
+                    (Some(chosen), Some(running)) if chosen.watts == running.current_w);
+                if unchanged {
+                    planner.forget(id);
+                }
+                !unchanged
+            })
+            .collect()
     }
 
     async fn execute(

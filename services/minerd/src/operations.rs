@@ -9,6 +9,7 @@
 //! [`run_on_miners`] puts the two together.
 
 pub mod miner_action;
+pub mod power_profiles;
 pub mod runner;
 pub mod set_pools;
 
@@ -18,6 +19,7 @@ use appliance::audit_log::AppendError;
 use tokio::sync::mpsc;
 
 pub use miner_action::{ActionError, MinerAction, MinerTarget, supports};
+pub use power_profiles::{PowerProfile, PowerProfiles};
 pub use runner::{
     BulkLimits, BulkReport, BulkRequest, BulkTarget, Progress, SharedAuditLog, TargetResult,
     run_bulk,

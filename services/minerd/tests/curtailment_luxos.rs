@@ -1,12 +1,18 @@
 //! LuxOS sleeps and wakes over its API inside a `logon` session (`curtail sleep|wakeup`), so
 //! curtailment sleeps it like BOSminer rather than withholding its work; a power target becomes
-//! one of its power profiles. Region 127.62.15.0/24.
+//! one of its power profiles; its poll reads the wall power and the running profile.
+//! Region 127.62.15.0/24.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use minerd::cgminer::{ClientConfig, FirmwareKind};
-use minerd::operations::{BulkLimits, MinerAction, MinerTarget, run_on_miners, supports};
+use minerd::inventory::MinerId;
+use minerd::operations::{
+    BulkLimits, MinerAction, MinerTarget, PowerProfiles, run_on_miners, supports,
+};
+use minerd::telemetry::PollTarget;
+use minerd::telemetry::miner_poll::poll_miner;
 use sim::fleet::{Fleet, FleetSpec, ModelMix};
 use sim::miner::model::Personality;
 
@@ -84,5 +90,59 @@ async fn luxos_takes_a_power_target_as_its_nearest_profile_below() {
         .await
         .expect("the lowest profile");
     assert!(miner.view().power_target_w < after);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_reads_luxos_wall_power_and_running_profile() {
+    let ip = Ipv4Addr::new(127, 62, 15, 3);
+    let mut spec = FleetSpec::new(ip, 1);
+    spec.models = ModelMix::only(Personality::S19jProLuxos);
+    let fleet = Fleet::start(spec).await.unwrap();
+    let miner = fleet.miner(ip).unwrap();
+    let api = fleet.api_addresses()[0];
+    let client = ClientConfig::default();
+    let profiles = PowerProfiles::read(api, &client).await.unwrap();
+    let poll = || async {
+        let target = PollTarget {
+            miner: MinerId(1),
+            addr: api,
+            firmware: FirmwareKind::Luxos,
+            joins: true,
+        };
+        poll_miner(&target, &client, std::time::Duration::from_secs(5))
+            .await
+            .outcome
+            .expect("the LuxOS miner answers its poll")
+    };
+    let snapshot = poll().await;
+    assert_eq!(snapshot.power_profile.as_deref(), Some("default"));
+    let truth = miner.view();
+    let watts = snapshot.power_watts.expect("LuxOS reports its wall power");
+    assert!(
+        (watts - truth.power_w).abs() <= 1.0,
+        "{watts} W, simulator {} W",
+        truth.power_w
+    );
+
+    let lower = profiles
+        .for_target(truth.power_target_w - 1.0)
+        .unwrap()
+        .clone();
+    MinerAction::SetPowerTarget {
+        watts: lower.watts as u32,
+    }
+    .perform(
+        &MinerTarget {
+            id: ip.to_string(),
+            api,
+            firmware: FirmwareKind::Luxos,
+        },
+        &client,
+    )
+    .await
+    .unwrap();
+    let snapshot = poll().await;
+    assert_eq!(snapshot.power_profile.as_deref(), Some(lower.name.as_str()));
     fleet.stop().await;
 }

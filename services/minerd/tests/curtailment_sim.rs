@@ -3,9 +3,10 @@
 //! to the signal (the poll interval is 60 s and nothing polls); a restored budget wakes the
 //! most efficient first, after the hold; an oscillating budget does not flap miners; without
 //! sited the static budget applies; miners that cannot sleep over their API (stock bmminer)
-//! idle because the proxy withholds their work.
+//! idle because the proxy withholds their work; LuxOS miners step down their power profiles
+//! before anything sleeps, and back up when the budget allows.
 //!
-//! Region 127.62.11.0/24 to 127.62.14.0/24.
+//! Region 127.62.11.0/24 to 127.62.14.0/24 and 127.62.16.0/24.
 
 #[path = "guard_support/mod.rs"]
 mod guard_support;
@@ -308,5 +309,87 @@ async fn miners_that_cannot_sleep_are_curtailed_by_withholding_their_work() {
         rig.record(worst).state == MinerState::Active
     })
     .await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn luxos_miners_step_down_power_profiles_before_sleeping_and_back_up_after_the_hold() {
+    // Three miners of one model: their J/TH differ by little, so the test counts what happened
+    // rather than naming which miner the driver chose.
+    let rig = rig(16, 3, ModelMix::only(Personality::S19jProLuxos)).await;
+    rig.poll().await;
+    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
+    let driver = driver(&rig, settings(3));
+    let run = tokio::spawn(Arc::clone(&driver).run(Some(watch.reports())));
+    wait_for("the first round follows sited", BOUND, || {
+        driver
+            .status()
+            .is_some_and(|s| s.source == BudgetSource::Sited)
+    })
+    .await;
+    let miners = by_efficiency(&rig);
+    let view = |ip: Ipv4Addr| rig.fleet.miner(ip).unwrap().view();
+    let stock: Vec<(Ipv4Addr, f64)> = miners
+        .iter()
+        .map(|m| (m.0, view(m.0).power_target_w))
+        .collect();
+    // (asleep, lowered and awake) counts as the simulator shows them.
+    let counts = || {
+        stock.iter().fold((0, 0), |(asleep, lowered), (ip, w)| {
+            let v = view(*ip);
+            (
+                asleep + usize::from(v.sleeping),
+                lowered + usize::from(!v.sleeping && v.power_target_w < *w),
+            )
+        })
+    };
+    let total: f64 = miners.iter().map(|m| m.1).sum();
+    let site = rig.site.as_ref().unwrap();
+
+    // 200 W over: one profile step (8 % of ~3.2 kW) of one miner absorbs it; nothing sleeps.
+    site.set_budget(total - 200.0, 20.0).await.unwrap();
+    wait_for("one miner on a lower profile", REACTION, || {
+        counts() == (0, 1)
+    })
+    .await;
+    rig.poll().await;
+    driver.after_cycle();
+    wait_for("the status counts one lowered miner", REACTION, || {
+        driver
+            .status()
+            .is_some_and(|s| s.lowered == 1 && s.asleep == 0)
+    })
+    .await;
+    let status = driver.status().unwrap();
+    assert!(status.draw_w <= total - 200.0, "{}", picture(&rig, &driver));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        counts(),
+        (0, 1),
+        "one step was enough: {}",
+        picture(&rig, &driver)
+    );
+
+    // Room again: after the hold, a telemetry cycle puts it back on its stock profile.
+    site.set_budget(1_000_000.0, 20.0).await.unwrap();
+    let started = std::time::Instant::now();
+    while counts() != (0, 0) {
+        assert!(started.elapsed() < BOUND, "{}", picture(&rig, &driver));
+        rig.poll().await;
+        driver.after_cycle();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(stock.iter().all(|(ip, w)| view(*ip).power_target_w == *w));
+
+    // More than a whole miner's draw over: no profile saves that much, so one miner sleeps and
+    // another steps down for the rest; the third is untouched.
+    site.set_budget(total - miners[0].1 - 300.0, 20.0)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while counts() != (1, 1) {
+        assert!(started.elapsed() < REACTION, "{}", picture(&rig, &driver));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     run.abort();
 }

@@ -45,7 +45,7 @@ fn the_status_reads_at_a_glance_on_80_columns() {
   discovery     2026-11-21T08:00:00Z: 1024 addresses scanned, 4 miners found
   proxy         stratum on 10.1.255.1:3333, 3 miners connected
   curtailment   sited: budget 40.00 kW, effective 38.00 kW, headroom 12.0 °C
-                draw 36.42 kW; miners asleep: 1
+                draw 36.42 kW; miners asleep: 1; at a lower power profile: 2
   hijacks       1 open (bunkerctl mining hijacks)
   audit         57 records, last sealed at record 50
   taken at      2026-11-21T09:00:02Z

@@ -46,6 +46,10 @@ pub enum Command {
     },
     /// LuxOS: the power profiles the miner offers (name, watts, hashrate).
     Profiles,
+    /// LuxOS: its settings, among them the power profile it runs (`Profile`).
+    Config,
+    /// LuxOS: the wall power the PSU reports (`Watts`).
+    Power,
     /// LuxOS: run at the power profile `profile`, inside the session `session`.
     ProfileSet {
         session: String,
@@ -78,6 +82,8 @@ impl Command {
             Command::Logon => "logon",
             Command::Curtail { .. } => "curtail",
             Command::Profiles => "profiles",
+            Command::Config => "config",
+            Command::Power => "power",
             Command::ProfileSet { .. } => "profileset",
         }
     }

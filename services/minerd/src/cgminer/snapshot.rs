@@ -125,6 +125,8 @@ pub struct MinerSnapshot {
     pub fans: Vec<Fan>,
     pub power_watts: Option<f64>,
     pub power_target_watts: Option<f64>,
+    /// The power profile the miner runs (LuxOS `config` `Profile`), named as in `profiles`.
+    pub power_profile: Option<String>,
     pub pools: Vec<PoolStatus>,
 }
 
@@ -191,6 +193,7 @@ impl MinerSnapshot {
         snap.read_antminer_stats(reply);
         snap.read_bosminer_boards(reply);
         snap.read_bosminer_fans_and_tuner(reply);
+        snap.read_luxos_power(reply);
         snap.read_pools(reply);
         snap
     }
@@ -390,6 +393,18 @@ impl MinerSnapshot {
             self.power_watts = number(tuner.get("ApproximateMinerPowerConsumption"))
                 .filter(|w| *w > 0.0)
                 .or(self.power_watts);
+        }
+    }
+
+    /// LuxOS: the PSU's wall power (`power`) and the running power profile (`config`).
+    fn read_luxos_power(&mut self, reply: &Reply) {
+        if let Some(power) = first_record(reply, "power", "POWER") {
+            self.power_watts = number(power.get("Watts"))
+                .filter(|w| *w > 0.0)
+                .or(self.power_watts);
+        }
+        if let Some(config) = first_record(reply, "config", "CONFIG") {
+            self.power_profile = text(config, "Profile");
         }
     }
 

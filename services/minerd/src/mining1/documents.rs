@@ -136,6 +136,7 @@ pub fn curtailment(snapshot: &MiningSnapshot) -> Value {
         "effective_budget_w": round.effective_budget_w,
         "draw_w": round.draw_w,
         "asleep": round.asleep,
+        "lowered": round.lowered,
         "shortfall_w": round.shortfall_w,
         "actions": round.actions,
     })
@@ -150,6 +151,7 @@ fn budget_document(snapshot: &MiningSnapshot) -> Value {
         "effective_budget_w": null,
         "draw_w": snapshot.aggregates.fleet.power_w,
         "asleep": snapshot.miners.iter().filter(|m| m.state == MinerState::Sleeping).count(),
+        "lowered": null,
         "shortfall_w": null,
     })
 }

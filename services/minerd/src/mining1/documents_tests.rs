@@ -92,6 +92,7 @@ fn status_has_the_contracts_fields() {
             "effective_budget_w",
             "draw_w",
             "asleep",
+            "lowered",
             "shortfall_w",
         ],
     );

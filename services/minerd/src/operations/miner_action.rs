@@ -8,14 +8,15 @@
 //!   `wakeup` inside a `logon` session (`logon` returns the open session's id, which is the
 //!   first parameter; the session is left open, as LuxOS keeps one per miner); stock cgminer
 //!   and bmminer have no sleep at all.
-//! - power target: no firmware sets one through the cgminer API (BOSminer through its
-//!   GraphQL/gRPC API, LuxOS through session-bound `profileset` presets), so the action says
-//!   so instead of pretending.
+//! - power target: LuxOS's power profiles (`profiles`, then `profileset` inside the `logon`
+//!   session; see `power_profiles`); BOSminer sets targets only through its GraphQL/gRPC API and
+//!   stock firmware not at all, so for them the action says so instead of pretending.
 
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
+use super::power_profiles::PowerProfiles;
 use super::runner::BulkTarget;
 use super::set_pools::set_pools;
 use crate::cgminer::{
@@ -163,53 +164,24 @@ async fn set_power_target(
         });
     }
     let api = target.api;
-    let reply = send(api, client, Command::Profiles).await?;
-    let profiles = power_profiles(reply.section(Command::Profiles.name())?);
-    let (profile, profile_watts) =
-        profile_for(&profiles, f64::from(watts)).ok_or_else(|| ActionError::NotVerified {
-            reason: "the miner lists no power profiles".to_owned(),
-        })?;
+    let profiles = PowerProfiles::read(api, client).await?;
+    let profile = profiles
+        .for_target(f64::from(watts))
+        .expect("read() returns at least one profile");
     let session = luxos_session(api, client).await?;
     send(
         api,
         client,
         Command::ProfileSet {
             session,
-            profile: profile.clone(),
+            profile: profile.name.clone(),
         },
     )
     .await?;
     Ok(format!(
-        "power profile {profile} ({profile_watts:.0} W) for a target of {watts} W"
+        "power profile {} ({:.0} W) for a target of {watts} W",
+        profile.name, profile.watts
     ))
-}
-
-/// LuxOS `profiles`: each profile's name and watts (records without both are skipped).
-fn power_profiles(section: &crate::cgminer::Section) -> Vec<(String, f64)> {
-    section
-        .records("PROFILES")
-        .iter()
-        .filter_map(|r| {
-            let name = r.get("Profile Name")?.as_str()?.to_owned();
-            let watts = r
-                .get("Watts")?
-                .as_f64()
-                .filter(|w| w.is_finite() && *w > 0.0)?;
-            Some((name, watts))
-        })
-        .collect()
-}
-
-/// The highest profile at or below `watts`, else the lowest (a target under every profile still
-/// draws as little as the miner can while hashing).
-pub fn profile_for(profiles: &[(String, f64)], watts: f64) -> Option<(String, f64)> {
-    let by_watts = |a: &&(String, f64), b: &&(String, f64)| a.1.total_cmp(&b.1);
-    profiles
-        .iter()
-        .filter(|(_, w)| *w <= watts)
-        .max_by(by_watts)
-        .or_else(|| profiles.iter().min_by(by_watts))
-        .cloned()
 }
 
 async fn set_sleeping(

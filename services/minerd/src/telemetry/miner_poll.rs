@@ -30,7 +30,8 @@ pub struct PollResult {
 /// The commands a poll asks each firmware for: what fills a [`MinerSnapshot`] in one round
 /// trip, model and firmware included. Antminer stock firmware keeps model, boards,
 /// temperatures and fans in `stats`; BOSminer keeps them in `devs`, `devdetails` (model,
-/// chips), `temps`, `fans`, and power in `tunerstatus`; cgminer in `devs`, and only `version`
+/// chips), `temps`, `fans`, and power in `tunerstatus`; LuxOS like Antminer plus `fans`, `power`
+/// and `config`; cgminer in `devs`, and only `version`
 /// names its model. No more than that: every section costs parsing on each poll.
 pub fn commands_for(firmware: FirmwareKind) -> &'static Request {
     use Command::*;
@@ -50,8 +51,9 @@ pub fn commands_for(firmware: FirmwareKind) -> &'static Request {
             ]),
             join(vec![Version, Summary, Pools, Devs, DevDetails]),
             join(vec![Version, Summary, Pools, Stats, Devs, DevDetails]),
-            // LuxOS: bmminer's shape, its fans in a command of their own
-            join(vec![Summary, Pools, Stats, Fans]),
+            // LuxOS: bmminer's shape, its fans in a command of their own, wall power in
+            // `power` and the running power profile in `config` (curtailment steps profiles)
+            join(vec![Summary, Pools, Stats, Fans, Power, Config]),
         ]
     });
     match firmware {
