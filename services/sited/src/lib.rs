@@ -1,0 +1,9 @@
+//! `sited`: watches the EMP-shielded site (power and UPS, cooling, shielding integrity, doors and
+//! intrusion), raises alarms that need no uplink, and tells the other services what the site can
+//! afford over `org.bunkeros.Site1`.
+//!
+//! How the pieces meet: every sensor driver turns what its bus says into [`sensor::SensorEvent`]s
+//! (a sample, or the sensor lost and why); the rules read those events; everything else (alarms,
+//! relays, the site state, the event log) follows from the rules.
+
+pub mod sensor;
