@@ -7,4 +7,5 @@ pub mod control;
 pub mod fleet;
 pub mod miner;
 pub mod pool;
+pub mod site;
 pub mod stratum_client;
