@@ -1,0 +1,240 @@
+//! The `sitesim` binary: `--print-map` prints hardware-profile TOML listing every sensor and
+//! relay, and a running sitesim serves Modbus and obeys its control socket.
+
+mod site_common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sim::site::{RegisterMap, SiteSpec, planned_addresses};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::process::Command;
+use tokio_modbus::client::{Reader, Writer};
+
+const BOUND: Duration = Duration::from_secs(10);
+
+#[test]
+fn print_map_is_toml_listing_every_sensor_and_relay() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sitesim"))
+        .args([
+            "--listen",
+            "127.70.3.1:15020",
+            "--spec",
+            "small",
+            "--print-map",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).expect("the map parses as TOML");
+    let buses = parsed["sensor_bus"].as_array().unwrap();
+    let mut sensors = BTreeSet::new();
+    let mut relays = BTreeSet::new();
+    let mut ports = Vec::new();
+    for bus in buses {
+        assert_eq!(bus["kind"].as_str(), Some("modbus-tcp"));
+        ports.push(bus["address"].as_str().unwrap().to_string());
+        for register in bus["register"].as_array().unwrap() {
+            for key in [
+                "unit",
+                "table",
+                "address",
+                "type",
+                "word_order",
+                "scale",
+                "offset",
+            ] {
+                assert!(register.get(key).is_some(), "{key} in {register:?}");
+            }
+            let table = register["table"].as_str().unwrap();
+            assert!(["holding", "input", "coil", "discrete"].contains(&table));
+            let kind = register["type"].as_str().unwrap();
+            assert!(["u16", "i16", "u32", "i32", "f32", "bool"].contains(&kind));
+            assert!(sensors.insert(register["sensor"].as_str().unwrap().to_string()));
+        }
+        for relay in bus
+            .get("relay")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+        {
+            assert!(relay.get("unit").is_some() && relay.get("address").is_some());
+            assert!(relays.insert(relay["name"].as_str().unwrap().to_string()));
+        }
+    }
+    assert_eq!(
+        ports,
+        ["15020", "15021", "15022", "15023", "15024"].map(|p| format!("127.70.3.1:{p}"))
+    );
+    let map = RegisterMap::new(
+        &SiteSpec::small(),
+        &planned_addresses("127.70.3.1:15020".parse().unwrap()),
+    );
+    let expected: BTreeSet<String> = map
+        .buses
+        .iter()
+        .flat_map(|b| b.registers.iter().map(|r| r.sensor.clone()))
+        .collect();
+    assert_eq!(sensors, expected);
+    assert_eq!(sensors.len(), 32);
+    assert_eq!(relays.len(), 6);
+    for name in sensors.iter().chain(&relays) {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c)),
+            "{name} is a valid sensor name"
+        );
+    }
+}
+
+#[test]
+fn a_bad_spec_is_refused() {
+    let dir = std::env::temp_dir().join(format!("sitesim-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("site.toml");
+    std::fs::write(&file, "halls = 300\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sitesim"))
+        .args(["--print-map", "--spec"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("halls"));
+    std::fs::write(&file, "doors = 3\nwindows = 2\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sitesim"))
+        .args(["--print-map", "--spec"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("windows"));
+    std::fs::write(&file, "doors = 3\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sitesim"))
+        .args(["--print-map", "--spec"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("door-3.cycles"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn control(socket: &Path, line: &str) -> String {
+    let mut stream = UnixStream::connect(socket).await.unwrap();
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).await.unwrap();
+    reply.trim_end().to_string()
+}
+
+#[tokio::test]
+async fn sitesim_serves_modbus_and_obeys_its_control_socket() {
+    let dir = std::env::temp_dir().join(format!("sitesim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("control.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sitesim"))
+        .args(["--listen", "127.70.3.2:0", "--spec", "small", "--control"])
+        .arg(&socket)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The log names each device's address; the doors are the fourth.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let doors: SocketAddr = tokio::time::timeout(BOUND, async {
+        let mut doors = None;
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains("device=site-doors") {
+                let at = line.find("address=").expect("address in the line") + "address=".len();
+                doors = Some(
+                    line[at..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                );
+            }
+            if line.contains("sitesim running") {
+                return doors.expect("the doors device was logged");
+            }
+        }
+        panic!("sitesim exited before it was ready");
+    })
+    .await
+    .expect("sitesim ready");
+
+    let mut door = tokio_modbus::client::tcp::connect_slave(doors, tokio_modbus::Slave(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        door.read_discrete_inputs(0, 2).await.unwrap().unwrap(),
+        vec![false, true]
+    );
+    assert_eq!(control(&socket, "door 1 open").await, "ok");
+    assert_eq!(
+        door.read_discrete_inputs(0, 2).await.unwrap().unwrap(),
+        vec![true, false]
+    );
+    assert_eq!(control(&socket, "door 1 close").await, "ok");
+    assert_eq!(
+        door.read_input_registers(1, 2).await.unwrap().unwrap(),
+        vec![1, 0],
+        "one cycle"
+    );
+    assert!(
+        control(&socket, "door 9 open")
+            .await
+            .starts_with("error: there is no door 9")
+    );
+    assert!(
+        control(&socket, "fault no-such.sensor stuck")
+            .await
+            .starts_with("error: no sensor")
+    );
+
+    door.write_single_coil(0, true).await.unwrap().unwrap();
+    let relays: serde_json::Value =
+        serde_json::from_str(&control(&socket, "relays").await).unwrap();
+    let interlock = relays
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "door-1.interlock")
+        .unwrap();
+    assert_eq!(interlock["on"], true);
+    assert!(interlock["changed_unix_ms"].as_u64().unwrap() > 0);
+    assert!(control(&socket, "door 1 open").await.contains("interlock"));
+
+    assert_eq!(
+        control(&socket, "fault site-doors exception server-device-failure").await,
+        "ok"
+    );
+    assert_eq!(
+        door.read_discrete_inputs(0, 1).await.unwrap(),
+        Err(tokio_modbus::ExceptionCode::ServerDeviceFailure)
+    );
+    assert_eq!(control(&socket, "clear all").await, "ok");
+    assert_eq!(
+        door.read_discrete_inputs(0, 1).await.unwrap().unwrap(),
+        vec![false]
+    );
+    let read: serde_json::Value =
+        serde_json::from_str(&control(&socket, "read door-1.cycles").await).unwrap();
+    assert_eq!(read["value"], 1.0);
+
+    child.start_kill().unwrap();
+    let _ = tokio::time::timeout(BOUND, child.wait()).await;
+    assert!(!socket.exists() || std::fs::remove_file(&socket).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
