@@ -251,6 +251,22 @@ impl SiteHandle {
         Some(lock(&self.shared).model.relay(coil.relay))
     }
 
+    /// Waits until a client has set relay `name` to `on` (at once if it already is); `None`
+    /// for a relay the site does not have. The state carries when it changed, so a benchmark
+    /// measures input change → coil set without polling. Bound the wait with a timeout.
+    pub async fn wait_relay(&self, name: &str, on: bool) -> Option<RelayState> {
+        let (_, coil) = self.map.relay(name)?;
+        // Subscribed before looking, so a write between the look and the wait is not missed.
+        let mut writes = lock(&self.shared).relay_writes.subscribe();
+        loop {
+            let state = lock(&self.shared).model.relay(coil.relay);
+            if state.on == on {
+                return Some(state);
+            }
+            writes.changed().await.ok()?;
+        }
+    }
+
     /// Every relay, in map order.
     pub fn relays(&self) -> Vec<(String, RelayState)> {
         let state = lock(&self.shared);
@@ -286,6 +302,7 @@ impl Site {
         let shared: Shared = Arc::new(Mutex::new(SiteState {
             model: Model::new(&spec),
             faults: Default::default(),
+            relay_writes: tokio::sync::watch::Sender::new(0),
         }));
         let mut tasks: Vec<JoinHandle<()>> = listeners
             .into_iter()

@@ -236,6 +236,10 @@ async fn a_coil_written_by_a_client_is_recorded_with_its_time() {
     let untouched = handle.relay("siren").unwrap();
     assert!(!untouched.on && untouched.changed_at.is_none() && untouched.writes == 0);
 
+    let waiter = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.wait_relay("siren", true).await }
+    });
     let before = Instant::now();
     tokio::time::timeout(ANSWER_BOUND, context.write_single_coil(siren.address, true))
         .await
@@ -251,6 +255,11 @@ async fn a_coil_written_by_a_client_is_recorded_with_its_time() {
         "recorded while the write was in flight"
     );
     assert!(set.changed_unix_ms.is_some());
+    let woken = tokio::time::timeout(ANSWER_BOUND, waiter)
+        .await
+        .expect("the waiter wakes on the write")
+        .unwrap();
+    assert_eq!(woken, Some(set));
     assert_eq!(set.writes, 1);
     assert_eq!(
         context.read_coils(siren.address, 2).await.unwrap().unwrap(),

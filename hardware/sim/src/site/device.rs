@@ -27,10 +27,12 @@ const MAX_READ_REGISTERS: u16 = 125;
 /// Most bits one read may ask for (functions 01/02).
 const MAX_READ_BITS: u16 = 2000;
 
-/// The site's changing state: the model and the faults in force.
+/// The site's changing state: the model, the faults in force, and a count of relay writes
+/// that wakes whoever waits for a relay ([`super::SiteHandle::wait_relay`]).
 pub(super) struct SiteState {
     pub model: Model,
     pub faults: Faults,
+    pub relay_writes: tokio::sync::watch::Sender<u64>,
 }
 
 pub(super) type Shared = Arc<Mutex<SiteState>>;
@@ -205,7 +207,7 @@ impl DeviceService {
         state: &mut SiteState,
         covered: &[(usize, u16)],
     ) -> Result<HashMap<usize, Vec<u16>>, Outcome> {
-        let SiteState { model, faults } = state;
+        let SiteState { model, faults, .. } = state;
         let device_fault = faults.devices.get(&self.layout.bus.name);
         let mut values = HashMap::new();
         for &(i, _) in covered {
@@ -294,6 +296,7 @@ impl DeviceService {
             state.model.write_relay(relay, *on);
             tracing::debug!(device = %self.layout.bus.name, unit, ?relay, on, "coil written");
         }
+        state.relay_writes.send_modify(|writes| *writes += 1);
         Ok(())
     }
 }

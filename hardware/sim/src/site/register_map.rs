@@ -528,3 +528,7 @@ impl RegisterMap {
         Ok(format!("{header}{}", toml::to_string(self)?))
     }
 }
+
+#[cfg(test)]
+#[path = "register_map_tests.rs"]
+mod tests;
