@@ -126,7 +126,11 @@ impl Service for DeviceService {
     fn call(&self, request: Self::Request) -> Self::Future {
         ready(match self.answer(request) {
             Outcome::Answer(response) => Ok(Some(response)),
-            Outcome::Silence => Ok(None),
+            Outcome::Silence => {
+                // Nothing goes out, so nothing is left to scramble for a later reply.
+                self.garble.store(false, Ordering::SeqCst);
+                Ok(None)
+            }
             Outcome::Refuse(code) => Err(code),
         })
     }
