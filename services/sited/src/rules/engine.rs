@@ -1,0 +1,729 @@
+//! The rule engine: sensor events and time in, alarm and site-state transitions out.
+//!
+//! Nothing here reads a clock or sleeps. The daemon calls [`RuleEngine::on_event`] for every
+//! sensor event (a contact's alarm is raised in that same call), [`RuleEngine::on_tick`] at
+//! [`RuleEngine::next_deadline`] (holds, silent sensors, escalation, silence expiry), and the
+//! operator and service actions as they come; each call returns the [`Transition`]s to log,
+//! in order, and leaves [`RuleEngine::book`] ready to save.
+//!
+//! Inhibition: while a rule's condition holds, the alarms of the rules it `inhibits` are kept
+//! (they are still listed and cleared as usual) but their notifications say
+//! [`Delivery::Inhibited`] and they do not count for the site state. Silences only hold
+//! notifications back ([`Delivery::Silenced`]).
+
+use std::time::SystemTime;
+
+use super::alarm::{
+    Acknowledgement, Actor, Alarm, AlarmKey, Change, Delivery, ExternalAlarm, Silence,
+    SilenceMatch, Transition,
+};
+use super::book::AlarmBook;
+use super::condition::{Flip, Tracker, elapsed};
+use super::config::{Combine, Condition, Rule, RuleSet};
+use super::site_state::{self, SiteStatus};
+use crate::sensor::SensorEvent;
+
+/// The longest source or key of an external alarm, in characters.
+pub const MAX_EXTERNAL_NAME: usize = 64;
+
+/// An operator's or a service's action that was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("there is no alarm `{0}`")]
+    NoSuchAlarm(String),
+    #[error("alarm `{alarm}` was already acknowledged by {by}")]
+    AlreadyAcknowledged { alarm: String, by: String },
+    #[error("there is no silence {0}")]
+    NoSuchSilence(u64),
+    #[error("a silence must end in the future")]
+    SilenceInThePast,
+    #[error("a silence needs a pattern to match")]
+    EmptyPattern,
+    #[error("`{what}` is not a usable {field}: {reason}")]
+    BadExternal {
+        field: &'static str,
+        what: String,
+        reason: &'static str,
+    },
+    #[error("alarm `{0}` is not raised")]
+    NotRaised(String),
+}
+
+/// The rules, their conditions, and the alarm book.
+#[derive(Debug, Clone)]
+pub struct RuleEngine {
+    rules: RuleSet,
+    /// One per rule, in the same order.
+    trackers: Vec<Tracker>,
+    book: AlarmBook,
+    site: SiteStatus,
+}
+
+/// An alarm change before its delivery is decided (after every change of the same call).
+struct Pending {
+    alarm: Alarm,
+    change: PendingChange,
+    why: String,
+}
+
+enum PendingChange {
+    Raised,
+    Updated,
+    Cleared { listed: bool },
+}
+
+impl RuleEngine {
+    /// An engine with no alarms; lost-sensor rules count silence from `now`.
+    pub fn new(rules: RuleSet, now: SystemTime) -> RuleEngine {
+        Self::restore(rules, AlarmBook::default(), now).0
+    }
+
+    /// An engine continuing from a saved book. Alarms of rules no longer configured are
+    /// cleared (the returned transitions); the site state is derived without a transition.
+    pub fn restore(
+        rules: RuleSet,
+        book: AlarmBook,
+        now: SystemTime,
+    ) -> (RuleEngine, Vec<Transition>) {
+        let trackers = rules
+            .rules()
+            .iter()
+            .map(|rule| {
+                let key = AlarmKey::rule(&rule.name);
+                let active = book.alarms.iter().any(|a| a.key == key && a.active);
+                Tracker::new(now, active)
+            })
+            .collect();
+        let mut engine = RuleEngine {
+            rules,
+            trackers,
+            book,
+            site: SiteStatus::normal(),
+        };
+        let orphans: Vec<AlarmKey> = engine
+            .book
+            .alarms
+            .iter()
+            .filter(|a| a.active)
+            .filter(|a| {
+                a.key
+                    .rule_name()
+                    .is_some_and(|n| engine.rules.get(n).is_none())
+            })
+            .map(|a| a.key.clone())
+            .collect();
+        let pending = orphans
+            .into_iter()
+            .filter_map(|key| engine.clear(&key, "its rule is no longer configured".into(), now))
+            .collect();
+        let transitions = engine.deliver(pending, &Actor::Rules, now);
+        engine.site = engine.derive_site();
+        (engine, transitions)
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// What to save (see [`AlarmBook::save`]).
+    pub fn book(&self) -> &AlarmBook {
+        &self.book
+    }
+
+    /// Active alarms and cleared ones waiting for acknowledgement, in raise order.
+    pub fn alarms(&self) -> &[Alarm] {
+        &self.book.alarms
+    }
+
+    pub fn alarm(&self, key: &AlarmKey) -> Option<&Alarm> {
+        self.book.alarms.iter().find(|a| a.key == *key)
+    }
+
+    pub fn silences(&self) -> &[Silence] {
+        &self.book.silences
+    }
+
+    pub fn site_status(&self) -> &SiteStatus {
+        &self.site
+    }
+
+    /// One sensor event. A contact rule's alarm is raised or cleared in this call.
+    pub fn on_event(&mut self, event: &SensorEvent, now: SystemTime) -> Vec<Transition> {
+        let mut flips = Vec::new();
+        for (i, rule) in self.rules.rules().iter().enumerate() {
+            if rule.condition.sensor() == Some(event.sensor())
+                && let Some(flip) = self.trackers[i].on_event(&rule.condition, event, now)
+            {
+                flips.push((i, flip));
+            }
+        }
+        let mut out = self.settle(flips, now);
+        out.extend(self.update_site(&Actor::Rules, now));
+        out
+    }
+
+    /// Lets time pass to `now`: silences expire, holds run out, sensors go stale, alarms
+    /// escalate.
+    pub fn on_tick(&mut self, now: SystemTime) -> Vec<Transition> {
+        let mut out = self.expire_silences(now);
+        let mut flips = Vec::new();
+        for (i, rule) in self.rules.rules().iter().enumerate() {
+            if let Some(flip) = self.trackers[i].on_tick(&rule.condition, now) {
+                flips.push((i, flip));
+            }
+        }
+        out.extend(self.settle(flips, now));
+        out.extend(self.escalate(now));
+        out.extend(self.update_site(&Actor::Rules, now));
+        out
+    }
+
+    /// When [`RuleEngine::on_tick`] must next be called; `None` when only events can change
+    /// anything.
+    pub fn next_deadline(&self) -> Option<SystemTime> {
+        let holds = self
+            .rules
+            .rules()
+            .iter()
+            .zip(&self.trackers)
+            .filter_map(|(rule, tracker)| tracker.deadline(&rule.condition));
+        let escalations = self
+            .book
+            .alarms
+            .iter()
+            .filter_map(|alarm| self.next_escalation(alarm));
+        let silences = self.book.silences.iter().map(|s| s.until);
+        holds.chain(escalations).chain(silences).min()
+    }
+
+    /// An operator acknowledges an alarm; a cleared alarm then leaves the list.
+    pub fn acknowledge(
+        &mut self,
+        key: &AlarmKey,
+        by: &str,
+        note: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Transition>, ActionError> {
+        let index = self.index_of(key)?;
+        let alarm = &mut self.book.alarms[index];
+        if let Some(ack) = &alarm.acknowledged {
+            return Err(ActionError::AlreadyAcknowledged {
+                alarm: key.to_string(),
+                by: ack.by.clone(),
+            });
+        }
+        alarm.acknowledged = Some(Acknowledgement {
+            by: by.to_string(),
+            at: now,
+            note: note.to_string(),
+        });
+        let why = if alarm.active {
+            format!("acknowledged by {by}")
+        } else {
+            self.book.alarms.remove(index);
+            format!("acknowledged by {by}; it was cleared, so it leaves the list")
+        };
+        Ok(vec![Transition {
+            at: now,
+            by: Actor::Operator(by.to_string()),
+            change: Change::AlarmAcknowledged {
+                alarm: key.clone(),
+                note: note.to_string(),
+            },
+            why,
+        }])
+    }
+
+    /// An operator holds back notifications of matching alarms until `until`.
+    pub fn silence(
+        &mut self,
+        matcher: SilenceMatch,
+        author: &str,
+        comment: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<(u64, Vec<Transition>), ActionError> {
+        let (SilenceMatch::Alarm(pattern) | SilenceMatch::Sensor(pattern)) = &matcher;
+        if pattern.trim().is_empty() {
+            return Err(ActionError::EmptyPattern);
+        }
+        if until <= now {
+            return Err(ActionError::SilenceInThePast);
+        }
+        let silence = Silence {
+            id: self.book.next_silence_id,
+            matcher,
+            author: author.to_string(),
+            comment: comment.to_string(),
+            created: now,
+            until,
+        };
+        self.book.next_silence_id += 1;
+        self.book.silences.push(silence.clone());
+        let id = silence.id;
+        let why = format!(
+            "{author} silenced {} for {} s: {comment}",
+            silence.matcher,
+            elapsed(now, until).as_secs()
+        );
+        let transition = Transition {
+            at: now,
+            by: Actor::Operator(author.to_string()),
+            change: Change::SilenceAdded { silence },
+            why,
+        };
+        Ok((id, vec![transition]))
+    }
+
+    /// An operator ends a silence early.
+    pub fn remove_silence(
+        &mut self,
+        id: u64,
+        by: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Transition>, ActionError> {
+        let index = self
+            .book
+            .silences
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or(ActionError::NoSuchSilence(id))?;
+        self.book.silences.remove(index);
+        Ok(vec![Transition {
+            at: now,
+            by: Actor::Operator(by.to_string()),
+            change: Change::SilenceRemoved { silence: id },
+            why: format!("{by} ended silence {id}"),
+        }])
+    }
+
+    /// Another service raises (or updates) an alarm (`Site1.RaiseAlarm`).
+    pub fn raise_external(
+        &mut self,
+        raised: ExternalAlarm,
+        now: SystemTime,
+    ) -> Result<Vec<Transition>, ActionError> {
+        check_external_name("source", &raised.source)?;
+        check_external_name("key", &raised.key)?;
+        let key = AlarmKey::external(&raised.source, &raised.key);
+        let actor = Actor::Service(raised.source.clone());
+        let why = format!("{} reports: {}", raised.source, raised.summary);
+        let pending = match self.book.alarms.iter_mut().find(|a| a.key == key) {
+            Some(alarm) if alarm.active => {
+                let same = alarm.base_severity == raised.severity
+                    && alarm.summary == raised.summary
+                    && alarm.detail == raised.detail;
+                if same {
+                    return Ok(Vec::new());
+                }
+                alarm.base_severity = raised.severity;
+                alarm.severity = raised.severity;
+                alarm.summary = raised.summary;
+                alarm.detail = raised.detail;
+                Pending {
+                    alarm: alarm.clone(),
+                    change: PendingChange::Updated,
+                    why,
+                }
+            }
+            Some(alarm) => {
+                alarm.base_severity = raised.severity;
+                alarm.summary = raised.summary;
+                alarm.detail = raised.detail;
+                reraise(alarm, now);
+                Pending {
+                    alarm: alarm.clone(),
+                    change: PendingChange::Raised,
+                    why,
+                }
+            }
+            None => {
+                let alarm = Alarm {
+                    key,
+                    summary: raised.summary,
+                    detail: raised.detail,
+                    base_severity: raised.severity,
+                    severity: raised.severity,
+                    site_state: None,
+                    sensors: Vec::new(),
+                    raised_at: now,
+                    active: true,
+                    cleared_at: None,
+                    acknowledged: None,
+                    escalation_step: 0,
+                };
+                self.book.alarms.push(alarm.clone());
+                Pending {
+                    alarm,
+                    change: PendingChange::Raised,
+                    why,
+                }
+            }
+        };
+        let mut out = self.deliver(vec![pending], &actor, now);
+        out.extend(self.update_site(&actor, now));
+        Ok(out)
+    }
+
+    /// Another service says its condition is over (`Site1.ClearAlarm`).
+    pub fn clear_external(
+        &mut self,
+        source: &str,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Transition>, ActionError> {
+        let alarm_key = AlarmKey::external(source, key);
+        let actor = Actor::Service(source.to_string());
+        let pending = self
+            .clear(&alarm_key, format!("{source} cleared it"), now)
+            .ok_or_else(|| ActionError::NotRaised(alarm_key.to_string()))?;
+        let mut out = self.deliver(vec![pending], &actor, now);
+        out.extend(self.update_site(&actor, now));
+        Ok(out)
+    }
+
+    /// Evaluates the composites after `flips`, applies every change of rule state to the
+    /// alarms, and returns the transitions.
+    fn settle(&mut self, mut flips: Vec<(usize, Flip)>, now: SystemTime) -> Vec<Transition> {
+        if flips.is_empty() {
+            return Vec::new();
+        }
+        for i in 0..self.rules.rules().len() {
+            if let Some(flip) = self.evaluate_composite(i) {
+                flips.push((i, flip));
+            }
+        }
+        let mut pending = Vec::new();
+        for (i, flip) in flips {
+            let rule = &self.rules.rules()[i];
+            let key = AlarmKey::rule(&rule.name);
+            let change = if flip.active {
+                Some(self.raise_rule(i, flip.why, now))
+            } else {
+                self.clear(&key, flip.why, now)
+            };
+            pending.extend(change);
+        }
+        self.deliver(pending, &Actor::Rules, now)
+    }
+
+    fn evaluate_composite(&mut self, i: usize) -> Option<Flip> {
+        let Condition::Composite { combine, rules } = &self.rules.rules()[i].condition else {
+            return None;
+        };
+        let active_of = |name: &String| {
+            self.rules
+                .rules()
+                .iter()
+                .position(|r| r.name == *name)
+                .is_some_and(|j| self.trackers[j].active)
+        };
+        let active: Vec<&String> = rules.iter().filter(|n| active_of(n)).collect();
+        let holds = match combine {
+            Combine::All => active.len() == rules.len(),
+            Combine::Any => !active.is_empty(),
+        };
+        let why = if holds {
+            let names: Vec<&str> = active.iter().map(|n| n.as_str()).collect();
+            format!("{} active", names.join(" and "))
+        } else {
+            let idle: Vec<&str> = rules
+                .iter()
+                .filter(|n| !active.contains(n))
+                .map(String::as_str)
+                .collect();
+            format!("{} no longer active", idle.join(", "))
+        };
+        self.trackers[i].set(holds, why)
+    }
+
+    fn raise_rule(&mut self, i: usize, why: String, now: SystemTime) -> Pending {
+        let rule = &self.rules.rules()[i];
+        let key = AlarmKey::rule(&rule.name);
+        let summary = rule.summary.clone().unwrap_or_else(|| why.clone());
+        let alarm = match self.book.alarms.iter_mut().find(|a| a.key == key) {
+            Some(listed) => {
+                listed.summary = summary;
+                listed.base_severity = rule.severity;
+                reraise(listed, now);
+                listed.clone()
+            }
+            None => {
+                let alarm = new_rule_alarm(rule, &self.rules, key, summary, now);
+                self.book.alarms.push(alarm.clone());
+                alarm
+            }
+        };
+        Pending {
+            alarm,
+            change: PendingChange::Raised,
+            why,
+        }
+    }
+
+    /// Marks an active alarm cleared (removing it unless it must wait for acknowledgement).
+    fn clear(&mut self, key: &AlarmKey, why: String, now: SystemTime) -> Option<Pending> {
+        let index = self
+            .book
+            .alarms
+            .iter()
+            .position(|a| a.key == *key && a.active)?;
+        let alarm = &mut self.book.alarms[index];
+        alarm.active = false;
+        alarm.cleared_at = Some(now);
+        let listed = alarm.listed_after_clear();
+        let alarm = if listed {
+            alarm.clone()
+        } else {
+            self.book.alarms.remove(index)
+        };
+        Some(Pending {
+            alarm,
+            change: PendingChange::Cleared { listed },
+            why,
+        })
+    }
+
+    /// Turns changes into transitions, deciding delivery once every change of the call is
+    /// applied (an inhibitor raised by the same event already mutes).
+    fn deliver(&self, pending: Vec<Pending>, by: &Actor, now: SystemTime) -> Vec<Transition> {
+        pending
+            .into_iter()
+            .map(|p| {
+                let delivery = self.delivery(&p.alarm, now);
+                let alarm = p.alarm.key.clone();
+                let change = match p.change {
+                    PendingChange::Raised => Change::AlarmRaised {
+                        alarm,
+                        severity: p.alarm.severity,
+                        summary: p.alarm.summary.clone(),
+                        delivery,
+                    },
+                    PendingChange::Updated => Change::AlarmUpdated {
+                        alarm,
+                        severity: p.alarm.severity,
+                        summary: p.alarm.summary.clone(),
+                        delivery,
+                    },
+                    PendingChange::Cleared { listed } => Change::AlarmCleared {
+                        alarm,
+                        listed_until_acknowledged: listed,
+                        delivery,
+                    },
+                };
+                Transition {
+                    at: now,
+                    by: by.clone(),
+                    change,
+                    why: p.why,
+                }
+            })
+            .collect()
+    }
+
+    fn delivery(&self, alarm: &Alarm, now: SystemTime) -> Delivery {
+        if let Some(by) = self.inhibitor(&alarm.key) {
+            return Delivery::Inhibited { by: by.to_string() };
+        }
+        match self
+            .book
+            .silences
+            .iter()
+            .find(|s| s.until > now && s.matcher.matches(alarm))
+        {
+            Some(silence) => Delivery::Silenced {
+                silence: silence.id,
+            },
+            None => Delivery::Notify,
+        }
+    }
+
+    /// The first rule whose condition holds and which inhibits this alarm's rule.
+    fn inhibitor(&self, key: &AlarmKey) -> Option<&str> {
+        let name = key.rule_name()?;
+        self.rules
+            .rules()
+            .iter()
+            .zip(&self.trackers)
+            .find(|(rule, tracker)| tracker.active && rule.inhibits.iter().any(|n| n == name))
+            .map(|(rule, _)| rule.name.as_str())
+    }
+
+    fn escalation_steps(&self, alarm: &Alarm) -> &[super::config::EscalationStep] {
+        alarm
+            .key
+            .rule_name()
+            .and_then(|name| self.rules.get(name))
+            .map_or(&[], |rule| rule.escalation.as_slice())
+    }
+
+    fn next_escalation(&self, alarm: &Alarm) -> Option<SystemTime> {
+        if !alarm.active || alarm.acknowledged.is_some() {
+            return None;
+        }
+        let step = self.escalation_steps(alarm).get(alarm.escalation_step)?;
+        Some(alarm.raised_at + step.after)
+    }
+
+    /// Takes every escalation step that is due on active, unacknowledged alarms.
+    fn escalate(&mut self, now: SystemTime) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for index in 0..self.book.alarms.len() {
+            while let Some(due) = self.next_escalation(&self.book.alarms[index]) {
+                if due > now {
+                    break;
+                }
+                let step = self.escalation_steps(&self.book.alarms[index])
+                    [self.book.alarms[index].escalation_step]
+                    .clone();
+                let alarm = &mut self.book.alarms[index];
+                alarm.escalation_step += 1;
+                if let Some(severity) = step.severity.filter(|s| *s > alarm.severity) {
+                    alarm.severity = severity;
+                }
+                let alarm = alarm.clone();
+                out.push(Transition {
+                    at: now,
+                    by: Actor::Rules,
+                    change: Change::AlarmEscalated {
+                        alarm: alarm.key.clone(),
+                        step: alarm.escalation_step,
+                        severity: alarm.severity,
+                        notify: step.notify.clone(),
+                        delivery: self.delivery(&alarm, now),
+                    },
+                    why: format!("unacknowledged for {} s", step.after.as_secs()),
+                });
+            }
+        }
+        out
+    }
+
+    fn expire_silences(&mut self, now: SystemTime) -> Vec<Transition> {
+        let (over, kept): (Vec<Silence>, Vec<Silence>) = std::mem::take(&mut self.book.silences)
+            .into_iter()
+            .partition(|s| s.until <= now);
+        self.book.silences = kept;
+        over.into_iter()
+            .map(|s| Transition {
+                at: now,
+                by: Actor::Rules,
+                change: Change::SilenceExpired { silence: s.id },
+                why: format!("silence {} by {} of {} ran out", s.id, s.author, s.matcher),
+            })
+            .collect()
+    }
+
+    fn derive_site(&self) -> SiteStatus {
+        site_state::derive(&self.book.alarms, |alarm| {
+            self.inhibitor(&alarm.key).is_some()
+        })
+    }
+
+    fn update_site(&mut self, by: &Actor, now: SystemTime) -> Option<Transition> {
+        let status = self.derive_site();
+        if status == self.site {
+            return None;
+        }
+        let from = std::mem::replace(&mut self.site, status);
+        let reason = if self.site.reason.is_empty() {
+            "No active alarm calls for another state.".to_string()
+        } else {
+            self.site.reason.clone()
+        };
+        Some(Transition {
+            at: now,
+            by: by.clone(),
+            change: Change::SiteStateChanged {
+                from: from.state,
+                to: self.site.state,
+                reason: self.site.reason.clone(),
+            },
+            why: reason,
+        })
+    }
+
+    fn index_of(&self, key: &AlarmKey) -> Result<usize, ActionError> {
+        self.book
+            .alarms
+            .iter()
+            .position(|a| a.key == *key)
+            .ok_or_else(|| ActionError::NoSuchAlarm(key.to_string()))
+    }
+}
+
+/// The alarm of `rule`; a composite's sensors are those of the rules it reads.
+fn new_rule_alarm(
+    rule: &Rule,
+    rules: &RuleSet,
+    key: AlarmKey,
+    summary: String,
+    now: SystemTime,
+) -> Alarm {
+    Alarm {
+        key,
+        summary,
+        detail: String::new(),
+        base_severity: rule.severity,
+        severity: rule.severity,
+        site_state: rule.site_state,
+        sensors: sensors_of(rule, rules),
+        raised_at: now,
+        active: true,
+        cleared_at: None,
+        acknowledged: None,
+        escalation_step: 0,
+    }
+}
+
+fn sensors_of(rule: &Rule, rules: &RuleSet) -> Vec<crate::sensor::SensorId> {
+    match &rule.condition {
+        Condition::Composite { rules: names, .. } => {
+            let mut sensors: Vec<_> = names
+                .iter()
+                .filter_map(|n| rules.get(n))
+                .flat_map(|r| sensors_of(r, rules))
+                .collect();
+            sensors.sort();
+            sensors.dedup();
+            sensors
+        }
+        other => other.sensor().cloned().into_iter().collect(),
+    }
+}
+
+/// A listed (cleared) alarm raised again: a new occurrence, unacknowledged, not escalated.
+fn reraise(alarm: &mut Alarm, now: SystemTime) {
+    alarm.severity = alarm.base_severity;
+    alarm.raised_at = now;
+    alarm.active = true;
+    alarm.cleared_at = None;
+    alarm.acknowledged = None;
+    alarm.escalation_step = 0;
+}
+
+fn check_external_name(field: &'static str, what: &str) -> Result<(), ActionError> {
+    let reason = if what.is_empty() {
+        Some("it is empty")
+    } else if what.chars().count() > MAX_EXTERNAL_NAME {
+        Some("it is longer than 64 characters")
+    } else if what.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("it holds spaces or control characters")
+    } else if field == "source" && what.contains('/') {
+        Some("a source may not contain `/`")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ActionError::BadExternal {
+            field,
+            what: what.chars().take(MAX_EXTERNAL_NAME).collect(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
