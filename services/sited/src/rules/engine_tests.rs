@@ -3,6 +3,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use appliance::dbus::contracts::SiteState;
 
 use super::*;
+use crate::rules::alarm::{ExternalAlarm, SilenceMatch};
 use crate::rules::config::{RulesConfig, Severity, compile};
 use crate::sensor::{SensorId, Value};
 

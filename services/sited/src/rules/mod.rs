@@ -7,19 +7,22 @@
 //! they call for). The same inputs always give the same transitions, so every behaviour is a
 //! plain unit test.
 //!
-//! - [`config`]: the `[[rule]]` language (threshold, rate, contact, lost, composite), checked
-//!   against the site's sensors and refused with `FILE:LINE:COLUMN` and a sentence;
+//! - [`config`]: the `[[rule]]` language (threshold, rate, contact, lost, composite) and
+//!   [`load_rules`]; [`compile`](mod@compile) checks it against the site's sensors, so a bad
+//!   rule is refused with `FILE:LINE:COLUMN` and a sentence;
 //! - [`condition`]: each rule's condition over time (hysteresis, holds, rate windows,
 //!   staleness), the fast path for contacts;
 //! - [`alarm`]: alarms and their lifecycle (raised, acknowledged, cleared), external alarms,
 //!   silences, and the [`Transition`] records;
-//! - [`engine`]: the [`RuleEngine`] tying them together (inhibition, escalation, site state);
+//! - [`engine`]: the [`RuleEngine`] tying them together (inhibition, escalation, site state),
+//!   and the operators' and services' actions (acknowledge, silence, external alarms);
 //! - [`site_state`]: the site state derived from the active alarms;
 //! - [`book`]: the [`AlarmBook`] (alarms, acknowledgements, silences) saved atomically so a
 //!   restart keeps them.
 
 pub mod alarm;
 pub mod book;
+pub mod compile;
 pub mod condition;
 pub mod config;
 pub mod engine;
