@@ -223,12 +223,21 @@ fn an_inhibited_alarm_neither_notifies_nor_sets_the_site_state() {
         }
     );
     // The inhibitor clears (a critical, listed until acknowledged, but no longer active):
-    // the UPS alarm counts again.
+    // the UPS alarm is notified now and counts again.
     let out = site.on_event(&contact("power.mains-failed", false, 5), t(5));
     assert_eq!(
         summary(&out),
-        ["alarm.cleared mains-failure", "site warning"]
+        [
+            "alarm.cleared mains-failure",
+            "alarm.released ups-on-battery",
+            "site warning"
+        ]
     );
+    assert_eq!(
+        out[1].why,
+        "no longer inhibited: mains-failure is not active"
+    );
+    assert_eq!(delivery_of(&out[1..], "ups-on-battery"), &Delivery::Notify);
     assert!(site.site_status().reason.contains("ups-on-battery"));
 }
 

@@ -259,6 +259,13 @@ pub enum Change {
         alarm: AlarmKey,
         note: String,
     },
+    /// An active alarm whose inhibitor cleared: its first notification since it was muted.
+    AlarmReleased {
+        alarm: AlarmKey,
+        severity: Severity,
+        summary: String,
+        delivery: Delivery,
+    },
     AlarmEscalated {
         alarm: AlarmKey,
         /// 1 for the first step.
@@ -307,6 +314,7 @@ impl Transition {
             Change::AlarmUpdated { .. } => "alarm.updated",
             Change::AlarmCleared { .. } => "alarm.cleared",
             Change::AlarmAcknowledged { .. } => "alarm.acknowledged",
+            Change::AlarmReleased { .. } => "alarm.released",
             Change::AlarmEscalated { .. } => "alarm.escalated",
             Change::SilenceAdded { .. } => "silence.added",
             Change::SilenceExpired { .. } => "silence.expired",
@@ -322,6 +330,7 @@ impl Transition {
             | Change::AlarmUpdated { alarm, .. }
             | Change::AlarmCleared { alarm, .. }
             | Change::AlarmAcknowledged { alarm, .. }
+            | Change::AlarmReleased { alarm, .. }
             | Change::AlarmEscalated { alarm, .. } => alarm.to_string(),
             Change::SilenceAdded { silence } => format!("silence:{}", silence.id),
             Change::SilenceExpired { silence } | Change::SilenceRemoved { silence } => {
@@ -337,6 +346,7 @@ impl Transition {
             Change::AlarmRaised { delivery, .. }
             | Change::AlarmUpdated { delivery, .. }
             | Change::AlarmCleared { delivery, .. }
+            | Change::AlarmReleased { delivery, .. }
             | Change::AlarmEscalated { delivery, .. } => Some(delivery),
             _ => None,
         }

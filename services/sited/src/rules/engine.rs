@@ -8,9 +8,11 @@
 //!
 //! Inhibition: while a rule's condition holds, the alarms of the rules it `inhibits` are kept
 //! (they are still listed and cleared as usual) but their notifications say
-//! [`Delivery::Inhibited`] and they do not count for the site state. Silences only hold
-//! notifications back ([`Delivery::Silenced`]).
+//! [`Delivery::Inhibited`] and they do not count for the site state; when the inhibitor
+//! clears, each still-active muted alarm gets a `Change::AlarmReleased` notification. Silences
+//! only hold notifications back ([`Delivery::Silenced`]).
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::alarm::{Actor, Alarm, AlarmKey, Change, Delivery, Silence, Transition};
@@ -28,6 +30,8 @@ pub struct RuleEngine {
     trackers: Vec<Tracker>,
     book: AlarmBook,
     site: SiteStatus,
+    /// Active alarms muted by inhibition, and the rule muting each (to say when it ends).
+    inhibited: BTreeMap<AlarmKey, String>,
 }
 
 /// An alarm change before its delivery is decided (after every change of the same call).
@@ -70,6 +74,7 @@ impl RuleEngine {
             trackers,
             book,
             site: SiteStatus::normal(),
+            inhibited: BTreeMap::new(),
         };
         let orphans: Vec<AlarmKey> = engine
             .book
@@ -89,6 +94,7 @@ impl RuleEngine {
             .collect();
         let transitions = engine.deliver(pending, &Actor::Rules, now);
         engine.site = engine.derive_site();
+        engine.inhibited = engine.inhibited_now();
         (engine, transitions)
     }
 
@@ -129,6 +135,7 @@ impl RuleEngine {
             }
         }
         let mut out = self.settle(flips, now);
+        out.extend(self.release_uninhibited(now));
         out.extend(self.update_site(&Actor::Rules, now));
         out
     }
@@ -145,6 +152,7 @@ impl RuleEngine {
         }
         out.extend(self.settle(flips, now));
         out.extend(self.escalate(now));
+        out.extend(self.release_uninhibited(now));
         out.extend(self.update_site(&Actor::Rules, now));
         out
     }
@@ -403,6 +411,40 @@ impl RuleEngine {
         site_state::derive(&self.book.alarms, |alarm| {
             self.inhibitor(&alarm.key).is_some()
         })
+    }
+
+    fn inhibited_now(&self) -> BTreeMap<AlarmKey, String> {
+        self.book
+            .alarms
+            .iter()
+            .filter(|a| a.active)
+            .filter_map(|a| Some((a.key.clone(), self.inhibitor(&a.key)?.to_string())))
+            .collect()
+    }
+
+    /// Alarms still active whose inhibitor cleared: notified now, since they were muted when
+    /// they changed (Alertmanager does the same when an inhibition ends).
+    fn release_uninhibited(&mut self, now: SystemTime) -> Vec<Transition> {
+        let now_inhibited = self.inhibited_now();
+        let before = std::mem::replace(&mut self.inhibited, now_inhibited);
+        before
+            .into_iter()
+            .filter(|(key, _)| !self.inhibited.contains_key(key))
+            .filter_map(|(key, inhibitor)| {
+                let alarm = self.alarm(&key).filter(|a| a.active)?;
+                Some(Transition {
+                    at: now,
+                    by: Actor::Rules,
+                    change: Change::AlarmReleased {
+                        alarm: key,
+                        severity: alarm.severity,
+                        summary: alarm.summary.clone(),
+                        delivery: self.delivery(alarm, now),
+                    },
+                    why: format!("no longer inhibited: {inhibitor} is not active"),
+                })
+            })
+            .collect()
     }
 
     fn update_site(&mut self, by: &Actor, now: SystemTime) -> Option<Transition> {
