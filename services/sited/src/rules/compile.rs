@@ -31,7 +31,7 @@ pub fn compile(
     }
     if problems.is_empty() {
         match order_composites(rules) {
-            Ok(rules) => return Ok(RuleSet { rules }),
+            Ok(rules) => return Ok(RuleSet::new(rules)),
             Err((name, cycle)) => {
                 let i = specs.iter().position(|s| s.name == name).unwrap_or(0);
                 let field = if specs[i].all.is_some() { "all" } else { "any" };

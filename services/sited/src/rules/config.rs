@@ -6,6 +6,7 @@
 //! need several values ([`compile`]) name the key (`rule[3].clear_at`), which the config loader
 //! turns into `FILE:LINE:COLUMN`. A checked list becomes a [`RuleSet`] of typed [`Rule`]s.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -264,16 +265,50 @@ pub struct Rule {
 /// The checked rules, composites after every rule they read (so one pass evaluates them).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RuleSet {
-    pub(super) rules: Vec<Rule>,
+    rules: Vec<Rule>,
+    /// Rule positions by name, and the rules each sensor feeds: an event touches only its
+    /// own rules, whatever the size of the site.
+    by_name: HashMap<String, usize>,
+    by_sensor: HashMap<SensorId, Vec<usize>>,
 }
 
 impl RuleSet {
+    /// Rules in evaluation order (every composite after the rules it reads).
+    pub(super) fn new(rules: Vec<Rule>) -> RuleSet {
+        let by_name = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        let mut by_sensor: HashMap<SensorId, Vec<usize>> = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if let Some(sensor) = rule.condition.sensor() {
+                by_sensor.entry(sensor.clone()).or_default().push(i);
+            }
+        }
+        RuleSet {
+            rules,
+            by_name,
+            by_sensor,
+        }
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
     pub fn get(&self, name: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.name == name)
+        self.position(name).map(|i| &self.rules[i])
+    }
+
+    /// The rule's index in [`RuleSet::rules`].
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The indices of the rules that read `sensor`.
+    pub fn reading(&self, sensor: &SensorId) -> &[usize] {
+        self.by_sensor.get(sensor).map_or(&[], Vec::as_slice)
     }
 }
 

@@ -127,10 +127,9 @@ impl RuleEngine {
     /// One sensor event. A contact rule's alarm is raised or cleared in this call.
     pub fn on_event(&mut self, event: &SensorEvent, now: SystemTime) -> Vec<Transition> {
         let mut flips = Vec::new();
-        for (i, rule) in self.rules.rules().iter().enumerate() {
-            if rule.condition.sensor() == Some(event.sensor())
-                && let Some(flip) = self.trackers[i].on_event(&rule.condition, event, now)
-            {
+        for &i in self.rules.reading(event.sensor()) {
+            let condition = &self.rules.rules()[i].condition;
+            if let Some(flip) = self.trackers[i].on_event(condition, event, now) {
                 flips.push((i, flip));
             }
         }
@@ -206,9 +205,7 @@ impl RuleEngine {
         };
         let active_of = |name: &String| {
             self.rules
-                .rules()
-                .iter()
-                .position(|r| r.name == *name)
+                .position(name)
                 .is_some_and(|j| self.trackers[j].active)
         };
         let active: Vec<&String> = rules.iter().filter(|n| active_of(n)).collect();
