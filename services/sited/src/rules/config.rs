@@ -94,49 +94,61 @@ pub struct EscalationSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    /// The rule's (and its alarm's) name: 1 to 64 of `a-z 0-9 . _ -`, unique.
     pub name: String,
     pub kind: RuleKind,
+    /// `info`, `warning` or `critical`.
     pub severity: Severity,
     /// A sentence for the operator; a generated one when absent.
     #[serde(default)]
     pub summary: Option<String>,
+    /// At least this site state while the alarm is active: `warning`, `critical`, `lockdown`.
     #[serde(default)]
     pub site_state: Option<SiteEffect>,
+    /// Rules whose alarms are muted (no notification, no site state) while this one holds.
     #[serde(default)]
     pub inhibits: Vec<String>,
+    /// `[[rule.escalation]]` steps, in order of `after`.
     #[serde(default)]
     pub escalation: Vec<EscalationSpec>,
-    // threshold, rate, contact, lost
+    /// The sensor read (threshold, rate, contact, lost); must exist in the site model.
     #[serde(default)]
     pub sensor: Option<SensorId>,
-    // threshold
+    /// Threshold: raise when the value is above this (exclusive).
     #[serde(default)]
     pub above: Option<f64>,
+    /// Threshold: raise when the value is below this (exclusive).
     #[serde(default)]
     pub below: Option<f64>,
+    /// Threshold: clear once the value is back at or past this (hysteresis); the limit when
+    /// absent. At or below `above`, at or above `below`.
     #[serde(default)]
     pub clear_at: Option<f64>,
-    // threshold, rate
+    /// Threshold, rate: seconds the condition must hold before the alarm is raised.
     #[serde(default)]
     pub hold: Option<DurationSecs<0, MAX_RULE_SECS>>,
+    /// Threshold, rate: seconds the condition must stay over before the alarm clears.
     #[serde(default)]
     pub clear_hold: Option<DurationSecs<0, MAX_RULE_SECS>>,
-    // rate
+    /// Rate: seconds of samples the change is measured over (needs at least half of it).
     #[serde(default)]
     pub window: Option<DurationSecs<1, MAX_RULE_SECS>>,
+    /// Rate: raise when the value rises by at least this much a minute.
     #[serde(default)]
     pub rise_per_minute: Option<f64>,
+    /// Rate: raise when the value falls by at least this much a minute.
     #[serde(default)]
     pub fall_per_minute: Option<f64>,
-    // contact
+    /// Contact: the contact value that means alarm (default `true`).
     #[serde(default)]
     pub active: Option<bool>,
-    // lost
+    /// Lost: seconds without a sample before the sensor counts as lost.
     #[serde(default)]
     pub stale_after: Option<DurationSecs<1, MAX_RULE_SECS>>,
-    // composite
+    /// Composite: active while all of these rules are.
     #[serde(default)]
     pub all: Option<Vec<String>>,
+    /// Composite: active while any of these rules is.
     #[serde(default)]
     pub any: Option<Vec<String>>,
 }
@@ -149,7 +161,7 @@ pub struct RulesConfig {
 }
 
 impl RulesConfig {
-    /// The checks of [`compile`], for `load_file`/`load_text` validators.
+    /// The checks of [`compile`], for an `appliance::config::load_file` validator.
     pub fn validate(&self, known_sensor: &dyn Fn(&SensorId) -> bool) -> Result<(), Vec<Invalid>> {
         compile(&self.rule, known_sensor).map(|_| ())
     }
