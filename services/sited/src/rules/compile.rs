@@ -7,7 +7,8 @@ use std::time::Duration;
 use appliance::config::Invalid;
 
 use super::config::{
-    Combine, Condition, EscalationStep, Limit, Rate, Rule, RuleKind, RuleSet, RuleSpec, Threshold,
+    Combine, Condition, EXTERNAL_PREFIX, EscalationStep, Limit, Rate, Rule, RuleKind, RuleSet,
+    RuleSpec, Threshold,
 };
 use crate::sensor::SensorId;
 
@@ -352,7 +353,20 @@ impl Checker<'_> {
             self.complain(field, "names no rule");
         }
         for (j, name) in rules.iter().enumerate() {
-            if *name == self.spec.name {
+            if let Some(pattern) = name.strip_prefix(EXTERNAL_PREFIX) {
+                let usable = pattern
+                    .split_once('/')
+                    .is_some_and(|(source, key)| !source.is_empty() && !key.is_empty());
+                if !usable {
+                    self.complain(
+                        &format!("{field}[{j}]"),
+                        format!(
+                            "`{name}` names no external alarm: write `external:SOURCE/KEY` \
+                             (`*` matches any run of characters)"
+                        ),
+                    );
+                }
+            } else if *name == self.spec.name {
                 self.complain(&format!("{field}[{j}]"), "a rule cannot depend on itself");
             } else if !names.contains(name) {
                 self.complain(

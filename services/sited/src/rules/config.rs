@@ -145,7 +145,8 @@ pub struct RuleSpec {
     /// Lost: seconds without a sample before the sensor counts as lost.
     #[serde(default)]
     pub stale_after: Option<DurationSecs<1, MAX_RULE_SECS>>,
-    /// Composite: active while all of these rules are.
+    /// Composite: active while all of these rules are. An entry `external:SOURCE/KEY` stands
+    /// for an active external alarm (`*` matches any run of characters).
     #[serde(default)]
     pub all: Option<Vec<String>>,
     /// Composite: active while any of these rules is.
@@ -215,6 +216,10 @@ pub struct Rate {
     pub hold: Duration,
     pub clear_hold: Duration,
 }
+
+/// How a composite names external alarms: `external:SOURCE/KEY`, e.g.
+/// `external:civil-defence/hemp-alert` or `external:minerd/*`.
+pub const EXTERNAL_PREFIX: &str = "external:";
 
 /// Whether a composite needs all or any of its rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,10 +15,10 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use super::alarm::{Actor, Alarm, AlarmKey, Change, Delivery, Silence, Transition};
+use super::alarm::{Actor, Alarm, AlarmKey, Change, Delivery, Silence, Transition, glob_match};
 use super::book::AlarmBook;
 use super::condition::{Flip, Tracker};
-use super::config::{Combine, Condition, Rule, RuleSet};
+use super::config::{Combine, Condition, EXTERNAL_PREFIX, Rule, RuleSet};
 use super::site_state::{self, SiteStatus};
 use crate::sensor::SensorEvent;
 
@@ -176,10 +176,20 @@ impl RuleEngine {
 
     /// Evaluates the composites after `flips`, applies every change of rule state to the
     /// alarms, and returns the transitions.
-    fn settle(&mut self, mut flips: Vec<(usize, Flip)>, now: SystemTime) -> Vec<Transition> {
+    fn settle(&mut self, flips: Vec<(usize, Flip)>, now: SystemTime) -> Vec<Transition> {
         if flips.is_empty() {
             return Vec::new();
         }
+        self.settle_composites(flips, now)
+    }
+
+    /// [`Self::settle`] even without a rule's flip: an external alarm changed, which
+    /// composites may read.
+    fn settle_composites(
+        &mut self,
+        mut flips: Vec<(usize, Flip)>,
+        now: SystemTime,
+    ) -> Vec<Transition> {
         for i in 0..self.rules.rules().len() {
             if let Some(flip) = self.evaluate_composite(i) {
                 flips.push((i, flip));
@@ -203,10 +213,16 @@ impl RuleEngine {
         let Condition::Composite { combine, rules } = &self.rules.rules()[i].condition else {
             return None;
         };
-        let active_of = |name: &String| {
-            self.rules
+        let active_of = |name: &String| match name.strip_prefix(EXTERNAL_PREFIX) {
+            Some(pattern) => self.book.alarms.iter().any(|a| {
+                a.active
+                    && matches!(a.key, AlarmKey::External { .. })
+                    && glob_match(pattern, &a.key.to_string())
+            }),
+            None => self
+                .rules
                 .position(name)
-                .is_some_and(|j| self.trackers[j].active)
+                .is_some_and(|j| self.trackers[j].active),
         };
         let active: Vec<&String> = rules.iter().filter(|n| active_of(n)).collect();
         let holds = match combine {

@@ -203,6 +203,8 @@ impl RuleEngine {
             }
         };
         let mut out = self.deliver(vec![pending], &actor, now);
+        out.extend(self.settle_composites(Vec::new(), now));
+        out.extend(self.release_uninhibited(now));
         out.extend(self.update_site(&actor, now));
         Ok(out)
     }
@@ -220,6 +222,8 @@ impl RuleEngine {
             .clear(&alarm_key, format!("{source} cleared it"), now)
             .ok_or_else(|| ActionError::NotRaised(alarm_key.to_string()))?;
         let mut out = self.deliver(vec![pending], &actor, now);
+        out.extend(self.settle_composites(Vec::new(), now));
+        out.extend(self.release_uninhibited(now));
         out.extend(self.update_site(&actor, now));
         Ok(out)
     }
