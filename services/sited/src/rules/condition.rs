@@ -11,6 +11,9 @@
 //!   next sample.
 //! - Composite rules are computed by the engine from the other rules' states.
 //!
+//! A `Lost` event keeps a threshold or rate rule's state (the lost rule alarms on the loss) but
+//! cancels a change waiting for its hold and empties the rate window.
+//!
 //! Time: holds and staleness run on the engine's `now`; rates use the samples' own times.
 
 use std::collections::VecDeque;
@@ -95,6 +98,13 @@ impl Tracker {
             }
             (Condition::Lost { sensor, .. }, SensorEvent::Lost { reason, .. }) => {
                 self.set(true, format!("{sensor} is lost: {reason}"))
+            }
+            (Condition::Threshold(_) | Condition::Rate(_), SensorEvent::Lost { .. }) => {
+                // No value is known now: a change waiting for its hold must not complete on
+                // the strength of samples from before the loss, and a rate starts afresh.
+                self.pending = None;
+                self.samples.clear();
+                None
             }
             _ => None,
         }

@@ -169,3 +169,23 @@ fn a_contact_flips_on_the_event() {
     );
     assert_eq!(tracker.on_event(&rule, &sample(1.0, t(1)), t(1)), None);
 }
+
+#[test]
+fn a_lost_sensor_cancels_a_waiting_hold() {
+    let rule = above(40.0, 37.0, 10, 0);
+    let mut tracker = Tracker::new(t(0), false);
+    tracker.on_event(&rule, &sample(41.0, t(0)), t(0));
+    assert_eq!(tracker.deadline(&rule), Some(t(10)));
+    let lost = SensorEvent::Lost {
+        sensor: temp(),
+        reason: LostReason::Timeout,
+        at: t(5),
+    };
+    assert_eq!(tracker.on_event(&rule, &lost, t(5)), None);
+    assert_eq!(tracker.deadline(&rule), None);
+    assert_eq!(tracker.on_tick(&rule, t(10)), None);
+    assert!(!tracker.active);
+    // Back with a value above the limit: the hold starts again from there.
+    tracker.on_event(&rule, &sample(41.0, t(20)), t(20));
+    assert_eq!(tracker.deadline(&rule), Some(t(30)));
+}
