@@ -1,14 +1,14 @@
 //! A site for the guard and curtailment tests: a private bus with a stand-in sited, a test
 //! pool, minerd's real Stratum proxy in front of it, simulated miners (127.62.N.x) mining
 //! through the proxy as their layout identity, found by discovery into a real SQLite
-//! inventory, polled by a real `Telemetry`, and an audit log.
+//! inventory, polled by a real `Telemetry`, and an audit log. The proxy, the test pool and
+//! waiting come from the proxy tests' support (`proxy_support`).
 
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use appliance::audit_log::AuditLog;
 use appliance::dbus::contracts::SiteState;
@@ -17,21 +17,18 @@ use appliance::dbus::testsite::StandInSite;
 use minerd::discovery::{DiscoverySettings, discover};
 use minerd::inventory::{Inventory, MinerFilter, MinerRecord};
 use minerd::operations::SharedAuditLog;
-use minerd::proxy::{
-    Accounting, Admission, FailoverSettings, MinerDirectory, Proxy, ProxySettings, SanctionedPool,
-    VardiffSettings,
-};
+use minerd::proxy::{Admission, MinerDirectory, Proxy, SanctionedPool};
 use minerd::site_layout::SiteLayout;
 use minerd::telemetry::{Telemetry, TelemetrySettings};
 use sim::fleet::{Fleet, FleetSpec, ModelMix, SimPool};
-use sim::pool::{PoolSpec, TestPool};
+use sim::pool::TestPool;
 use tokio::sync::Mutex;
 
-/// Far above any wait that works (seconds), far below a hang.
-pub const BOUND: Duration = Duration::from_secs(30);
-
-/// One share per ~1024 hashes: simulated miners find shares every few hundred ms.
-pub const POOL_DIFFICULTY: f64 = 1.0 / 4_194_304.0;
+// The proxy, its pools and waiting are the proxy tests' own.
+#[path = "../proxy_support/mod.rs"]
+mod proxy_support;
+pub use proxy_support::{BOUND, pool, proxy_url, wait_until};
+use proxy_support::{fast_settings, start_proxy};
 
 pub const OWNER: &str = "acme";
 
@@ -93,47 +90,11 @@ pub fn layout(net: u8) -> SiteLayout {
     .unwrap()
 }
 
-fn proxy_settings() -> ProxySettings {
-    ProxySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        miners_per_upstream: 8,
-        extranonce_prefix_size: 1,
-        vardiff: VardiffSettings {
-            shares_per_minute: 240.0,
-            retarget_ms: 2_000,
-            initial_difficulty: POOL_DIFFICULTY,
-            min_difficulty: POOL_DIFFICULTY / 16.0,
-            max_difficulty: 1.0,
-        },
-        failover: FailoverSettings {
-            connect_timeout_ms: 2_000,
-            submit_timeout_ms: 2_000,
-            job_timeout_ms: 5_000,
-            failback_hold_ms: 1_500,
-            retry_ms: 300,
-        },
-        batch_window_ms: 3,
-    }
-}
-
-pub async fn test_pool() -> TestPool {
-    let mut spec = PoolSpec::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-    spec.difficulty = POOL_DIFFICULTY;
-    spec.job_interval = Duration::from_millis(700);
-    spec.block_interval = Duration::from_secs(600);
-    TestPool::start(spec).await.unwrap()
-}
-
 pub async fn audit_log(dir: &Path) -> SharedAuditLog {
     let (log, _) = AuditLog::open(&dir.join("audit.log"), "minerd")
         .await
         .unwrap();
     Arc::new(Mutex::new(log))
-}
-
-/// The URL miners are told to mine on.
-pub fn proxy_url(proxy: &Proxy) -> String {
-    format!("stratum+tcp://{}", proxy.local_addr())
 }
 
 /// Starts everything; `count` miners from 127.62.`net`.1, every one hashing and found.
@@ -143,20 +104,13 @@ pub async fn rig(net: u8, count: usize, models: ModelMix) -> Rig {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pool = test_pool().await;
+    let pool = pool().await;
     let layout = layout(net);
-    let accounting = Accounting::open_path(
-        &dir.path().join("accounting.sqlite"),
-        Duration::from_millis(3),
-    )
-    .unwrap();
     let directory = Arc::new(LayoutDirectory {
         layout: layout.clone(),
         pool_url: pool.url(),
     });
-    let proxy = Proxy::start(proxy_settings(), directory, Arc::new(accounting))
-        .await
-        .unwrap();
+    let proxy = start_proxy(dir.path(), fast_settings(8), directory).await;
     let mut spec = FleetSpec::new(Ipv4Addr::new(127, 62, net, 1), count);
     spec.models = models;
     spec.pools = vec![SimPool {
@@ -215,14 +169,5 @@ impl Rig {
         let mut ips: Vec<Ipv4Addr> = self.fleet.miners().iter().map(|m| m.view().ip).collect();
         ips.sort();
         ips
-    }
-}
-
-/// Polls `check` every 50 ms until it holds; panics with `what` after `BOUND`.
-pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !check() {
-        assert!(started.elapsed() < BOUND, "not within {BOUND:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,9 +79,22 @@ impl MinerDirectory for Inventory {
 
 /// Fast clocks: vardiff every 2 s, dead after 2 s without an answer, back after 1.5 s.
 pub fn settings() -> ProxySettings {
-    let settings = ProxySettings {
+    let settings = fast_settings(2);
+    // Valid as a site would write it; the tests then take any free port.
+    let as_configured = ProxySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 3333)),
+        ..settings.clone()
+    };
+    as_configured.validate().unwrap();
+    settings
+}
+
+/// `settings` with `miners_per_upstream` miners sharing one upstream connection, on any free
+/// port.
+pub fn fast_settings(miners_per_upstream: usize) -> ProxySettings {
+    ProxySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        miners_per_upstream: 2,
+        miners_per_upstream,
         extranonce_prefix_size: 1,
         vardiff: VardiffSettings {
             shares_per_minute: 240.0,
@@ -97,14 +111,7 @@ pub fn settings() -> ProxySettings {
             retry_ms: 300,
         },
         batch_window_ms: 3,
-    };
-    // Valid as a site would write it; the tests then take any free port.
-    let as_configured = ProxySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 3333)),
-        ..settings.clone()
-    };
-    as_configured.validate().unwrap();
-    settings
+    }
 }
 
 pub fn pool_spec() -> PoolSpec {
@@ -127,15 +134,8 @@ pub struct Site {
 
 pub async fn site(inventory: Inventory, settings: ProxySettings) -> Site {
     let dir = tempfile::tempdir().unwrap();
-    let accounting = Accounting::open_path(
-        &dir.path().join("accounting.sqlite"),
-        Duration::from_millis(settings.batch_window_ms),
-    )
-    .unwrap();
     let inventory = Arc::new(inventory);
-    let proxy = Proxy::start(settings, inventory.clone(), Arc::new(accounting))
-        .await
-        .unwrap();
+    let proxy = start_proxy(dir.path(), settings, inventory.clone()).await;
     Site {
         inventory,
         proxy,
@@ -143,12 +143,33 @@ pub async fn site(inventory: Inventory, settings: ProxySettings) -> Site {
     }
 }
 
+/// minerd's proxy admitting through `directory`, its share accounting in `dir`.
+pub async fn start_proxy(
+    dir: &Path,
+    settings: ProxySettings,
+    directory: Arc<dyn MinerDirectory>,
+) -> Arc<Proxy> {
+    let accounting = Accounting::open_path(
+        &dir.join("accounting.sqlite"),
+        Duration::from_millis(settings.batch_window_ms),
+    )
+    .unwrap();
+    Proxy::start(settings, directory, Arc::new(accounting))
+        .await
+        .unwrap()
+}
+
+/// The URL miners are told to mine on.
+pub fn proxy_url(proxy: &Proxy) -> String {
+    format!("stratum+tcp://{}", proxy.local_addr())
+}
+
 /// A simulated miner at `ip` mining through the proxy as `user`.
 pub fn miner(site: &Site, ip: Ipv4Addr, user: &str, version_rolling: bool) -> StratumClient {
     StratumClient::spawn(StratumClientSpec {
         bind_ip: ip,
         pools: vec![SimPool {
-            url: format!("stratum+tcp://{}", site.proxy.local_addr()),
+            url: proxy_url(&site.proxy),
             user: user.into(),
             password: "x".into(),
         }],
