@@ -14,7 +14,6 @@ use appliance::audit_log::AuditLog;
 use appliance::dbus::contracts::SiteState;
 use appliance::dbus::testbus::TestBus;
 use appliance::dbus::testsite::StandInSite;
-use minerd::discovery::{DiscoverySettings, discover};
 use minerd::inventory::{Inventory, MinerFilter, MinerRecord};
 use minerd::operations::SharedAuditLog;
 use minerd::proxy::{Admission, MinerDirectory, Proxy, SanctionedPool};
@@ -29,6 +28,10 @@ use tokio::sync::Mutex;
 mod proxy_support;
 pub use proxy_support::{BOUND, pool, proxy_url, wait_until};
 use proxy_support::{fast_settings, start_proxy};
+
+#[path = "../scan_support/mod.rs"]
+mod scan_support;
+use scan_support::{inventory_in, one_range_layout, scan};
 
 pub const OWNER: &str = "acme";
 
@@ -73,21 +76,7 @@ pub struct Rig {
 }
 
 pub fn layout(net: u8) -> SiteLayout {
-    toml::from_str(&format!(
-        r#"
-        [[range]]
-        cidr = "127.62.{net}.0/24"
-        owner = "{OWNER}"
-        location = "hall A"
-        [[owner]]
-        name = "{OWNER}"
-        identity = "{{owner}}.{{ip-dashes}}"
-        [[owner.pools]]
-        url = "stratum+tcp://127.0.0.1:3333"
-        user = "{OWNER}"
-        "#
-    ))
-    .unwrap()
+    one_range_layout(&format!("127.62.{net}.0/24"), OWNER, "hall A")
 }
 
 pub async fn audit_log(dir: &Path) -> SharedAuditLog {
@@ -125,14 +114,8 @@ pub async fn rig(net: u8, count: usize, models: ModelMix) -> Rig {
         fleet.miners().iter().all(|m| m.view().hashrate_ths > 0.0)
     })
     .await;
-    let inventory = Arc::new(Inventory::open_in(dir.path()).unwrap());
-    let found = discover(
-        &layout,
-        &DiscoverySettings::default(),
-        Arc::clone(&inventory),
-    )
-    .await
-    .unwrap();
+    let inventory = inventory_in(dir.path());
+    let found = scan(&layout, &inventory).await;
     assert_eq!(found.miners_found, count);
     let telemetry = Arc::new(Telemetry::new(TelemetrySettings::default()));
     let audit = audit_log(dir.path()).await;
