@@ -313,8 +313,34 @@ impl RawMiner {
         extranonce2: u64,
         version_bits: Option<u32>,
     ) -> Value {
-        let job = self.jobs.last().unwrap();
         let target = Target::from_difficulty(self.difficulty).unwrap();
+        self.share_where(user, extranonce2, version_bits, |hash| {
+            target.is_met_by(hash) == valid
+        })
+    }
+
+    /// Params of a share on the latest job whose hash meets difficulty `meets` but not
+    /// `misses` (a share good enough for the miner's target and not for the pool's).
+    pub fn share_between(&self, user: &str, extranonce2: u64, meets: f64, misses: f64) -> Value {
+        let (easy, hard) = (
+            Target::from_difficulty(meets).unwrap(),
+            Target::from_difficulty(misses).unwrap(),
+        );
+        self.share_where(user, extranonce2, None, |hash| {
+            easy.is_met_by(hash) && !hard.is_met_by(hash)
+        })
+    }
+
+    /// Params of a share on the latest job, with `version_bits` rolled in, whose big-endian
+    /// hash `wanted` accepts: the first nonce from 0 that gives one.
+    fn share_where(
+        &self,
+        user: &str,
+        extranonce2: u64,
+        version_bits: Option<u32>,
+        wanted: impl Fn(&[u8; 32]) -> bool,
+    ) -> Value {
+        let job = self.jobs.last().unwrap();
         let en2 = extranonce2.to_be_bytes()[8 - self.extranonce2_size..].to_vec();
         let coinbase = job.coinbase(&self.extranonce1, &en2);
         let root = job.merkle_root(&coinbase);
@@ -326,7 +352,7 @@ impl RawMiner {
         let nonce = (0u32..)
             .find(|&nonce| {
                 let header = job.header(&root, version, ntime, nonce);
-                target.is_met_by(&hash_to_be(&sha256d(&header))) == valid
+                wanted(&hash_to_be(&sha256d(&header)))
             })
             .unwrap();
         let mut params = json!([
@@ -343,37 +369,6 @@ impl RawMiner {
                 .push(json!(format!("{bits:08x}")));
         }
         params
-    }
-
-    /// Params of a share on the latest job whose hash meets difficulty `meets` but not
-    /// `misses` (a share good enough for the miner's target and not for the pool's).
-    pub fn share_between(&self, user: &str, extranonce2: u64, meets: f64, misses: f64) -> Value {
-        let job = self.jobs.last().unwrap();
-        let (easy, hard) = (
-            Target::from_difficulty(meets).unwrap(),
-            Target::from_difficulty(misses).unwrap(),
-        );
-        let en2 = extranonce2.to_be_bytes()[8 - self.extranonce2_size..].to_vec();
-        let root = job.merkle_root(&job.coinbase(&self.extranonce1, &en2));
-        let ntime = job.notify.ntime;
-        let nonce = (0u32..)
-            .find(|&nonce| {
-                let hash = hash_to_be(&sha256d(&job.header(
-                    &root,
-                    job.notify.version,
-                    ntime,
-                    nonce,
-                )));
-                easy.is_met_by(&hash) && !hard.is_met_by(&hash)
-            })
-            .unwrap();
-        json!([
-            user,
-            job.notify.job_id,
-            hex::encode(&en2),
-            format!("{ntime:08x}"),
-            format!("{nonce:08x}")
-        ])
     }
 
     /// Whether the proxy closed the connection (within the bound).
