@@ -14,17 +14,19 @@
 //! (minersim's `--models`, default `s9-bmminer`), `FLEET_POLL_CONCURRENCY` (minerd's poll
 //! concurrency, default that of `TelemetrySettings`).
 
+#[path = "../tests/scan_support/mod.rs"]
+mod scan_support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use minerd::discovery::{DiscoverySettings, discover};
-use minerd::inventory::{Inventory, MinerFilter};
+use minerd::inventory::MinerFilter;
 use minerd::site_layout::SiteLayout;
 use minerd::telemetry::{Telemetry, TelemetrySettings};
+use scan_support::{inventory_in, one_range_layout, scan};
 
 /// The fleet's first address; the /22 around it is scanned. Away from 127.1/16, where the
 /// simulator's and minerd's tests run.
@@ -117,23 +119,7 @@ impl Drop for Minersim {
 }
 
 fn layout() -> SiteLayout {
-    let layout: SiteLayout = toml::from_str(&format!(
-        r#"
-        [[range]]
-        cidr = "{RANGE}"
-        owner = "bench"
-        location = "bench hall"
-        [[owner]]
-        name = "bench"
-        identity = "{{owner}}.{{ip-dashes}}"
-        [[owner.pools]]
-        url = "stratum+tcp://127.0.0.1:3333"
-        user = "bench"
-        "#
-    ))
-    .unwrap();
-    layout.validate().unwrap();
-    layout
+    one_range_layout(RANGE, "bench", "bench hall")
 }
 
 struct MinerdFigures {
@@ -152,15 +138,9 @@ fn measure_minerd(miners: usize, rounds: usize) -> MinerdFigures {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let inventory = Arc::new(Inventory::open_in(dir.path()).unwrap());
+        let inventory = inventory_in(dir.path());
         let started = Instant::now();
-        let report = discover(
-            &layout(),
-            &DiscoverySettings::default(),
-            Arc::clone(&inventory),
-        )
-        .await
-        .unwrap();
+        let report = scan(&layout(), &inventory).await;
         let discovery_wall = started.elapsed();
         assert_eq!(report.miners_found, miners, "discovery found the fleet");
         let records = inventory.list(&MinerFilter::default()).unwrap();

@@ -26,6 +26,7 @@ use minerd::operations::BulkLimits;
 use minerd::telemetry::aggregate;
 use sim::fleet::ModelMix;
 use sim::miner::model::Personality;
+use tokio::task::JoinHandle;
 
 /// Reacting to the budget signal takes well under this; waiting for a poll would take 60 s.
 const REACTION: Duration = Duration::from_secs(5);
@@ -62,6 +63,24 @@ fn driver(rig: &Rig, settings: CurtailmentSettings) -> Arc<CurtailmentDriver> {
         ClientConfig::default(),
         Some(Arc::clone(&rig.proxy)),
     ))
+}
+
+/// Runs `driver` on sited's budget reports, as the daemon does.
+async fn run_driver(rig: &Rig, driver: &Arc<CurtailmentDriver>) -> JoinHandle<()> {
+    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
+    tokio::spawn(Arc::clone(driver).run(Some(watch.reports())))
+}
+
+/// `run_driver`, returning once the driver's first round follows sited's budget.
+async fn run_following_sited(rig: &Rig, driver: &Arc<CurtailmentDriver>) -> JoinHandle<()> {
+    let run = run_driver(rig, driver).await;
+    wait_for("the first round follows sited", BOUND, || {
+        driver
+            .status()
+            .is_some_and(|s| s.source == BudgetSource::Sited)
+    })
+    .await;
+    run
 }
 
 /// Miners by efficiency, least efficient first, with their draw and J/TH, as the last poll
@@ -124,16 +143,9 @@ fn budget_shedding(miners: &[(Ipv4Addr, f64, f64)], n: usize, sleep_draw_w: f64)
 async fn a_budget_drop_sleeps_the_least_efficient_first_on_the_signal_then_restores_after_the_hold()
 {
     let rig = curtailed_rig(11).await;
-    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
     let settings = settings(4);
     let driver = driver(&rig, settings.clone());
-    let run = tokio::spawn(Arc::clone(&driver).run(Some(watch.reports())));
-    wait_for("the first round follows sited", BOUND, || {
-        driver
-            .status()
-            .is_some_and(|s| s.source == BudgetSource::Sited)
-    })
-    .await;
+    let run = run_following_sited(&rig, &driver).await;
     let miners = by_efficiency(&rig);
     assert!(miners[0].2 > miners[3].2 * 1.5, "{miners:?}");
     // The two least efficient must go; the budget signal alone must do it (no poll runs).
@@ -207,10 +219,9 @@ async fn a_budget_drop_sleeps_the_least_efficient_first_on_the_signal_then_resto
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oscillating_budget_does_not_flap_miners() {
     let rig = curtailed_rig(12).await;
-    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
     let settings = settings(30);
     let driver = driver(&rig, settings.clone());
-    let run = tokio::spawn(Arc::clone(&driver).run(Some(watch.reports())));
+    let run = run_driver(&rig, &driver).await;
     let miners = by_efficiency(&rig);
     let site = rig.site.as_ref().unwrap();
     let low = budget_shedding(&miners, 1, settings.sleep_draw_w);
@@ -242,12 +253,11 @@ async fn an_oscillating_budget_does_not_flap_miners() {
 async fn without_sited_the_static_budget_applies() {
     let mut rig = curtailed_rig(13).await;
     rig.site.take().unwrap().stop().await.unwrap();
-    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
     let miners = by_efficiency(&rig);
     let mut settings = settings(4);
     settings.static_budget_w = budget_shedding(&miners, 1, settings.sleep_draw_w);
     let driver = driver(&rig, settings);
-    let run = tokio::spawn(Arc::clone(&driver).run(Some(watch.reports())));
+    let run = run_driver(&rig, &driver).await;
     let started = std::time::Instant::now();
     while !sleeping(&rig, miners[0].0) {
         let picture = picture(&rig, &driver);
@@ -273,10 +283,9 @@ async fn miners_that_cannot_sleep_are_curtailed_by_withholding_their_work() {
             .unwrap();
     }
     rig.poll().await;
-    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
     let settings = settings(2);
     let driver = driver(&rig, settings.clone());
-    let run = tokio::spawn(Arc::clone(&driver).run(Some(watch.reports())));
+    let run = run_driver(&rig, &driver).await;
     let miners = by_efficiency(&rig);
     let (worst, awake_w) = (miners[0].0, miners[0].1);
     let idle = |ip: Ipv4Addr| {
@@ -318,15 +327,8 @@ async fn luxos_miners_step_down_power_profiles_before_sleeping_and_back_up_after
     // rather than naming which miner the driver chose.
     let rig = rig(16, 3, ModelMix::only(Personality::S19jProLuxos)).await;
     rig.poll().await;
-    let watch = SiteWatch::start(rig.bus.bus()).await.unwrap();
     let driver = driver(&rig, settings(3));
-    let run = tokio::spawn(Arc::clone(&driver).run(Some(watch.reports())));
-    wait_for("the first round follows sited", BOUND, || {
-        driver
-            .status()
-            .is_some_and(|s| s.source == BudgetSource::Sited)
-    })
-    .await;
+    let run = run_following_sited(&rig, &driver).await;
     let miners = by_efficiency(&rig);
     let view = |ip: Ipv4Addr| rig.fleet.miner(ip).unwrap().view();
     let stock: Vec<(Ipv4Addr, f64)> = miners

@@ -1,6 +1,7 @@
 //! Discovery over real loopback addresses: in-test miners (captured fixture replies) at some
 //! addresses of a small range, misbehaving listeners at others, nothing at the rest.
 
+mod scan_support;
 mod telemetry_fake_miner;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -9,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use minerd::cgminer::FirmwareKind;
 use minerd::discovery::{DiscoverySettings, discover};
-use minerd::inventory::{Inventory, MinerFilter, MinerState};
+use minerd::inventory::{MinerFilter, MinerState};
 use minerd::site_layout::SiteLayout;
 use minerd::telemetry::PollFailure;
+use scan_support::{inventory_in, one_range_layout};
 use telemetry_fake_miner::{BOSMINER_JOINED, Behaviour, FakeMiner, S21_JOINED};
 
 fn ip(last: u8) -> Ipv4Addr {
@@ -19,24 +21,7 @@ fn ip(last: u8) -> Ipv4Addr {
 }
 
 fn layout() -> SiteLayout {
-    let layout: SiteLayout = toml::from_str(
-        r#"
-        [[range]]
-        cidr = "127.77.1.0/27"
-        owner = "acme"
-        location = "hall A"
-
-        [[owner]]
-        name = "acme"
-        identity = "{owner}.{ip-dashes}"
-        [[owner.pools]]
-        url = "stratum+tcp://127.0.0.1:3333"
-        user = "acme"
-        "#,
-    )
-    .unwrap();
-    layout.validate().unwrap();
-    layout
+    one_range_layout("127.77.1.0/27", "acme", "hall A")
 }
 
 fn settings() -> DiscoverySettings {
@@ -60,7 +45,7 @@ async fn a_scan_finds_exactly_the_miners_and_names_them() {
     let _hung = FakeMiner::start(ip(9), 4028, Behaviour::Hang).await;
     let _garbage = FakeMiner::start(ip(11), 4028, Behaviour::Malformed).await;
     let dir = tempfile::tempdir().unwrap();
-    let inventory = Arc::new(Inventory::open_in(dir.path()).unwrap());
+    let inventory = inventory_in(dir.path());
 
     let started = Instant::now();
     let report = discover(&layout(), &settings(), Arc::clone(&inventory))
@@ -115,23 +100,9 @@ async fn a_scan_finds_exactly_the_miners_and_names_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firmware_change_is_reported() {
     let addr = Ipv4Addr::new(127, 77, 2, 4);
-    let layout: SiteLayout = toml::from_str(
-        r#"
-        [[range]]
-        cidr = "127.77.2.0/29"
-        owner = "acme"
-        location = "hall B"
-        [[owner]]
-        name = "acme"
-        identity = "{owner}.{ip}"
-        [[owner.pools]]
-        url = "stratum+tcp://127.0.0.1:3333"
-        user = "acme"
-        "#,
-    )
-    .unwrap();
+    let layout = one_range_layout("127.77.2.0/29", "acme", "hall B");
     let dir = tempfile::tempdir().unwrap();
-    let inventory = Arc::new(Inventory::open_in(dir.path()).unwrap());
+    let inventory = inventory_in(dir.path());
     let stock = FakeMiner::start(addr, 4028, Behaviour::SinglesOnlyS9).await;
     let report = discover(&layout, &settings(), Arc::clone(&inventory))
         .await

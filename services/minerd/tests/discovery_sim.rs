@@ -6,35 +6,20 @@
 //! The region is 127.81.0.0/22 rather than 127.1.0.0/22 so that this test never meets the
 //! simulator's own tests, which may run at the same time on the same machine.
 
+mod scan_support;
+
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minerd::cgminer::FirmwareKind;
-use minerd::discovery::{DiscoverySettings, discover};
-use minerd::inventory::{Inventory, MinerFilter};
+use minerd::inventory::MinerFilter;
 use minerd::site_layout::SiteLayout;
+use scan_support::{inventory_in, one_range_layout, scan};
 use sim::fleet::{Firmware, Fleet, FleetSpec, raise_fd_limit};
 
 fn layout() -> SiteLayout {
-    let layout: SiteLayout = toml::from_str(
-        r#"
-        [[range]]
-        cidr = "127.81.0.0/22"
-        owner = "acme"
-        location = "hall A"
-        [[owner]]
-        name = "acme"
-        identity = "{owner}.{ip-dashes}"
-        [[owner.pools]]
-        url = "stratum+tcp://127.0.0.1:3333"
-        user = "acme"
-        "#,
-    )
-    .unwrap();
-    layout.validate().unwrap();
-    layout
+    one_range_layout("127.81.0.0/22", "acme", "hall A")
 }
 
 fn firmware_kind(firmware: Firmware) -> FirmwareKind {
@@ -63,15 +48,9 @@ async fn a_scan_of_a_simulated_slash_22_finds_exactly_the_miners() {
     assert_eq!(expected.len(), 900);
 
     let dir = tempfile::tempdir().unwrap();
-    let inventory = Arc::new(Inventory::open_in(dir.path()).unwrap());
+    let inventory = inventory_in(dir.path());
     let started = Instant::now();
-    let report = discover(
-        &layout(),
-        &DiscoverySettings::default(),
-        Arc::clone(&inventory),
-    )
-    .await
-    .unwrap();
+    let report = scan(&layout(), &inventory).await;
     // Generous bound separating "scanned" from "stuck" on a loaded two-core machine.
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -116,13 +95,7 @@ async fn a_scan_of_a_simulated_slash_22_finds_exactly_the_miners() {
     assert_eq!(kinds.len(), sim::fleet::Personality::ALL.len(), "{kinds:?}");
 
     // A second scan changes nothing.
-    let report = discover(
-        &layout(),
-        &DiscoverySettings::default(),
-        Arc::clone(&inventory),
-    )
-    .await
-    .unwrap();
+    let report = scan(&layout(), &inventory).await;
     assert_eq!(report.miners_found, 900);
     assert!(report.changes.new.is_empty() && report.changes.changed.is_empty());
     assert!(report.changes.missing.is_empty());

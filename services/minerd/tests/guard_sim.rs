@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use appliance::config::DurationSecs;
-use guard_support::{BOUND, OWNER, Rig, proxy_url, rig, test_pool, wait_until};
+use guard_support::{BOUND, OWNER, Rig, pool, proxy_url, rig, wait_until};
 use minerd::cgminer::ClientConfig;
 use minerd::hijack::HijackSettings;
 use minerd::hijack_guard::{GuardConfig, HijackGuard, NewFinding, alarm_key};
@@ -86,7 +86,7 @@ fn mines_sanctioned(rig: &Rig, ip: Ipv4Addr) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hijack_kind_is_found_alarmed_quarantined_and_the_pools_restored() {
     let rig = rig(1, 5, ModelMix::only(Personality::S19ProBmminer)).await;
-    let foreign = test_pool().await;
+    let foreign = pool().await;
     let ips = rig.ips();
     let (hijacked, changed, devfee, hidden, clean) = (ips[0], ips[1], ips[2], ips[3], ips[4]);
     let miner = |ip| rig.fleet.miner(ip).unwrap();
@@ -242,7 +242,7 @@ async fn without_sited_the_guard_still_acts_and_findings_survive_reopening_until
     let mut rig = rig(3, 2, ModelMix::only(Personality::S9Bmminer)).await;
     // sited leaves the bus: alarms cannot be delivered, and nothing else may fail.
     rig.site.take().unwrap().stop().await.unwrap();
-    let foreign = test_pool().await;
+    let foreign = pool().await;
     let hijacked = rig.ips()[0];
     rig.fleet
         .miner(hijacked)

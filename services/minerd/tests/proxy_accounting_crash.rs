@@ -9,7 +9,8 @@ mod proxy_support;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,21 +53,22 @@ async fn crash_child_records_shares_until_killed() {
     }
 }
 
+/// This test binary again, running only the ignored child test `name` with `db` in the
+/// environment variable `db_var`, its stdout piped to read acknowledgements from.
+fn spawn_child(name: &str, db_var: &str, db: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--nocapture"])
+        .env(db_var, db)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn acknowledged_shares_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("accounting.sqlite");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_records_shares_until_killed",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_DB, &db)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child("crash_child_records_shares_until_killed", CHILD_DB, &db);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acknowledged: HashMap<String, u64> = HashMap::new();
     let mut total = 0;
@@ -143,17 +145,7 @@ async fn crash_child_runs_a_proxy_until_killed() {
 async fn acknowledged_shares_survive_kill_9_of_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("accounting.sqlite");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_runs_a_proxy_until_killed",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_SITE_DB, &db)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child("crash_child_runs_a_proxy_until_killed", CHILD_SITE_DB, &db);
     let stdout = child.stdout.take().unwrap();
     let address = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)

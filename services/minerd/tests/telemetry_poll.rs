@@ -2,6 +2,7 @@
 //! cycle ends within a bound far below the hang, each failure is counted by its kind, and every
 //! other miner is fresh.
 
+mod scan_support;
 mod telemetry_fake_miner;
 
 use std::collections::BTreeMap;
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 use minerd::cgminer::FirmwareKind;
 use minerd::discovery::{DiscoverySettings, discover};
 use minerd::inventory::{Inventory, MinerFilter, Resolution};
-use minerd::site_layout::SiteLayout;
 use minerd::telemetry::{PollFailure, Telemetry, TelemetrySettings};
+use scan_support::{inventory_in, one_range_layout};
 use telemetry_fake_miner::{BOSMINER_JOINED, Behaviour, FakeMiner, S21_JOINED};
 
 /// Each test has its own /24 of loopback (tests run in parallel).
@@ -60,22 +61,8 @@ fn records(inventory: &Inventory) -> Vec<minerd::inventory::MinerRecord> {
 /// An inventory holding all 40 addresses; the misbehaving ones entered as what they were
 /// before they broke (the scan is done against healthy stand-ins first).
 async fn inventory_of_fleet(net: u8, dir: &std::path::Path) -> Arc<Inventory> {
-    let layout: SiteLayout = toml::from_str(&format!(
-        r#"
-        [[range]]
-        cidr = "127.78.{net}.0/26"
-        owner = "acme"
-        location = "hall A"
-        [[owner]]
-        name = "acme"
-        identity = "{{owner}}.{{ip-dashes}}"
-        [[owner.pools]]
-        url = "stratum+tcp://127.0.0.1:3333"
-        user = "acme"
-        "#
-    ))
-    .unwrap();
-    let inventory = Arc::new(Inventory::open_in(dir).unwrap());
+    let layout = one_range_layout(&format!("127.78.{net}.0/26"), "acme", "hall A");
+    let inventory = inventory_in(dir);
     let mut stand_ins = Vec::new();
     for last in 1..=8 {
         stand_ins.push(FakeMiner::start(ip(net, last), 4028, Behaviour::Joined(S21_JOINED)).await);

@@ -4,15 +4,16 @@
 //!
 //! Regions 127.82.0.0/24 and 127.82.1.0/24 (not the simulator's 127.1/16, so as never to meet its own tests).
 
+mod scan_support;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use minerd::discovery::{DiscoverySettings, discover};
 use minerd::inventory::{Inventory, MinerFilter};
-use minerd::site_layout::SiteLayout;
 use minerd::telemetry::{PollFailure, Telemetry, TelemetrySettings};
+use scan_support::{inventory_in, one_range_layout, scan};
 use sim::fleet::{Fault, Fleet, FleetSpec, SimPool, raise_fd_limit};
 use sim::pool::{PoolSpec, TestPool};
 
@@ -42,29 +43,9 @@ async fn discovered_fleet(net: u8, dir: &std::path::Path) -> (Fleet, TestPool, A
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let layout: SiteLayout = toml::from_str(&format!(
-        r#"
-        [[range]]
-        cidr = "127.82.{net}.0/24"
-        owner = "acme"
-        location = "hall A"
-        [[owner]]
-        name = "acme"
-        identity = "{{owner}}.{{ip-dashes}}"
-        [[owner.pools]]
-        url = "stratum+tcp://127.0.0.1:3333"
-        user = "acme"
-        "#
-    ))
-    .unwrap();
-    let inventory = Arc::new(Inventory::open_in(dir).unwrap());
-    let report = discover(
-        &layout,
-        &DiscoverySettings::default(),
-        Arc::clone(&inventory),
-    )
-    .await
-    .unwrap();
+    let layout = one_range_layout(&format!("127.82.{net}.0/24"), "acme", "hall A");
+    let inventory = inventory_in(dir);
+    let report = scan(&layout, &inventory).await;
     assert_eq!(report.miners_found, MINERS);
     (fleet, pool, inventory)
 }

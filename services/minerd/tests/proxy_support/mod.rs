@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,9 +79,22 @@ impl MinerDirectory for Inventory {
 
 /// Fast clocks: vardiff every 2 s, dead after 2 s without an answer, back after 1.5 s.
 pub fn settings() -> ProxySettings {
-    let settings = ProxySettings {
+    let settings = fast_settings(2);
+    // Valid as a site would write it; the tests then take any free port.
+    let as_configured = ProxySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 3333)),
+        ..settings.clone()
+    };
+    as_configured.validate().unwrap();
+    settings
+}
+
+/// `settings` with `miners_per_upstream` miners sharing one upstream connection, on any free
+/// port.
+pub fn fast_settings(miners_per_upstream: usize) -> ProxySettings {
+    ProxySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        miners_per_upstream: 2,
+        miners_per_upstream,
         extranonce_prefix_size: 1,
         vardiff: VardiffSettings {
             shares_per_minute: 240.0,
@@ -97,14 +111,7 @@ pub fn settings() -> ProxySettings {
             retry_ms: 300,
         },
         batch_window_ms: 3,
-    };
-    // Valid as a site would write it; the tests then take any free port.
-    let as_configured = ProxySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 3333)),
-        ..settings.clone()
-    };
-    as_configured.validate().unwrap();
-    settings
+    }
 }
 
 pub fn pool_spec() -> PoolSpec {
@@ -127,15 +134,8 @@ pub struct Site {
 
 pub async fn site(inventory: Inventory, settings: ProxySettings) -> Site {
     let dir = tempfile::tempdir().unwrap();
-    let accounting = Accounting::open_path(
-        &dir.path().join("accounting.sqlite"),
-        Duration::from_millis(settings.batch_window_ms),
-    )
-    .unwrap();
     let inventory = Arc::new(inventory);
-    let proxy = Proxy::start(settings, inventory.clone(), Arc::new(accounting))
-        .await
-        .unwrap();
+    let proxy = start_proxy(dir.path(), settings, inventory.clone()).await;
     Site {
         inventory,
         proxy,
@@ -143,12 +143,33 @@ pub async fn site(inventory: Inventory, settings: ProxySettings) -> Site {
     }
 }
 
+/// minerd's proxy admitting through `directory`, its share accounting in `dir`.
+pub async fn start_proxy(
+    dir: &Path,
+    settings: ProxySettings,
+    directory: Arc<dyn MinerDirectory>,
+) -> Arc<Proxy> {
+    let accounting = Accounting::open_path(
+        &dir.join("accounting.sqlite"),
+        Duration::from_millis(settings.batch_window_ms),
+    )
+    .unwrap();
+    Proxy::start(settings, directory, Arc::new(accounting))
+        .await
+        .unwrap()
+}
+
+/// The URL miners are told to mine on.
+pub fn proxy_url(proxy: &Proxy) -> String {
+    format!("stratum+tcp://{}", proxy.local_addr())
+}
+
 /// A simulated miner at `ip` mining through the proxy as `user`.
 pub fn miner(site: &Site, ip: Ipv4Addr, user: &str, version_rolling: bool) -> StratumClient {
     StratumClient::spawn(StratumClientSpec {
         bind_ip: ip,
         pools: vec![SimPool {
-            url: format!("stratum+tcp://{}", site.proxy.local_addr()),
+            url: proxy_url(&site.proxy),
             user: user.into(),
             password: "x".into(),
         }],
@@ -292,8 +313,34 @@ impl RawMiner {
         extranonce2: u64,
         version_bits: Option<u32>,
     ) -> Value {
-        let job = self.jobs.last().unwrap();
         let target = Target::from_difficulty(self.difficulty).unwrap();
+        self.share_where(user, extranonce2, version_bits, |hash| {
+            target.is_met_by(hash) == valid
+        })
+    }
+
+    /// Params of a share on the latest job whose hash meets difficulty `meets` but not
+    /// `misses` (a share good enough for the miner's target and not for the pool's).
+    pub fn share_between(&self, user: &str, extranonce2: u64, meets: f64, misses: f64) -> Value {
+        let (easy, hard) = (
+            Target::from_difficulty(meets).unwrap(),
+            Target::from_difficulty(misses).unwrap(),
+        );
+        self.share_where(user, extranonce2, None, |hash| {
+            easy.is_met_by(hash) && !hard.is_met_by(hash)
+        })
+    }
+
+    /// Params of a share on the latest job, with `version_bits` rolled in, whose big-endian
+    /// hash `wanted` accepts: the first nonce from 0 that gives one.
+    fn share_where(
+        &self,
+        user: &str,
+        extranonce2: u64,
+        version_bits: Option<u32>,
+        wanted: impl Fn(&[u8; 32]) -> bool,
+    ) -> Value {
+        let job = self.jobs.last().unwrap();
         let en2 = extranonce2.to_be_bytes()[8 - self.extranonce2_size..].to_vec();
         let coinbase = job.coinbase(&self.extranonce1, &en2);
         let root = job.merkle_root(&coinbase);
@@ -305,7 +352,7 @@ impl RawMiner {
         let nonce = (0u32..)
             .find(|&nonce| {
                 let header = job.header(&root, version, ntime, nonce);
-                target.is_met_by(&hash_to_be(&sha256d(&header))) == valid
+                wanted(&hash_to_be(&sha256d(&header)))
             })
             .unwrap();
         let mut params = json!([
@@ -322,37 +369,6 @@ impl RawMiner {
                 .push(json!(format!("{bits:08x}")));
         }
         params
-    }
-
-    /// Params of a share on the latest job whose hash meets difficulty `meets` but not
-    /// `misses` (a share good enough for the miner's target and not for the pool's).
-    pub fn share_between(&self, user: &str, extranonce2: u64, meets: f64, misses: f64) -> Value {
-        let job = self.jobs.last().unwrap();
-        let (easy, hard) = (
-            Target::from_difficulty(meets).unwrap(),
-            Target::from_difficulty(misses).unwrap(),
-        );
-        let en2 = extranonce2.to_be_bytes()[8 - self.extranonce2_size..].to_vec();
-        let root = job.merkle_root(&job.coinbase(&self.extranonce1, &en2));
-        let ntime = job.notify.ntime;
-        let nonce = (0u32..)
-            .find(|&nonce| {
-                let hash = hash_to_be(&sha256d(&job.header(
-                    &root,
-                    job.notify.version,
-                    ntime,
-                    nonce,
-                )));
-                easy.is_met_by(&hash) && !hard.is_met_by(&hash)
-            })
-            .unwrap();
-        json!([
-            user,
-            job.notify.job_id,
-            hex::encode(&en2),
-            format!("{ntime:08x}"),
-            format!("{nonce:08x}")
-        ])
     }
 
     /// Whether the proxy closed the connection (within the bound).
