@@ -144,9 +144,7 @@ impl NutDriver {
         match self.client.list_vars(&ups).await {
             Ok(vars) => self.read(&vars, SystemTime::now()),
             Err(error) => {
-                if self.lost.is_none() {
-                    tracing::warn!(ups = %ups, address = %self.settings.address, %error, "UPS lost");
-                }
+                tracing::debug!(ups = %ups, %error, "poll failed");
                 self.lose(error.lost_reason(), SystemTime::now())
             }
         }
@@ -226,6 +224,12 @@ impl NutDriver {
         {
             return Vec::new();
         }
+        tracing::warn!(
+            ups = %self.settings.ups,
+            address = %self.settings.address,
+            %reason,
+            "UPS sensors lost"
+        );
         self.lost = Some(reason.clone());
         self.known
             .iter()
