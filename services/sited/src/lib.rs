@@ -6,4 +6,5 @@
 //! (a sample, or the sensor lost and why); the rules read those events; everything else (alarms,
 //! relays, the site state, the event log) follows from the rules.
 
+pub mod modbus;
 pub mod sensor;

@@ -138,7 +138,8 @@ mod tests {
         struct S {
             id: SensorId,
         }
-        assert!(toml::from_str::<S>("id = \"door-1\"").is_ok());
+        let read = toml::from_str::<S>("id = \"door-1\"").unwrap();
+        assert_eq!(read.id.as_str(), "door-1");
         assert!(toml::from_str::<S>("id = \"Door 1\"").is_err());
     }
 }
