@@ -181,7 +181,7 @@ impl ModbusPoller {
     }
 
     /// Sends the events of block `b`'s sensors. `false` once the receiver is gone.
-    async fn report(&self, b: usize, result: Result<BlockData, Failure>) -> bool {
+    async fn report(&mut self, b: usize, result: Result<BlockData, Failure>) -> bool {
         let block = &self.blocks[b];
         let at = SystemTime::now();
         for &i in &block.entries {
