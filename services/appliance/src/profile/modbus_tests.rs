@@ -273,3 +273,90 @@ fn sensor_names_follow_sited_rule() {
         assert!(!is_sensor_name(bad), "{bad}");
     }
 }
+
+/// The map suggested for the QEMU profile's `plant-modbus` bus (the integrator's README and
+/// profile use it once the site simulator serves it).
+const PLANT_EXAMPLE: &str = r#"
+[[sensor_bus]]
+name = "plant-modbus"
+kind = "modbus-tcp"
+address = "127.0.0.1:5020"
+
+# Hall temperature: signed tenths of a degree; outside -40..125 °C the probe is broken.
+[[sensor_bus.register]]
+sensor = "hall-a.temp"
+table = "input"
+address = 0
+type = "i16"
+scale = 0.1
+unit_of_measure = "°C"
+min = -40.0
+max = 125.0
+
+# Shielding-effectiveness proxy (outside vs inside field probe), a float in dB.
+[[sensor_bus.register]]
+sensor = "shield.attenuation_db"
+table = "input"
+address = 10
+type = "f32"
+unit_of_measure = "dB"
+min = 0.0
+max = 200.0
+
+# Door seal pressure in hundredths of a kPa.
+[[sensor_bus.register]]
+sensor = "door-1.seal_kpa"
+table = "input"
+address = 20
+type = "u16"
+scale = 0.01
+unit_of_measure = "kPa"
+min = 0.0
+max = 600.0
+
+# Door cycle counter; this controller puts the low word first.
+[[sensor_bus.register]]
+sensor = "door-1.cycles"
+table = "input"
+address = 30
+type = "u32"
+word_order = "little"
+
+[[sensor_bus.register]]
+sensor = "door-1.open"
+table = "discrete"
+address = 0
+type = "bool"
+
+[[sensor_bus.register]]
+sensor = "hall-a.intrusion"
+table = "discrete"
+address = 1
+type = "bool"
+
+[[sensor_bus.register]]
+sensor = "arrester-1.tripped"
+table = "discrete"
+address = 2
+type = "bool"
+
+[[sensor_bus.relay]]
+name = "siren"
+coil = 0
+
+[[sensor_bus.relay]]
+name = "beacon"
+coil = 1
+
+[[sensor_bus.relay]]
+name = "door-interlock"
+coil = 2
+"#;
+
+#[test]
+fn the_example_plant_map_loads() {
+    let profile = load(&format!("{MINIMAL}{PLANT_EXAMPLE}"));
+    let bus = profile.sensor_bus("plant-modbus").unwrap();
+    assert_eq!(bus.registers.len(), 7);
+    assert_eq!(bus.relays.len(), 3);
+}
