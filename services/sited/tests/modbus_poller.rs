@@ -254,6 +254,30 @@ async fn garbage_instead_of_modbus_is_malformed() {
 }
 
 #[tokio::test]
+async fn a_short_answer_is_malformed_for_its_own_sensors_only() {
+    let device = plant_device().await;
+    let mut events = start_poller(&device);
+    next_sample(&mut events, "hall-a.temp").await;
+    drain(&mut events);
+    device.set_fault(Some(Fault::ShortRegisters)).await;
+    let reason = lost_within_two_polls(&mut events, "hall-a.temp", |r| {
+        matches!(r, LostReason::Malformed { .. })
+    })
+    .await;
+    assert_eq!(
+        reason,
+        LostReason::Malformed {
+            detail: "asked for 3 registers, got 2".into()
+        }
+    );
+    // The device still answers: the bits after the short registers are read.
+    drain(&mut events);
+    next_sample(&mut events, "hall-a.door-1.open").await;
+    device.set_fault(None).await;
+    next_sample(&mut events, "feed.energy_kwh").await;
+}
+
+#[tokio::test]
 async fn an_out_of_range_value_is_a_broken_probe_not_a_reading() {
     let device = plant_device().await;
     let mut events = start_poller(&device);

@@ -48,12 +48,6 @@ impl Failure {
         }
     }
 
-    /// Whether the connection is gone (everything else on it fails alike), rather than the
-    /// device refusing this one request.
-    pub fn is_transport(&self) -> bool {
-        !matches!(self, Failure::Refused(_))
-    }
-
     /// Whether trying again soon may succeed: the device was busy, or the connection failed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -115,6 +109,11 @@ impl Link {
             context: None,
             backoff: None,
         }
+    }
+
+    /// Whether a connection is up (after a failure: whether the device still answered).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.context.is_some()
     }
 
     /// Sends `request` to `unit` and returns the device's answer (checked by tokio-modbus to

@@ -101,8 +101,9 @@ impl ModbusPoller {
     /// Reads every block once and sends an event for every sensor. `false` once the receiver
     /// is gone.
     pub async fn poll_once(&mut self) -> bool {
-        // After a transport failure the device is gone for this poll: the remaining blocks are
-        // reported with the same reason instead of each waiting out its own deadline.
+        // After a failure that cost the connection the device is gone for this poll: the
+        // remaining blocks are reported with the same reason instead of each waiting out its
+        // own deadline. A device that answered (an exception, a short answer) is asked on.
         let mut gone: Option<Failure> = None;
         for b in 0..self.blocks.len() {
             let result = match &gone {
@@ -111,7 +112,7 @@ impl ModbusPoller {
             };
             if let Err(failure) = &result {
                 tracing::debug!(bus = %self.bus, start = self.blocks[b].start, %failure, "Modbus read failed");
-                if failure.is_transport() {
+                if !self.link.is_connected() {
                     gone = Some(failure.clone());
                 }
             }
