@@ -29,7 +29,7 @@ async fn device_and_bank() -> (Device, RelayBank) {
     let device = Device::start().await;
     device.add_coil(1, 0);
     device.add_coil(3, 12);
-    let bank = RelayBank::new(&device.bus(vec![], relays()), &fast_settings()).unwrap();
+    let bank = RelayBank::new(&device.bus(vec![], relays()), &relay_settings()).unwrap();
     (device, bank)
 }
 
@@ -96,7 +96,7 @@ async fn unknown_relays_and_missing_coils_are_errors() {
     );
     let mut wrong = relays();
     wrong[0].coil = 99;
-    let mut bank_wrong = RelayBank::new(&device.bus(vec![], wrong), &fast_settings()).unwrap();
+    let mut bank_wrong = RelayBank::new(&device.bus(vec![], wrong), &relay_settings()).unwrap();
     assert!(matches!(
         bank_wrong.set("siren", true).await,
         Err(RelayError::Failed {
@@ -129,7 +129,7 @@ async fn a_device_that_is_gone_or_silent_fails_the_write() {
         })
     ));
     device.set_fault(None).await;
-    // The bank reconnects once its backoff (at most 400 ms here) has passed.
+    // The bank reconnects once its backoff (2 s here) has passed.
     tokio::time::timeout(HUNG, async {
         while bank.set("siren", false).await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
