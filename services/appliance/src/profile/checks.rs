@@ -17,6 +17,7 @@ pub(super) fn check(profile: &Profile) -> Vec<Invalid> {
     check_pcrs(profile, &mut problems);
     check_nics(profile, &mut problems);
     check_sensor_buses(profile, &mut problems);
+    super::modbus::check(profile, &mut problems);
     problems
 }
 

@@ -39,8 +39,14 @@
 //! kind = "modbus-tcp"
 //! address = "127.0.0.1:5020"
 //! ```
+//!
+//! A `modbus-tcp` bus declares its register map and relays as `[[sensor_bus.register]]` and
+//! `[[sensor_bus.relay]]` entries; see [`ModbusRegister`] and [`ModbusRelay`].
 
 mod checks;
+mod modbus;
+#[cfg(test)]
+mod modbus_tests;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +56,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, Bounded, ConfigError};
+
+pub use modbus::{
+    Finite, ModbusRegister, ModbusRelay, ModbusTable, ModbusType, NotFinite, WordOrder,
+    is_sensor_name,
+};
 
 /// Where the image installs the profile it was built for (under `$BUNKEROS_ROOT` if set).
 pub const INSTALLED_PATH: &str = "/usr/share/bunkeros/profile.toml";
@@ -287,6 +298,14 @@ pub struct SensorBus {
     /// the local `/sys/class/hwmon` and takes no address.
     #[serde(default)]
     pub address: Option<String>,
+    /// `[[sensor_bus.register]]`: a `modbus-tcp` bus's register map, one entry per sensor
+    /// (see [`ModbusRegister`]). Other kinds take none. Default: none.
+    #[serde(default, rename = "register", skip_serializing_if = "Vec::is_empty")]
+    pub registers: Vec<ModbusRegister>,
+    /// `[[sensor_bus.relay]]`: relay outputs on a `modbus-tcp` bus's coils (see
+    /// [`ModbusRelay`]). Other kinds take none. Default: none.
+    #[serde(default, rename = "relay", skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<ModbusRelay>,
 }
 
 /// A sensor protocol `sited` speaks.

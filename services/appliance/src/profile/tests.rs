@@ -8,7 +8,7 @@ use tempfile::TempDir;
 
 use super::*;
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 [profile]
 name = "test-box"
 description = "a test machine"
@@ -31,7 +31,7 @@ fn write(dir: &TempDir, text: &str) -> PathBuf {
 }
 
 /// The error lines for `text`, with the scratch path replaced by `P`.
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     let dir = TempDir::new().unwrap();
     let path = write(&dir, text);
     let err = Profile::load(&path).expect_err("the profile should be refused");
