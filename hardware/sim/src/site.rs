@@ -28,8 +28,8 @@ pub use control::SiteCommand;
 pub use fault::{Fault, FaultTarget};
 pub use model::{ModelError, RelayState};
 pub use register_map::{
-    Bus, DEVICES, Quantity, Register, RegisterMap, Relay, RelayCoil, Table, ValueType, WordOrder,
-    planned_addresses,
+    Bus, DEVICES, ModbusTable, ModbusType, Quantity, Register, RegisterMap, Relay, RelayCoil,
+    WordOrder, planned_addresses,
 };
 pub use spec::{SiteSpec, SpecError};
 

@@ -5,7 +5,7 @@ mod site_common;
 
 use std::time::{Duration, Instant};
 
-use sim::site::{SiteSpec, Table, ValueType, WordOrder};
+use sim::site::{ModbusTable, ModbusType, SiteSpec, WordOrder};
 use site_common::{ANSWER_BOUND, client_for, frozen_site, read_raw, read_sensor};
 use tokio_modbus::client::{Reader, Writer};
 
@@ -25,8 +25,8 @@ async fn every_sensor_reads_its_model_value_in_its_scale() {
             let model = handle.value(&register.sensor).unwrap();
             let read = read_sensor(&site, &register.sensor).await;
             let step = match register.value_type {
-                ValueType::F32 => 1e-3 * model.abs().max(1.0),
-                ValueType::Bool => 0.0,
+                ModbusType::F32 => 1e-3 * model.abs().max(1.0),
+                ModbusType::Bool => 0.0,
                 _ => register.scale,
             };
             assert!(
@@ -71,14 +71,14 @@ async fn raw_words_follow_type_and_word_order() {
     let (cycles, mut context) = client_for(&site, "door-1.cycles").await;
     assert_eq!(
         (cycles.value_type, cycles.word_order),
-        (ValueType::U32, WordOrder::Little)
+        (ModbusType::U32, WordOrder::Little)
     );
     let words = read_raw(&mut context, &cycles).await.unwrap().unwrap();
     assert_eq!(words, vec![3, 0], "low word first");
     let (temperature, mut context) = client_for(&site, "hall-1.temperature-1").await;
     assert_eq!(
         (temperature.table, temperature.value_type, temperature.scale),
-        (Table::Input, ValueType::I16, 0.1)
+        (ModbusTable::Input, ModbusType::I16, 0.1)
     );
     let raw = read_raw(&mut context, &temperature).await.unwrap().unwrap()[0];
     let model = handle.value("hall-1.temperature-1").unwrap();
@@ -339,7 +339,7 @@ async fn the_bench_spec_has_a_thousand_sensors_on_distinct_addresses() {
     let mut seen = std::collections::HashSet::new();
     for bus in &map.buses {
         for r in &bus.registers {
-            for word in 0..r.value_type.words() {
+            for word in 0..r.value_type.width() {
                 assert!(
                     seen.insert((bus.name.clone(), r.unit, r.table, r.address + word)),
                     "{} overlaps another register",

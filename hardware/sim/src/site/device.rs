@@ -20,7 +20,7 @@ use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
 use super::fault::{ActiveFault, Fault, Faults};
 use super::model::Model;
-use super::register_map::{Bus, Register, Relay, Table};
+use super::register_map::{Bus, ModbusTable, Register, Relay};
 
 /// Most registers one read may ask for (Modbus application protocol, function 03/04).
 const MAX_READ_REGISTERS: u16 = 125;
@@ -48,7 +48,7 @@ pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, SiteState> {
 pub(super) struct DeviceLayout {
     pub bus: Bus,
     /// (unit, table, address) → (index into `bus.registers`, word within the value)
-    words: HashMap<(u8, Table, u16), (usize, u16)>,
+    words: HashMap<(u8, ModbusTable, u16), (usize, u16)>,
     coils: HashMap<(u8, u16), Relay>,
     units: HashSet<u8>,
 }
@@ -59,7 +59,7 @@ impl DeviceLayout {
         let mut units = HashSet::new();
         for (i, register) in bus.registers.iter().enumerate() {
             units.insert(register.unit);
-            for word in 0..register.value_type.words() {
+            for word in 0..register.value_type.width() {
                 words.insert(
                     (register.unit, register.table, register.address + word),
                     (i, word),
@@ -92,7 +92,7 @@ fn words_under(model: &mut Model, register: &Register, fault: Option<&ActiveFaul
         Some((Fault::Noisy(amplitude), _)) => {
             let value = model.value(register.quantity);
             let jitter = model.noise(amplitude);
-            if register.table == Table::Discrete {
+            if register.table == ModbusTable::Discrete {
                 // A chattering contact: flips on about half the reads.
                 register.encode(if jitter > 0.0 { 1.0 - value } else { value })
             } else {
@@ -148,10 +148,10 @@ impl DeviceService {
         }
         let result = match request.request {
             Request::ReadInputRegisters(address, count) => self
-                .read_words(&mut state, unit, Table::Input, address, count)
+                .read_words(&mut state, unit, ModbusTable::Input, address, count)
                 .map(Response::ReadInputRegisters),
             Request::ReadHoldingRegisters(address, count) => self
-                .read_words(&mut state, unit, Table::Holding, address, count)
+                .read_words(&mut state, unit, ModbusTable::Holding, address, count)
                 .map(Response::ReadHoldingRegisters),
             Request::ReadDiscreteInputs(address, count) => self
                 .read_bits(&mut state, unit, address, count)
@@ -187,7 +187,7 @@ impl DeviceService {
     fn covered(
         &self,
         unit: u8,
-        table: Table,
+        table: ModbusTable,
         address: u16,
         count: u16,
         max: u16,
@@ -235,7 +235,7 @@ impl DeviceService {
         &self,
         state: &mut SiteState,
         unit: u8,
-        table: Table,
+        table: ModbusTable,
         address: u16,
         count: u16,
     ) -> Result<Vec<u16>, Outcome> {
@@ -254,7 +254,7 @@ impl DeviceService {
         address: u16,
         count: u16,
     ) -> Result<Vec<bool>, Outcome> {
-        let covered = self.covered(unit, Table::Discrete, address, count, MAX_READ_BITS)?;
+        let covered = self.covered(unit, ModbusTable::Discrete, address, count, MAX_READ_BITS)?;
         let values = self.values(state, &covered)?;
         Ok(covered.iter().map(|(i, _)| values[i][0] != 0).collect())
     }

@@ -6,51 +6,11 @@
 
 use std::net::SocketAddr;
 
+use appliance::profile::{Finite, ModbusRegister, ModbusRelay, SensorBus, SensorBusKind};
+pub use appliance::profile::{ModbusTable, ModbusType, WordOrder};
 use serde::Serialize;
 
 use super::spec::SiteSpec;
-
-/// The Modbus table a value is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Table {
-    Holding,
-    Input,
-    Coil,
-    Discrete,
-}
-
-/// How a register's words encode the value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValueType {
-    U16,
-    I16,
-    U32,
-    I32,
-    F32,
-    Bool,
-}
-
-impl ValueType {
-    /// Registers (or bits) the value occupies.
-    pub fn words(self) -> u16 {
-        match self {
-            ValueType::U32 | ValueType::I32 | ValueType::F32 => 2,
-            _ => 1,
-        }
-    }
-}
-
-/// Which register of a 32-bit value comes first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WordOrder {
-    /// High word at the lower address (the Modbus convention).
-    Big,
-    /// Low word at the lower address (many PLCs and meters).
-    Little,
-}
 
 /// The physical quantity behind a register: what the model is asked for. Indices count from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,57 +41,92 @@ pub enum Relay {
     Beacon,
 }
 
-/// One sensor's place on the bus; the field names are the profile's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One sensor's place on the bus.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Register {
     pub sensor: String,
     pub unit: u8,
-    pub table: Table,
+    pub table: ModbusTable,
     pub address: u16,
-    #[serde(rename = "type")]
-    pub value_type: ValueType,
+    pub value_type: ModbusType,
     pub word_order: WordOrder,
     /// value = raw × scale + offset
     pub scale: f64,
     pub offset: f64,
     /// Empty for contacts.
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub unit_of_measure: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
-    #[serde(skip)]
     pub quantity: Quantity,
 }
 
 /// One relay coil.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RelayCoil {
     pub name: String,
     pub unit: u8,
     pub address: u16,
-    #[serde(skip)]
     pub relay: Relay,
 }
 
 /// One Modbus TCP server (a gateway with several unit ids) and what it serves.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bus {
     pub name: String,
-    pub kind: String,
     pub address: String,
-    #[serde(rename = "register")]
     pub registers: Vec<Register>,
-    #[serde(rename = "relay", skip_serializing_if = "Vec::is_empty")]
     pub relays: Vec<RelayCoil>,
 }
 
 /// Everything the simulated site serves.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegisterMap {
-    #[serde(rename = "sensor_bus")]
     pub buses: Vec<Bus>,
+}
+
+impl Register {
+    /// The entry as the hardware profile declares it: defaults left out, and word order,
+    /// scale, offset, unit and range only where the profile takes them (numbers; word order
+    /// for 32-bit values only).
+    pub fn to_profile(&self) -> ModbusRegister {
+        let number = self.value_type != ModbusType::Bool;
+        let finite = |v: f64| Finite::try_from(v).expect("the map's numbers are finite");
+        ModbusRegister {
+            sensor: self.sensor.clone(),
+            unit: self.unit,
+            table: self.table,
+            address: self.address,
+            value_type: self.value_type,
+            word_order: (self.value_type.width() == 2).then_some(self.word_order),
+            scale: (number && self.scale != 1.0).then(|| finite(self.scale)),
+            offset: (number && self.offset != 0.0).then(|| finite(self.offset)),
+            unit_of_measure: (number && !self.unit_of_measure.is_empty())
+                .then(|| self.unit_of_measure.clone()),
+            min: self.min.filter(|_| number).map(finite),
+            max: self.max.filter(|_| number).map(finite),
+        }
+    }
+}
+
+impl Bus {
+    /// The device as a hardware profile's `[[sensor_bus]]`.
+    pub fn to_profile(&self) -> SensorBus {
+        SensorBus {
+            name: self.name.clone(),
+            kind: SensorBusKind::ModbusTcp,
+            address: Some(self.address.clone()),
+            registers: self.registers.iter().map(Register::to_profile).collect(),
+            relays: self
+                .relays
+                .iter()
+                .map(|r| ModbusRelay {
+                    name: r.name.clone(),
+                    unit: r.unit,
+                    coil: r.address,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The site's devices, in the order their ports count up from the base address.
@@ -158,33 +153,33 @@ impl Register {
             }
         };
         match self.value_type {
-            ValueType::U16 => vec![raw.round().clamp(0.0, u16::MAX as f64) as u16],
-            ValueType::I16 => {
+            ModbusType::U16 => vec![raw.round().clamp(0.0, u16::MAX as f64) as u16],
+            ModbusType::I16 => {
                 vec![raw.round().clamp(i16::MIN as f64, i16::MAX as f64) as i16 as u16]
             }
-            ValueType::U32 => pair(raw.round().clamp(0.0, u32::MAX as f64) as u32),
-            ValueType::I32 => {
+            ModbusType::U32 => pair(raw.round().clamp(0.0, u32::MAX as f64) as u32),
+            ModbusType::I32 => {
                 pair(raw.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32 as u32)
             }
-            ValueType::F32 => pair((raw as f32).to_bits()),
-            ValueType::Bool => vec![u16::from(value != 0.0)],
+            ModbusType::F32 => pair((raw as f32).to_bits()),
+            ModbusType::Bool => vec![u16::from(value != 0.0)],
         }
     }
 
     /// The engineering value of raw words read from the bus (`words.len()` must be
-    /// `value_type.words()`); what a driver does with this map.
+    /// `value_type.width()`); what a driver does with this map.
     pub fn decode(&self, words: &[u16]) -> f64 {
         let bits = || match self.word_order {
             WordOrder::Big => (u32::from(words[0]) << 16) | u32::from(words[1]),
             WordOrder::Little => (u32::from(words[1]) << 16) | u32::from(words[0]),
         };
         let raw = match self.value_type {
-            ValueType::U16 => f64::from(words[0]),
-            ValueType::I16 => f64::from(words[0] as i16),
-            ValueType::U32 => f64::from(bits()),
-            ValueType::I32 => f64::from(bits() as i32),
-            ValueType::F32 => f64::from(f32::from_bits(bits())),
-            ValueType::Bool => return f64::from(u8::from(words[0] != 0)),
+            ModbusType::U16 => f64::from(words[0]),
+            ModbusType::I16 => f64::from(words[0] as i16),
+            ModbusType::U32 => f64::from(bits()),
+            ModbusType::I32 => f64::from(bits() as i32),
+            ModbusType::F32 => f64::from(f32::from_bits(bits())),
+            ModbusType::Bool => return f64::from(u8::from(words[0] != 0)),
         };
         raw * self.scale + self.offset
     }
@@ -197,9 +192,9 @@ fn unit(n: u16) -> u8 {
 
 struct Entry {
     name: String,
-    table: Table,
+    table: ModbusTable,
     address: u16,
-    value_type: ValueType,
+    value_type: ModbusType,
     word_order: WordOrder,
     scale: f64,
     uom: &'static str,
@@ -229,7 +224,7 @@ impl Entry {
 fn number(
     name: String,
     address: u16,
-    value_type: ValueType,
+    value_type: ModbusType,
     scale: f64,
     uom: &'static str,
     range: (f64, f64),
@@ -237,7 +232,7 @@ fn number(
 ) -> Entry {
     Entry {
         name,
-        table: Table::Input,
+        table: ModbusTable::Input,
         address,
         value_type,
         word_order: WordOrder::Big,
@@ -251,9 +246,9 @@ fn number(
 fn contact(name: String, address: u16, quantity: Quantity) -> Entry {
     Entry {
         name,
-        table: Table::Discrete,
+        table: ModbusTable::Discrete,
         address,
-        value_type: ValueType::Bool,
+        value_type: ModbusType::Bool,
         word_order: WordOrder::Big,
         scale: 1.0,
         uom: "",
@@ -282,7 +277,7 @@ fn environment(spec: &SiteSpec) -> (Vec<Register>, Vec<RelayCoil>) {
             entries.push(number(
                 format!("hall-{h}.temperature-{p}"),
                 probe,
-                ValueType::I16,
+                ModbusType::I16,
                 0.1,
                 "°C",
                 (-20.0, 80.0),
@@ -291,7 +286,7 @@ fn environment(spec: &SiteSpec) -> (Vec<Register>, Vec<RelayCoil>) {
             entries.push(number(
                 format!("hall-{h}.humidity-{p}"),
                 BLOCK + probe,
-                ValueType::U16,
+                ModbusType::U16,
                 0.1,
                 "%RH",
                 (0.0, 100.0),
@@ -301,7 +296,7 @@ fn environment(spec: &SiteSpec) -> (Vec<Register>, Vec<RelayCoil>) {
         entries.push(number(
             format!("hall-{h}.cooling-kw"),
             2 * BLOCK,
-            ValueType::U16,
+            ModbusType::U16,
             0.1,
             "kW",
             (0.0, spec.cooling_kw_per_hall.max(1.0) * 1.5),
@@ -338,7 +333,7 @@ fn power(spec: &SiteSpec) -> Vec<Register> {
                 number(
                     format!("feed-{f}.kw"),
                     0,
-                    ValueType::F32,
+                    ModbusType::F32,
                     1.0,
                     "kW",
                     (0.0, feed_max),
@@ -358,7 +353,7 @@ fn shielding(spec: &SiteSpec) -> Vec<Register> {
                 number(
                     format!("shield-{z}.outside"),
                     0,
-                    ValueType::I16,
+                    ModbusType::I16,
                     0.1,
                     "dBµV/m",
                     (-20.0, 200.0),
@@ -367,7 +362,7 @@ fn shielding(spec: &SiteSpec) -> Vec<Register> {
                 number(
                     format!("shield-{z}.inside"),
                     1,
-                    ValueType::I16,
+                    ModbusType::I16,
                     0.1,
                     "dBµV/m",
                     (-20.0, 200.0),
@@ -387,7 +382,7 @@ fn doors(spec: &SiteSpec) -> (Vec<Register>, Vec<RelayCoil>) {
         let mut cycles = number(
             format!("door-{d}.cycles"),
             1,
-            ValueType::U32,
+            ModbusType::U32,
             1.0,
             "cycles",
             (0.0, f64::from(u32::MAX)),
@@ -404,7 +399,7 @@ fn doors(spec: &SiteSpec) -> (Vec<Register>, Vec<RelayCoil>) {
             number(
                 format!("door-{d}.seal-kpa"),
                 0,
-                ValueType::U16,
+                ModbusType::U16,
                 0.1,
                 "kPa",
                 (0.0, spec.seal_kpa * 1.5),
@@ -490,7 +485,6 @@ impl RegisterMap {
             .zip(addresses)
             .map(|(((registers, relays), name), address)| Bus {
                 name: name.to_string(),
-                kind: "modbus-tcp".to_string(),
                 address: address.to_string(),
                 registers,
                 relays,
@@ -523,9 +517,16 @@ impl RegisterMap {
     /// The map as hardware-profile TOML: one `[[sensor_bus]]` per device, each followed by its
     /// `[[sensor_bus.register]]` and `[[sensor_bus.relay]]` entries.
     pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
-        let header = "# The site simulator's register map (sitesim --print-map).\n\
-                      # value = raw × scale + offset; 32-bit values span two registers.\n\n";
-        Ok(format!("{header}{}", toml::to_string(self)?))
+        #[derive(Serialize)]
+        struct Profile {
+            sensor_bus: Vec<SensorBus>,
+        }
+        let profile = Profile {
+            sensor_bus: self.buses.iter().map(Bus::to_profile).collect(),
+        };
+        let header = "# The site simulator's register map (sitesim --print-map), as hardware-profile\n\
+                      # entries: value = raw × scale + offset; 32-bit values span two registers.\n\n";
+        Ok(format!("{header}{}", toml::to_string(&profile)?))
     }
 }
 

@@ -1,10 +1,10 @@
 use super::*;
 
-fn register(value_type: ValueType, word_order: WordOrder, scale: f64, offset: f64) -> Register {
+fn register(value_type: ModbusType, word_order: WordOrder, scale: f64, offset: f64) -> Register {
     Register {
         sensor: "test".into(),
         unit: 1,
-        table: Table::Input,
+        table: ModbusTable::Input,
         address: 0,
         value_type,
         word_order,
@@ -21,17 +21,17 @@ fn register(value_type: ValueType, word_order: WordOrder, scale: f64, offset: f6
 fn words_round_trip_through_every_type_and_order() {
     let cases = [
         (
-            ValueType::I16,
+            ModbusType::I16,
             WordOrder::Big,
             0.1,
             0.0,
             -12.3,
             vec![(-123i16) as u16],
         ),
-        (ValueType::U16, WordOrder::Big, 0.1, 0.0, 45.6, vec![456]),
-        (ValueType::U16, WordOrder::Big, 0.5, -40.0, 10.0, vec![100]),
+        (ModbusType::U16, WordOrder::Big, 0.1, 0.0, 45.6, vec![456]),
+        (ModbusType::U16, WordOrder::Big, 0.5, -40.0, 10.0, vec![100]),
         (
-            ValueType::U32,
+            ModbusType::U32,
             WordOrder::Big,
             1.0,
             0.0,
@@ -39,7 +39,7 @@ fn words_round_trip_through_every_type_and_order() {
             vec![1, 4464],
         ),
         (
-            ValueType::U32,
+            ModbusType::U32,
             WordOrder::Little,
             1.0,
             0.0,
@@ -47,7 +47,7 @@ fn words_round_trip_through_every_type_and_order() {
             vec![4464, 1],
         ),
         (
-            ValueType::I32,
+            ModbusType::I32,
             WordOrder::Big,
             1.0,
             0.0,
@@ -55,14 +55,14 @@ fn words_round_trip_through_every_type_and_order() {
             vec![0xFFFF, 0xFFFE],
         ),
         (
-            ValueType::F32,
+            ModbusType::F32,
             WordOrder::Big,
             1.0,
             0.0,
             1.5,
             vec![0x3FC0, 0x0000],
         ),
-        (ValueType::Bool, WordOrder::Big, 1.0, 0.0, 1.0, vec![1]),
+        (ModbusType::Bool, WordOrder::Big, 1.0, 0.0, 1.0, vec![1]),
     ];
     for (value_type, order, scale, offset, value, words) in cases {
         let r = register(value_type, order, scale, offset);
@@ -76,10 +76,10 @@ fn words_round_trip_through_every_type_and_order() {
 
 #[test]
 fn values_beyond_the_type_are_clamped_not_wrapped() {
-    let r = register(ValueType::U16, WordOrder::Big, 0.1, 0.0);
+    let r = register(ModbusType::U16, WordOrder::Big, 0.1, 0.0);
     assert_eq!(r.encode(-5.0), vec![0]);
     assert_eq!(r.encode(1e9), vec![u16::MAX]);
-    let r = register(ValueType::I16, WordOrder::Big, 0.1, 0.0);
+    let r = register(ModbusType::I16, WordOrder::Big, 0.1, 0.0);
     assert_eq!(r.encode(-1e9), vec![i16::MIN as u16]);
 }
 

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sim::site::{Register, Site, SiteSpec, Table};
+use sim::site::{ModbusTable, Register, Site, SiteSpec};
 use tokio_modbus::client::{Context, Reader, tcp};
 use tokio_modbus::{ExceptionCode, Slave};
 
@@ -39,20 +39,20 @@ pub async fn read_raw(
     context: &mut Context,
     register: &Register,
 ) -> tokio_modbus::Result<Vec<u16>> {
-    let count = register.value_type.words();
+    let count = register.value_type.width();
     let read = async {
         match register.table {
-            Table::Input => context.read_input_registers(register.address, count).await,
-            Table::Holding => {
+            ModbusTable::Input => context.read_input_registers(register.address, count).await,
+            ModbusTable::Holding => {
                 context
                     .read_holding_registers(register.address, count)
                     .await
             }
-            Table::Discrete => context
+            ModbusTable::Discrete => context
                 .read_discrete_inputs(register.address, 1)
                 .await
                 .map(|r| r.map(|bits| vec![u16::from(bits[0])])),
-            Table::Coil => context
+            ModbusTable::Coil => context
                 .read_coils(register.address, 1)
                 .await
                 .map(|r| r.map(|bits| vec![u16::from(bits[0])])),
