@@ -38,7 +38,7 @@ fn two_chips() -> tempfile::TempDir {
 
 fn settings(root: &Path) -> HwmonSettings {
     toml::from_str(&format!(
-        "bus = \"server\"\nroot = \"{}\"\npoll_ms = 200\ndeadline_ms = 150",
+        "bus = \"server\"\nroot = \"{}\"\npoll_ms = 1000\ndeadline_ms = 1000",
         root.display()
     ))
     .unwrap()

@@ -19,7 +19,7 @@ fn one_sensor() -> (tempfile::TempDir, HwmonDriver) {
     let driver = HwmonDriver::new(HwmonSettings {
         root: root.path().to_owned(),
         poll_ms: 1000,
-        deadline_ms: 300,
+        deadline_ms: 1000,
         ..HwmonSettings::for_bus("server")
     })
     .unwrap();
