@@ -10,3 +10,4 @@ pub mod modbus;
 pub mod nut;
 pub mod rules;
 pub mod sensor;
+pub mod snmp;
