@@ -197,3 +197,56 @@ async fn snmpd_killed_is_lost_as_unreachable_in_the_next_poll_and_recovers_after
         Some(&Value::Contact(true))
     );
 }
+
+/// The next event about `sensor`, waiting at most 10 s (a hung poller, not a slow one).
+async fn next_about(rx: &mut mpsc::Receiver<SensorEvent>, sensor: &str) -> SensorEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the poller reports within 10 s")
+            .expect("the poller runs");
+        if event.sensor().as_str() == sensor {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_running_poller_says_lost_within_two_polls_of_the_last_sample_and_recovers() {
+    const SENSOR: &str = "hall-a.temperature_c";
+    let mut snmpd = Snmpd::start().await;
+    let (poller, mut rx) = poller(&settings(&snmpd.address(), COMMUNITY, &probe_oids()));
+    tokio::spawn(poller.run());
+    assert!(matches!(
+        next_about(&mut rx, SENSOR).await,
+        SensorEvent::Sample { .. }
+    ));
+
+    snmpd.kill();
+    // A poll already under way may still bring a sample; the poll after it cannot.
+    let first = next_about(&mut rx, SENSOR).await;
+    let lost = match first {
+        SensorEvent::Lost { .. } => first,
+        SensorEvent::Sample { .. } => next_about(&mut rx, SENSOR).await,
+    };
+    assert!(
+        matches!(
+            lost,
+            SensorEvent::Lost {
+                reason: LostReason::Unreachable { .. },
+                ..
+            }
+        ),
+        "{lost:?}"
+    );
+
+    snmpd.restart().await;
+    // snmpd answers again before restart() returns: the poll after the one under way reads.
+    for _ in 0..3 {
+        if let SensorEvent::Sample { value, .. } = next_about(&mut rx, SENSOR).await {
+            assert_eq!(value, Value::Number(21.5));
+            return;
+        }
+    }
+    panic!("no sample within three polls of snmpd's restart");
+}

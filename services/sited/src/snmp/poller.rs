@@ -162,9 +162,15 @@ pub fn sensor_value(entry: &OidSensor, reading: &Reading) -> Result<Value, LostR
             });
         }
         Reading::NotANumber(what) => {
-            let mut detail = format!("{} is not a number: {what}", entry.oid);
-            detail.truncate(160);
-            return Err(LostReason::Malformed { detail });
+            let detail = format!("{} is not a number: {what}", entry.oid);
+            // Bounded: the text comes from the agent and ends up in logs and alarms.
+            let end = (0..=detail.len().min(160))
+                .rev()
+                .find(|&i| detail.is_char_boundary(i))
+                .unwrap_or(0);
+            return Err(LostReason::Malformed {
+                detail: detail[..end].to_owned(),
+            });
         }
         Reading::Integer(n) => {
             if let Some(active) = &entry.contact {
@@ -192,3 +198,7 @@ pub fn sensor_value(entry: &OidSensor, reading: &Reading) -> Result<Value, LostR
         Err(LostReason::OutOfRange { value, min, max })
     }
 }
+
+#[cfg(test)]
+#[path = "poller_tests.rs"]
+mod tests;
