@@ -135,8 +135,29 @@ pub async fn get(
     }
 }
 
-/// The values of an answer snmp2 matched to our request: the error-status must be zero and
-/// the variables must be exactly the ones asked for, in order.
+/// Decodes a datagram as the answer to a GET of `oids` with `request_id` and `community`, as
+/// [`get`] does (snmp2's parser, then the same checks): the fuzz target `snmp_answer` drives it.
+pub fn decode_answer(
+    datagram: &[u8],
+    request_id: i32,
+    community: &[u8],
+    oids: &[Oid<'static>],
+) -> Result<Vec<Reading>, Failure> {
+    let answer = snmp2::Pdu::from_bytes(datagram).map_err(|e| Failure::Malformed(e.to_string()))?;
+    if answer.message_type != snmp2::MessageType::Response {
+        return Err(Failure::Malformed(format!(
+            "a {:?}, not a Response",
+            answer.message_type
+        )));
+    }
+    if answer.req_id != request_id || answer.community != community {
+        return Err(Failure::Malformed("not the answer to this request".into()));
+    }
+    read_answer(answer, oids)
+}
+
+/// The values of an answer matched to our request (type, request id, community): the
+/// error-status must be zero and the variables must be exactly the ones asked for, in order.
 fn read_answer(answer: snmp2::Pdu<'_>, oids: &[Oid<'static>]) -> Result<Vec<Reading>, Failure> {
     if answer.error_status != 0 {
         let at = (answer.error_index as usize)
@@ -202,3 +223,7 @@ fn reading(value: snmp2::Value<'_>) -> Reading {
         other => Reading::NotANumber(format!("{other:?}")),
     }
 }
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;
