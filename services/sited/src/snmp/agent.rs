@@ -122,7 +122,11 @@ pub async fn get(
             .map_err(|e| Failure::Unreachable(format!("{address}: {e}")))?;
         let oid_refs: Vec<&Oid<'_>> = oids.iter().collect();
         let answer = session.get_many(&oid_refs).await.map_err(|e| match e {
-            snmp2::Error::Send | snmp2::Error::Receive => Failure::Unreachable(format!(
+            snmp2::Error::Send => {
+                Failure::Unreachable(format!("the request to {address} could not be sent"))
+            }
+            // On a connected UDP socket this is the host's ICMP "port unreachable".
+            snmp2::Error::Receive => Failure::Unreachable(format!(
                 "{address} refuses SNMP datagrams (nothing listens on the port)"
             )),
             other => Failure::Malformed(format!("{other}")),
