@@ -18,7 +18,7 @@ DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fspro
 	systemd systemd-boot-efi zstd python3 git
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
 DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego tpm2-tools iperf3 iputils-ping iproute2 \
-	python3-venv nut-server nut-client
+	python3-venv nut-server nut-client snmpd snmp
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 # Only `make bench` needs these (hubd against tunnels: stunnel and boringtun's `wg`). No
 # recommends: wireguard-tools recommends a whole kernel image (wireguard-modules).
@@ -190,7 +190,7 @@ bench: deps bench-deps pyasic-venv $(BORINGTUN)
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
 # grows in fuzz/corpus/<target> (seeded from fuzz/seeds/<target>), crashes land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := csr translog_bundle acme_jws hub_advertisement hub_circuit hub_session_frame cgminer_reply stratum_message audit_log upsd_reply modbus_registers
+FUZZ_TARGETS := csr translog_bundle acme_jws hub_advertisement hub_circuit hub_session_frame cgminer_reply stratum_message audit_log upsd_reply modbus_registers snmp_answer
 fuzz: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
 	@for t in $(FUZZ_TARGETS); do \

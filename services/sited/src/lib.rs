@@ -11,3 +11,4 @@ pub mod modbus;
 pub mod nut;
 pub mod rules;
 pub mod sensor;
+pub mod snmp;
