@@ -14,6 +14,7 @@
 //! With the `test-support` feature, [`testbus`] starts a private `dbus-daemon` for tests, and
 //! [`testsite`] stands in for `sited` on it.
 
+pub mod caller;
 pub mod contracts;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testbus;

@@ -336,6 +336,72 @@ pub trait Site1 {
 
     /// `ClearAlarm(source s, key s)`: the condition `RaiseAlarm` reported is over.
     fn clear_alarm(&self, source: &str, key: &str) -> zbus::Result<()>;
+
+    /// `AlarmChanged(alarm s, change s, severity s, summary s)`: emitted on every alarm
+    /// transition, after it is in the event log: `alarm` is the rule's name or
+    /// `SOURCE/KEY` for another service's alarm, `change` is `raised`, `updated`, `cleared`,
+    /// `acknowledged`, `released` (its inhibitor cleared) or `escalated`.
+    #[zbus(signal)]
+    fn alarm_changed(
+        &self,
+        alarm: &str,
+        change: &str,
+        severity: &str,
+        summary: &str,
+    ) -> zbus::Result<()>;
+
+    /// The site's status document (JSON): `state`, `reason`, `power_budget_w`,
+    /// `thermal_headroom_c`, `power` {`source` (`grid`, `generator`, `battery` or `unknown`),
+    /// `why`}, `sensors` {`total`, `ok`, `lost`}, `alarms` {`active`, `unacknowledged`,
+    /// `critical`}, `silences`, `relays` [{`name`, `bus`, `on`, `wanted`, `error`}],
+    /// `uplink` {`configured`, `queued`, `delivered`, `last_delivery_at`, `last_error`},
+    /// `log` {`records`, `last_sealed_seq`}, `taken_at`. Times are RFC 3339 (UTC).
+    fn status(&self) -> zbus::Result<String>;
+
+    /// Every sensor of the site as a JSON array by name: `sensor`, `bus`, `value` (a number,
+    /// `true`/`false` for a contact, null when lost or not read yet), `unit`, `state` (`ok`,
+    /// `lost` or `waiting`), `reason` (why lost), `at` (the last sample or loss).
+    fn sensors(&self) -> zbus::Result<String>;
+
+    /// Active alarms and cleared ones waiting for acknowledgement, as a JSON array in raise
+    /// order: `alarm`, `severity`, `summary`, `active`, `raised_at`, `cleared_at`,
+    /// `acknowledged` {`by`, `at`, `note`} or null, `escalation_step`, `site_state`,
+    /// `inhibited_by`, `silenced_by` (silence id or null), `sensors`, `detail`.
+    fn alarms(&self) -> zbus::Result<String>;
+
+    /// The silences in force as a JSON array: `id`, `match` (`alarm` or `sensor`), `pattern`,
+    /// `author`, `comment`, `created_at`, `until`.
+    fn silences(&self) -> zbus::Result<String>;
+
+    /// An operator acknowledges `alarm` with a note; a cleared alarm then leaves the list.
+    /// Unknown alarm: [`site_errors::NOT_FOUND`]; already acknowledged:
+    /// [`site_errors::INVALID_ARGUMENT`].
+    fn acknowledge(&self, alarm: &str, note: &str) -> zbus::Result<()>;
+
+    /// An operator holds back notifications for `seconds` (1 s to 30 days) of the alarms
+    /// whose name (`what` = `alarm`) or one of whose sensors (`what` = `sensor`) matches
+    /// `pattern` (`*` matches any run of characters). The alarms and the site state do not
+    /// change. Returns the silence's id.
+    fn silence(&self, what: &str, pattern: &str, seconds: u64, comment: &str) -> zbus::Result<u64>;
+
+    /// An operator ends silence `id` early; unknown: [`site_errors::NOT_FOUND`].
+    fn unsilence(&self, id: u64) -> zbus::Result<()>;
+}
+
+/// The D-Bus error names sited answers with; the message of each is a sentence.
+pub mod site_errors {
+    /// An argument is not what the method takes (a pattern, a duration, a note), or the
+    /// action does not apply (an alarm already acknowledged).
+    pub const INVALID_ARGUMENT: &str = "org.bunkeros.Site1.Error.InvalidArgument";
+    /// No such alarm or silence.
+    pub const NOT_FOUND: &str = "org.bunkeros.Site1.Error.NotFound";
+    /// The caller may not do this (`RaiseAlarm` for a source that is not the caller).
+    pub const ACCESS_DENIED: &str = "org.bunkeros.Site1.Error.AccessDenied";
+    /// The action cannot run now (e.g. the event log cannot record it).
+    pub const UNAVAILABLE: &str = "org.bunkeros.Site1.Error.Unavailable";
+
+    /// Every name, for tests and clients that match on them.
+    pub const ALL: [&str; 4] = [INVALID_ARGUMENT, NOT_FOUND, ACCESS_DENIED, UNAVAILABLE];
 }
 
 /// What the site can afford now, as sited publishes it in `PowerBudgetWatts` and
@@ -544,6 +610,7 @@ mod tests {
         assert_errors_under(&trust_errors::ALL, TRUST.bus_name);
         assert_errors_under(&hub_errors::ALL, HUB.bus_name);
         assert_errors_under(&mining_errors::ALL, MINING.bus_name);
+        assert_errors_under(&site_errors::ALL, SITE.bus_name);
     }
 
     #[test]
