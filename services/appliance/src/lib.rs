@@ -20,5 +20,6 @@ pub mod state;
 pub mod systemd;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testtpm;
+pub mod time_text;
 pub mod tls;
 pub mod units;

@@ -121,6 +121,17 @@ impl ConfigPaths {
 
     /// Reads, merges and checks the layers into a `T`.
     pub fn load<T: ServiceConfig>(&self) -> Result<Loaded<T>, ConfigError> {
+        self.load_checked(|_: &T| Ok(()))
+    }
+
+    /// Like [`load`](Self::load), and `also` checks the merged value against what only the
+    /// caller knows (sited: the hardware profile's sensors); its complaints name keys that are
+    /// located in the files like [`ServiceConfig::validate`]'s.
+    pub fn load_checked<T, V>(&self, also: V) -> Result<Loaded<T>, ConfigError>
+    where
+        T: ServiceConfig,
+        V: FnOnce(&T) -> Result<(), Vec<Invalid>>,
+    {
         let mut layers = Vec::new();
         let mut problems = Vec::new();
         for (path, required) in [(&self.defaults, false), (&self.site, self.site_required)] {
@@ -134,7 +145,17 @@ impl ConfigPaths {
             return Err(ConfigError::new(problems));
         }
         let value = merge_layers::<T>(&layers)?;
-        check(&value, &layers, Origin::BuiltIn, T::validate)?;
+        check(&value, &layers, Origin::BuiltIn, |value: &T| {
+            match (value.validate(), also(value)) {
+                (Ok(()), Ok(())) => Ok(()),
+                // An empty list still refuses (see `check`).
+                (Err(mut problems), Err(more)) => {
+                    problems.extend(more);
+                    Err(problems)
+                }
+                (Err(problems), Ok(())) | (Ok(()), Err(problems)) => Err(problems),
+            }
+        })?;
         Ok(Loaded {
             value,
             files: layers.into_iter().map(|layer| layer.path).collect(),

@@ -99,6 +99,10 @@ pub struct Simulation {
     /// Simulated miners, a test pool and minerd's configuration for them. Default: `false`.
     #[serde(default)]
     pub miners: bool,
+    /// The simulated site (`sitesim`: the Modbus devices of the profile's `[[sensor_bus]]`
+    /// entries on loopback) and sited's configuration for it. Default: `false`.
+    #[serde(default)]
+    pub site: bool,
 }
 
 /// `[profile]`: the platform's identity.
@@ -428,10 +432,10 @@ impl Profile {
     /// `BUNKER_DISK_DEVICE`, `BUNKER_ESP_MIB`, `BUNKER_ROOT_MIB`, `BUNKER_VERITY_MIB`,
     /// `BUNKER_DATA_MIB`, `BUNKER_TPM_DEVICE`, `BUNKER_TPM_PCRS` (`+`-joined, as
     /// `systemd-cryptenroll --tpm2-pcrs=` and `systemd-measure` take them),
-    /// `BUNKER_SIMULATE_MINERS` (`0`/`1`).
+    /// `BUNKER_SIMULATE_MINERS`, `BUNKER_SIMULATE_SITE` (`0`/`1`).
     pub fn shell_env(&self) -> String {
         let pcrs: Vec<String> = self.tpm.pcrs.iter().map(ToString::to_string).collect();
-        let vars: [(&str, String); 13] = [
+        let vars: [(&str, String); 14] = [
             ("BUNKER_PROFILE_NAME", self.profile.name.clone()),
             ("BUNKER_ARCH", self.profile.arch.to_string()),
             ("BUNKER_CONSOLE", self.boot.console.clone()),
@@ -450,6 +454,10 @@ impl Profile {
             (
                 "BUNKER_SIMULATE_MINERS",
                 if self.simulation.miners { "1" } else { "0" }.into(),
+            ),
+            (
+                "BUNKER_SIMULATE_SITE",
+                if self.simulation.site { "1" } else { "0" }.into(),
             ),
         ];
         vars.iter()

@@ -81,13 +81,13 @@ fn the_default_profile_describes_the_qemu_machine() {
     let uplinks: Vec<_> = p.nics_with_role(NicRole::Uplink).collect();
     assert_eq!(uplinks.len(), 1);
     assert_eq!(uplinks[0].match_driver.as_deref(), Some("virtio_net"));
-    let modbus = p.sensor_bus("plant-modbus").unwrap();
-    assert_eq!(modbus.kind, SensorBusKind::ModbusTcp);
-    assert_eq!(modbus.address.as_deref(), Some("127.0.0.1:5020"));
-    assert_eq!(
-        p.sensor_bus("ups").unwrap().address.as_deref(),
-        Some("127.0.0.1:3493")
-    );
+    let environment = p.sensor_bus("site-environment").unwrap();
+    assert_eq!(environment.kind, SensorBusKind::ModbusTcp);
+    assert_eq!(environment.address.as_deref(), Some("127.0.0.1:15020"));
+    let safety = p.sensor_bus("site-safety").unwrap();
+    let relays: Vec<&str> = safety.relays.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(relays, ["siren", "beacon"]);
+    assert!(p.simulation.miners && p.simulation.site);
     assert_eq!(p.sensor_bus("board").unwrap().kind, SensorBusKind::Hwmon);
 }
 
@@ -290,7 +290,8 @@ fn shell_env_lists_every_variable() {
          BUNKER_DATA_MIB='256'\n\
          BUNKER_TPM_DEVICE='/dev/tpmrm0'\n\
          BUNKER_TPM_PCRS='7+11'\n\
-         BUNKER_SIMULATE_MINERS='1'\n"
+         BUNKER_SIMULATE_MINERS='1'\n\
+         BUNKER_SIMULATE_SITE='1'\n"
     );
 }
 

@@ -4,11 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::cgminer::{FirmwareKind, MinerSnapshot, PoolState};
 use crate::curtailment_driver::BudgetSource;
@@ -20,12 +18,7 @@ use crate::snapshot::MiningSnapshot;
 use crate::telemetry::MinerStatus;
 use crate::telemetry::aggregate::{hashrate_ths, hottest_chip};
 
-/// RFC 3339 (UTC) of a system time.
-pub fn rfc3339(at: SystemTime) -> String {
-    OffsetDateTime::from(at)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
-}
+pub use appliance::time_text::rfc3339;
 
 /// RFC 3339 of Unix seconds.
 pub fn rfc3339_unix(seconds: i64) -> String {
