@@ -20,6 +20,8 @@ pub mod state;
 pub mod systemd;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testtpm;
+#[cfg(feature = "test-support")]
+pub mod testdaemon;
 pub mod time_text;
 pub mod tls;
 pub mod units;

@@ -18,7 +18,7 @@ use appliance::audit_log::{VerifyOptions, verify_file};
 use appliance::dbus::contracts::{Mining1Proxy, SiteState, mining_errors};
 use appliance::dbus::testbus::TestBus;
 use appliance::dbus::testsite::StandInSite;
-use daemon_support::{CONVERGE, Minerd, eventually, free_port};
+use daemon_support::{CONVERGE, eventually, free_port, minerd};
 use serde_json::Value;
 use sim::fleet::{Fault, Fleet, FleetSpec, SimPool, raise_fd_limit};
 use sim::pool::{PoolSpec, TestPool};
@@ -147,7 +147,7 @@ async fn minerd_runs_a_simulated_site_and_survives_kill_9() {
     let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let fleet_a = fleet(Ipv4Addr::new(127, 60, 0, 2), "client-a", &proxy_url).await;
     let fleet_b = fleet(Ipv4Addr::new(127, 60, 1, 2), "client-b", &proxy_url).await;
-    let mut minerd = Minerd::new(
+    let mut minerd = minerd(
         &config(&pool_a.url(), &pool_b.url(), proxy_port, metrics),
         bus.address(),
         metrics,
