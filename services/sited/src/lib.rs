@@ -11,4 +11,5 @@ pub mod modbus;
 pub mod nut;
 pub mod rules;
 pub mod sensor;
+pub mod site_model;
 pub mod snmp;
