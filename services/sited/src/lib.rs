@@ -6,6 +6,7 @@
 //! (a sample, or the sensor lost and why); the rules read those events; everything else (alarms,
 //! relays, the site state, the event log) follows from the rules.
 
+pub mod budget;
 pub mod hwmon;
 pub mod modbus;
 pub mod nut;
