@@ -17,6 +17,10 @@
 //! - `maintenance.<m>.days_left` (days): whole days from today (UTC) to the due date;
 //!   0 on the day, negative when overdue.
 //!
+//! [`SiteModelConfig::implied_rules`] turns the model's limits into `[[rule]]` specs on these
+//! sensors (a zone over `limit_c`, a shield below `required_db`, a door at its `cycle_limit`,
+//! maintenance within `warn_days` or overdue), compiled with the operator's rules.
+//!
 //! A derived sensor is never a guess: it is a sample only when every input it needs has a
 //! value. When one input is lost the derived sensor is lost with that input's reason (the
 //! first lost input in the order of the config), so a rule on it alarms on the loss; while an
@@ -24,6 +28,7 @@
 //! kind (a contact where a number belongs, a non-finite number) counts as a malformed input.
 
 mod config;
+mod implied;
 
 use std::collections::HashMap;
 use std::time::SystemTime;
