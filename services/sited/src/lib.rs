@@ -6,9 +6,11 @@
 //! (a sample, or the sensor lost and why); the rules read those events; everything else (alarms,
 //! relays, the site state, the event log) follows from the rules.
 
+pub mod budget;
 pub mod hwmon;
 pub mod modbus;
 pub mod nut;
 pub mod rules;
 pub mod sensor;
+pub mod site_model;
 pub mod snmp;
