@@ -206,7 +206,8 @@ fn a_lost_feed_counts_as_absent_but_a_lost_on_battery_does_not_mean_battery() {
 #[test]
 fn without_feed_contacts_the_grid_counts_as_present() {
     let mut m = model(
-        "grid_w = 50000.0\nreserve_w = 5000.0\non_battery = [\"ups.on_battery\"]\nbattery_w = 2000.0\n",
+        "grid_w = 50000.0\nreserve_w = 5000.0\non_battery = [\"ups.on_battery\"]\n\
+         battery_w = 2000.0\n",
         "",
     );
     assert_eq!(

@@ -326,7 +326,10 @@ impl Checker<'_> {
         if !(required > 0.0 && required <= MAX_REQUIRED_DB) {
             self.complain(
                 &format!("{key}.required_db"),
-                format!("{required} dB is not a shielding requirement: use more than 0 and at most {MAX_REQUIRED_DB}"),
+                format!(
+                    "{required} dB is not a shielding requirement: use more than 0 and at most \
+                     {MAX_REQUIRED_DB}"
+                ),
             );
         }
     }
