@@ -96,6 +96,7 @@ inputs=$( (cd "$repo" && find image -type f -print0 | sort -z | xargs -0 sha256s
         if [[ -f image/units/$b.service ]]; then sha256sum "target/release/$b"; fi
     done
     if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then sha256sum target/release/{minersim,poolsim}; fi
+    if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then sha256sum target/release/sitesim; fi
     sha256sum <"$BUNKER_RELEASE_PUBKEY"
     echo "$SOURCE_DATE_EPOCH $BUNKER_VERSION $mode") | sha256sum | cut -d' ' -f1)
 if ((!force)) && [[ -f $out/bunkeros.img ]] && grep -qx "inputs=$inputs" "$out/build-info" 2>/dev/null; then
@@ -119,6 +120,9 @@ done
 # Simulated hardware only where the profile asks for it ([simulation]: QEMU), never otherwise.
 if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
     cp "$repo"/target/release/{minersim,poolsim} "$BUNKER_BIN_DIR/"
+fi
+if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then
+    cp "$repo"/target/release/sitesim "$BUNKER_BIN_DIR/"
 fi
 export BUNKER_MANIFEST=$staging/packages.installed
 

@@ -52,6 +52,12 @@ if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
     put 0644 "$img/sim/minerd.toml" /usr/share/bunkeros/sim/minerd.toml
     put 0644 "$img/sim/tmpfiles.conf" /usr/lib/tmpfiles.d/bunkeros-sim.conf
 fi
+if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then
+    step "simulation ([simulation] site): sitesim and sited's site layer for it"
+    put 0644 "$img/sim/site/sitesim.service" /usr/lib/systemd/system/sitesim.service
+    put 0644 "$img/sim/site/sited.toml" /usr/share/bunkeros/sim/sited.toml
+    put 0644 "$img/sim/site/tmpfiles.conf" /usr/lib/tmpfiles.d/bunkeros-sim-site.conf
+fi
 # The release key's public half: trustd's `authorized` CA policy accepts the PCR policies it signed.
 put 0644 "${BUNKER_RELEASE_PUBKEY:?}" /usr/share/bunkeros/release-key.pem
 put 0644 "$img/fstab" /etc/fstab
@@ -65,11 +71,14 @@ step "enable units"
 systemctl --root="$root" enable tmp.mount bunkeros-slot.service bunkeros-console.service \
     bunkeros-selftest.service >/dev/null
 # Services are enabled as their binaries land in the image.
-for service in trustd hubd minerd; do
+for service in trustd hubd minerd sited; do
     if [[ -x $root/usr/bin/$service ]]; then systemctl --root="$root" enable "$service.service" >/dev/null; fi
 done
 if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
     systemctl --root="$root" enable poolsim.service minersim-a.service minersim-b.service >/dev/null
+fi
+if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then
+    systemctl --root="$root" enable sitesim.service >/dev/null
 fi
 systemctl --root="$root" set-default multi-user.target >/dev/null
 

@@ -7,10 +7,20 @@
 //! relays, the site state, the event log) follows from the rules.
 
 pub mod budget;
+pub mod catalogue;
+pub mod daemon;
+pub mod documents;
+pub mod drivers;
 pub mod hwmon;
 pub mod modbus;
 pub mod nut;
+pub mod outputs;
+pub mod relay_driver;
 pub mod rules;
 pub mod sensor;
+pub mod sensor_table;
+pub mod settings;
+pub mod site1;
+pub mod site_metrics;
 pub mod site_model;
 pub mod snmp;

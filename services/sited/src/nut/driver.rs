@@ -87,6 +87,27 @@ const QUANTITIES: [Quantity; 6] = [
     },
 ];
 
+/// Every sensor a UPS behind `settings` may report, with its unit (`None` for contacts), so
+/// the rules and the console know them before the first poll.
+pub fn sensors(settings: &NutSettings) -> Vec<(String, Option<&'static str>)> {
+    let prefix = settings.sensor_prefix();
+    let units = |suffix: &str| match suffix {
+        "charge_pct" | "load_pct" => "%",
+        "runtime_s" => "s",
+        "realpower_w" => "W",
+        _ => "V",
+    };
+    CONTACTS
+        .iter()
+        .map(|(suffix, _)| (format!("{prefix}.{suffix}"), None))
+        .chain(
+            QUANTITIES
+                .iter()
+                .map(|q| (format!("{prefix}.{}", q.suffix), Some(units(q.suffix)))),
+        )
+        .collect()
+}
+
 /// The driver of one UPS.
 #[derive(Debug)]
 pub struct NutDriver {

@@ -124,6 +124,11 @@ impl RuleEngine {
         &self.site
     }
 
+    /// The rule whose active alarm mutes this alarm now, if any.
+    pub fn inhibited_by(&self, key: &AlarmKey) -> Option<&str> {
+        self.inhibited.get(key).map(String::as_str)
+    }
+
     /// One sensor event. A contact rule's alarm is raised or cleared in this call.
     pub fn on_event(&mut self, event: &SensorEvent, now: SystemTime) -> Vec<Transition> {
         let mut flips = Vec::new();

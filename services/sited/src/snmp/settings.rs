@@ -39,7 +39,9 @@ fn default_scale() -> f64 {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpSettings {
-    /// `HOST:PORT` or `HOST` (port 161), e.g. `"10.0.0.20"`.
+    /// `HOST:PORT` or `HOST` (port 161), e.g. `"10.0.0.20"`. In `sited.toml` it is left out:
+    /// sited takes it from the hardware profile's `snmp` bus of the same name.
+    #[serde(default)]
     pub address: String,
     /// The read community, e.g. `"public"`.
     pub community: String,
