@@ -3,6 +3,7 @@
 //! Wiring only: parse the command line, hand each subcommand to its module, turn its outcome into
 //! an exit code. Errors are printed as one line with their causes, and exit with code 1.
 
+mod audit_verify;
 mod bus_call;
 mod ca_cmd;
 mod ca_log;
@@ -10,7 +11,6 @@ mod ca_view;
 mod console;
 mod hub_cmd;
 mod hub_view;
-mod mining_audit;
 mod mining_cmd;
 mod mining_job;
 mod mining_view;
