@@ -138,7 +138,8 @@ fn draw_line(curtailment: &Value) -> String {
     line
 }
 
-fn audit_line(audit: &Value) -> String {
+/// An audit log's records and last seal: `57 records, last sealed at record 50`.
+pub fn audit_line(audit: &Value) -> String {
     let sealed = match audit["last_sealed_seq"].as_u64() {
         Some(seq) => format!("last sealed at record {seq}"),
         None => "not sealed yet".to_owned(),
@@ -315,7 +316,7 @@ fn miner_detail_lines(miner: &Value, now_usec: u64) -> String {
     lines
 }
 
-/// A rendered table with `details[i]` on its own line under row `i`.
+/// A rendered table with `details[i]` on its own line under row `i` (none for an empty one).
 pub fn with_details(rendered: &str, details: &[String]) -> String {
     let mut lines = rendered.lines();
     let mut out = String::new();
@@ -326,8 +327,10 @@ pub fn with_details(rendered: &str, details: &[String]) -> String {
     for (line, detail) in lines.zip(details) {
         out.push_str(line);
         out.push('\n');
-        out.push_str(detail);
-        out.push('\n');
+        if !detail.is_empty() {
+            out.push_str(detail);
+            out.push('\n');
+        }
     }
     out
 }
