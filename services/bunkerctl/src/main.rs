@@ -11,6 +11,7 @@ mod ca_view;
 mod console;
 mod hub_cmd;
 mod hub_view;
+mod layout;
 mod mining_cmd;
 mod mining_job;
 mod mining_view;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::audit_verify::{self, AuditCommand, Sited};
 use crate::bus_call;
-use crate::mining_view::wrapped;
+use crate::layout::{list, wrapped};
 use crate::site_args::SilenceDuration;
 use crate::site_view::{self, SensorFilter};
 use crate::terminal::{Palette, print};
@@ -230,10 +230,7 @@ fn parse(document: &str) -> Result<Value> {
 
 /// The items of `array` that `keep` keeps, as one line of JSON.
 fn json_array(array: &Value, keep: impl Fn(&Value) -> bool) -> String {
-    let kept: Vec<&Value> = crate::mining_view::list(array)
-        .iter()
-        .filter(|item| keep(item))
-        .collect();
+    let kept: Vec<&Value> = list(array).iter().filter(|item| keep(item)).collect();
     format!("{}\n", serde_json::to_string(&kept).unwrap_or_default())
 }
 

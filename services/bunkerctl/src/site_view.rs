@@ -9,8 +9,9 @@
 use serde_json::Value;
 
 use crate::ca_view::text;
+use crate::layout::{labelled, list, with_details, wrapped};
+use crate::mining_view::audit_line;
 use crate::mining_view::units::{power, rfc3339_usec, temperature};
-use crate::mining_view::{audit_line, labelled, list, with_details, wrapped};
 use crate::site_args::glob_matches;
 use crate::table::{self, Cell};
 use crate::terminal::{Palette, Tone};

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::mining_view::CONSOLE_WIDTH;
+use crate::layout::CONSOLE_WIDTH;
 
 const STATUS: &str = include_str!("../../tests/site/status.json");
 const STATUS_EMPTY: &str = include_str!("../../tests/site/status-empty.json");
