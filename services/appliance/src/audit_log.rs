@@ -9,6 +9,9 @@
 //! - [`seal`]: when the caller's [`SealPolicy`] says so, the head's hash is signed through a
 //!   [`SealSigner`] (trustd's `SignAuditDigest`, see [`trustd_signer`]); without trustd the
 //!   records are still chained and an `audit.seal-skipped` record says why there is no seal.
+//! - [`service_log`]: a daemon's own log as minerd and sited run it: `audit.log` in the state
+//!   directory opened with a `service.start` record ([`open_service_log`]), sealed on its policy
+//!   through trustd ([`seal_loop`]).
 //! - [`verify`]: from the file and trustd's public key alone, typed verdicts
 //!   ([`VerifiedLog`] or [`VerifyError`]).
 //!
@@ -21,6 +24,7 @@
 pub mod record;
 pub mod scan;
 pub mod seal;
+pub mod service_log;
 pub mod trustd_signer;
 pub mod verify;
 pub mod writer;
@@ -28,6 +32,10 @@ pub mod writer;
 pub use record::{Entry, Record};
 pub use scan::TornTail;
 pub use seal::{SealSignature, SealSigner, SignError, SignFuture, TrustedKey};
+pub use service_log::{
+    SERVICE_LOG_FILE, ServiceLogError, SharedAuditLog, open_service_log, seal_loop,
+    service_log_path,
+};
 pub use trustd_signer::TrustdSigner;
 pub use verify::{
     Anchor, SealProblem, Truncation, VerifiedLog, VerifyError, VerifyOptions, verify_bytes,

@@ -3,6 +3,7 @@
 //! Wiring only: parse the command line, hand each subcommand to its module, turn its outcome into
 //! an exit code. Errors are printed as one line with their causes, and exit with code 1.
 
+mod audit_verify;
 mod bus_call;
 mod ca_cmd;
 mod ca_log;
@@ -10,12 +11,15 @@ mod ca_view;
 mod console;
 mod hub_cmd;
 mod hub_view;
-mod mining_audit;
+mod layout;
 mod mining_cmd;
 mod mining_job;
 mod mining_view;
 mod profile;
 mod progress_bar;
+mod site_args;
+mod site_cmd;
+mod site_view;
 mod snapshot;
 mod status;
 mod status_cmd;
@@ -61,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         cmd: mining_cmd::MiningCommand,
     },
+    /// The site (sited): state, sensors, alarms, acknowledgements, silences, the event log
+    Site {
+        #[command(subcommand)]
+        cmd: site_cmd::SiteCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
         Command::Ca { cmd } => ca_cmd::run(cmd),
         Command::Hub { cmd } => hub_cmd::run(cmd),
         Command::Mining { cmd } => mining_cmd::run(cmd),
+        Command::Site { cmd } => site_cmd::run(cmd),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("bunkerctl: {error:#}");
@@ -94,7 +104,8 @@ mod tests {
             Command::Profile { .. }
             | Command::Ca { .. }
             | Command::Hub { .. }
-            | Command::Mining { .. } => None,
+            | Command::Mining { .. }
+            | Command::Site { .. } => None,
         }
     }
 
@@ -338,6 +349,158 @@ mod tests {
             mining(&["mining", "audit", "verify"]),
             Some(MiningCommand::Audit { .. })
         ));
+    }
+
+    #[test]
+    fn site_subcommands_parse() {
+        use audit_verify::{AuditCommand, AuditedService, Minerd, Sited};
+        use site_cmd::SiteCommand;
+        let site = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Site { cmd }) => Some(cmd),
+            _ => None,
+        };
+        assert_eq!(
+            site(&["site", "state"]),
+            Some(SiteCommand::State { json: false })
+        );
+        assert_eq!(
+            site(&["site", "state", "--json"]),
+            Some(SiteCommand::State { json: true })
+        );
+        assert_eq!(
+            site(&["site", "sensors", "--lost", "--match", "hall-a.*"]),
+            Some(SiteCommand::Sensors {
+                lost: true,
+                pattern: Some("hall-a.*".into()),
+                json: false
+            })
+        );
+        assert_eq!(
+            site(&["site", "alarms", "--all"]),
+            Some(SiteCommand::Alarms {
+                all: true,
+                json: false
+            })
+        );
+        assert_eq!(
+            site(&["site", "ack", "door-1-open", "--note", "seal checked"]),
+            Some(SiteCommand::Ack {
+                alarm: "door-1-open".into(),
+                note: "seal checked".into()
+            })
+        );
+        assert_eq!(
+            site(&["site", "ack", "door-1-open"]),
+            Some(SiteCommand::Ack {
+                alarm: "door-1-open".into(),
+                note: String::new()
+            })
+        );
+        assert!(site(&["site", "ack"]).is_none(), "the alarm is required");
+        match site(&[
+            "site",
+            "silence",
+            "--sensor",
+            "hall-a.*",
+            "--for",
+            "2h",
+            "--comment",
+            "probe",
+        ]) {
+            Some(SiteCommand::Silence(args)) => {
+                assert_eq!(args.sensor.as_deref(), Some("hall-a.*"));
+                assert_eq!(args.alarm, None);
+                assert_eq!(args.duration.seconds(), 7200);
+                assert_eq!(args.comment, "probe");
+            }
+            other => panic!("{other:?}"),
+        }
+        let silence = |extra: &[&str]| {
+            let mut args = vec!["site", "silence"];
+            args.extend_from_slice(extra);
+            site(&args)
+        };
+        assert!(
+            silence(&["--for", "2h", "--comment", "c"]).is_none(),
+            "--alarm or --sensor is required"
+        );
+        assert!(
+            silence(&[
+                "--alarm",
+                "a",
+                "--sensor",
+                "s",
+                "--for",
+                "2h",
+                "--comment",
+                "c"
+            ])
+            .is_none(),
+            "not both"
+        );
+        assert!(
+            silence(&["--alarm", "a", "--comment", "c"]).is_none(),
+            "--for is required"
+        );
+        assert!(
+            silence(&["--alarm", "a", "--for", "2h"]).is_none(),
+            "--comment is required"
+        );
+        assert!(
+            silence(&["--alarm", "a", "--for", "31d", "--comment", "c"]).is_none(),
+            "at most 30 days"
+        );
+        assert!(
+            silence(&["--alarm", "a", "--for", "2", "--comment", "c"]).is_none(),
+            "a unit is required"
+        );
+        assert_eq!(
+            site(&["site", "unsilence", "7"]),
+            Some(SiteCommand::Unsilence { id: 7 })
+        );
+        assert!(site(&["site", "unsilence", "seven"]).is_none());
+        assert_eq!(
+            site(&["site", "silences"]),
+            Some(SiteCommand::Silences { json: false })
+        );
+        match site(&["site", "log", "verify"]) {
+            Some(SiteCommand::Log {
+                cmd: AuditCommand::Verify(args),
+            }) => {
+                assert_eq!(args.log.to_str(), Some(Sited::DEFAULT_LOG));
+                assert_eq!(args.log.to_str(), Some("/var/lib/bunkeros/sited/audit.log"));
+                assert!(!args.trustd && args.key.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            site(&["site", "log", "verify", "--trustd", "--key", "k.pem"]).is_none(),
+            "one key only"
+        );
+        assert!(matches!(
+            site(&[
+                "site",
+                "log",
+                "verify",
+                "--log",
+                "/tmp/a.log",
+                "--key",
+                "k.pem"
+            ]),
+            Some(SiteCommand::Log { .. })
+        ));
+        assert!(site(&["site"]).is_none(), "a site subcommand is required");
+
+        // mining's log keeps its own default.
+        match parse(&["mining", "audit", "verify"]).map(|cli| cli.command) {
+            Ok(Command::Mining {
+                cmd:
+                    mining_cmd::MiningCommand::Audit {
+                        cmd: AuditCommand::Verify(args),
+                    },
+            }) => assert_eq!(args.log.to_str(), Some(Minerd::DEFAULT_LOG)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

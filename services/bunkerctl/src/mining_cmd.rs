@@ -3,9 +3,8 @@
 //!
 //! Reads ask minerd once and print its document as text (or as minerd sent it, with `--json`).
 //! Bulk actions start a job and follow it to the end ([`crate::mining_job`]); the audit log is
-//! verified offline from the file ([`crate::mining_audit`]).
+//! verified offline from the file ([`crate::audit_verify`]).
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,11 +13,11 @@ use appliance::dbus::contracts::{MINING, Mining1Proxy};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use crate::audit_verify::{self, AuditCommand, Minerd};
 use crate::bus_call;
-use crate::mining_audit::{self, AuditCommand};
 use crate::mining_job::{self, BulkAction};
 use crate::mining_view;
-use crate::terminal::Palette;
+use crate::terminal::{Palette, print};
 use crate::time_display::now_usec;
 
 /// How long minerd may take to answer a read (it answers from what it last polled).
@@ -103,7 +102,7 @@ pub enum MiningCommand {
     /// minerd's audit log
     Audit {
         #[command(subcommand)]
-        cmd: AuditCommand,
+        cmd: AuditCommand<Minerd>,
     },
 }
 
@@ -141,7 +140,7 @@ pub fn run(cmd: MiningCommand) -> Result<ExitCode> {
         MiningCommand::PowerTarget { action, watts } => {
             mining_job::run(BulkAction::new("power-target", action).with_argument(watts))
         }
-        MiningCommand::Audit { cmd } => mining_audit::run(cmd),
+        MiningCommand::Audit { cmd } => audit_verify::run(cmd),
         MiningCommand::Status { json } => read(Read::Status { json }, palette),
         MiningCommand::Miners { selection, json } => {
             read(Read::Miners { selection, json }, palette)
@@ -176,15 +175,6 @@ fn read(call: Read, palette: Palette) -> Result<ExitCode> {
         print(&text)?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Writes `text` to stdout.
-pub fn print(text: &str) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("writing to stdout")
 }
 
 /// How a document reads to a person, given the time now (µs) for "12s ago".

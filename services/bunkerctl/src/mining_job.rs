@@ -18,10 +18,11 @@ use appliance::dbus::contracts::{JobProgressStream, Mining1Proxy};
 use serde_json::Value;
 use zbus::export::futures_core::Stream;
 
-use crate::mining_cmd::{ActionArgs, print, refused};
+use crate::mining_cmd::{ActionArgs, refused};
 use crate::mining_view::job::{action_label, render_job_summary};
 use crate::progress_bar::{Progress, ProgressStyle};
 use crate::terminal::Palette;
+use crate::terminal::print;
 
 /// How long minerd may take to answer one call (it answers at once; the job runs after).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);

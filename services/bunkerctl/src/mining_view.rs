@@ -13,6 +13,7 @@ pub mod units;
 use serde_json::Value;
 
 use crate::ca_view::text;
+use crate::layout::{labelled, list, with_details, wrapped};
 use crate::table::{self, Cell};
 use crate::terminal::{Palette, Tone};
 use crate::time_display::humanize_since;
@@ -138,7 +139,8 @@ fn draw_line(curtailment: &Value) -> String {
     line
 }
 
-fn audit_line(audit: &Value) -> String {
+/// An audit log's records and last seal: `57 records, last sealed at record 50`.
+pub fn audit_line(audit: &Value) -> String {
     let sealed = match audit["last_sealed_seq"].as_u64() {
         Some(seq) => format!("last sealed at record {seq}"),
         None => "not sealed yet".to_owned(),
@@ -205,45 +207,6 @@ fn upstreams_table(upstreams: &Value, palette: Palette) -> String {
         &rows,
         palette,
     )
-}
-
-/// The width of the serial console everything is laid out for.
-pub const CONSOLE_WIDTH: usize = 80;
-
-/// `text` after `lead`, its words wrapped at [`CONSOLE_WIDTH`] with continuation lines indented
-/// by `indent` spaces; every line ends in a newline. A word longer than a line stays whole.
-pub fn wrapped(lead: &str, indent: usize, text: &str) -> String {
-    let mut out = String::new();
-    let mut line = lead.to_owned();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        let fits = line.chars().count() + usize::from(!empty) + word.chars().count();
-        if !empty && fits > CONSOLE_WIDTH {
-            out.push_str(&line);
-            out.push('\n');
-            line = " ".repeat(indent);
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push_str(&line);
-    out.push('\n');
-    out
-}
-
-/// A labelled row of a status screen: the label in 14 columns after two spaces, the value
-/// wrapped under itself.
-pub fn labelled(label: &str, value: &str) -> String {
-    wrapped(&format!("  {label:<14}"), 16, value)
-}
-
-/// An array's items, or none.
-pub fn list(value: &Value) -> &[Value] {
-    value.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// The tone of a miner's state word.
@@ -313,23 +276,6 @@ fn miner_detail_lines(miner: &Value, now_usec: u64) -> String {
     let mut lines = wrapped("    ", 4, &detail);
     lines.pop();
     lines
-}
-
-/// A rendered table with `details[i]` on its own line under row `i`.
-pub fn with_details(rendered: &str, details: &[String]) -> String {
-    let mut lines = rendered.lines();
-    let mut out = String::new();
-    if let Some(heading) = lines.next() {
-        out.push_str(heading);
-        out.push('\n');
-    }
-    for (line, detail) in lines.zip(details) {
-        out.push_str(line);
-        out.push('\n');
-        out.push_str(detail);
-        out.push('\n');
-    }
-    out
 }
 
 /// Sorts IPv4 addresses numerically (10.1.0.10 after 10.1.0.9); anything else after them.

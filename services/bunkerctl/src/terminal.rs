@@ -4,7 +4,9 @@
 //! so logs, pipes and the serial console of a boot test get plain text.
 
 use std::ffi::OsStr;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result};
 
 /// How text is painted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,15 @@ impl Palette {
             }
         }
     }
+}
+
+/// Writes `text` to stdout.
+pub fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
 }
 
 #[cfg(test)]

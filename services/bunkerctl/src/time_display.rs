@@ -38,6 +38,20 @@ pub fn humanize_since(now_usec: u64, then_usec: Option<u64>) -> String {
     }
 }
 
+/// How long until `then_usec`, in the two largest units: `in 45s`, `in 1h 59m`; `ended` once
+/// it is past; `-` without a timestamp.
+pub fn humanize_until(now_usec: u64, then_usec: Option<u64>) -> String {
+    match then_usec {
+        None => "-".to_owned(),
+        Some(then) if then <= now_usec => "ended".to_owned(),
+        // The mirror image of "ago": the same units, counted forward.
+        Some(then) => match humanize_since(then, Some(now_usec)).as_str() {
+            "just now" => "in under 1s".to_owned(),
+            ago => format!("in {}", ago.trim_end_matches(" ago")),
+        },
+    }
+}
+
 /// `2026-01-01 12:00:00 UTC`: the console's clock, in UTC so every site in every city agrees.
 pub fn format_utc(usec: u64) -> String {
     let seconds = usec / 1_000_000;
@@ -106,6 +120,20 @@ mod tests {
     #[test]
     fn since_in_the_future_is_just_now() {
         assert_eq!(humanize_since(NOW, Some(NOW + 30 * SECOND)), "just now");
+    }
+
+    #[test]
+    fn until_counts_forward_in_the_same_units() {
+        assert_eq!(humanize_until(NOW, Some(NOW + 45 * SECOND)), "in 45s");
+        assert_eq!(
+            humanize_until(NOW, Some(NOW + (3600 + 59 * 60 + 30) * SECOND)),
+            "in 1h 59m"
+        );
+        assert_eq!(humanize_until(NOW, Some(NOW + 86_400 * SECOND)), "in 1d");
+        assert_eq!(humanize_until(NOW, Some(NOW + SECOND / 2)), "in under 1s");
+        assert_eq!(humanize_until(NOW, Some(NOW)), "ended");
+        assert_eq!(humanize_until(NOW, Some(NOW - SECOND)), "ended");
+        assert_eq!(humanize_until(NOW, None), "-");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use appliance::audit_log::{AuditLog, Entry};
+use appliance::audit_log::{open_service_log, seal_loop};
 use appliance::dbus::Bus;
 use appliance::dbus::contracts::MINING;
 use appliance::metrics::{MetricsEndpoint, register_build_info};
@@ -34,8 +34,7 @@ use appliance::site_watch::{SiteReport, SiteWatch};
 use appliance::state::StateDir;
 use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
 use prometheus_client::registry::Registry;
-use serde_json::json;
-use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use self::loops::Event;
 use self::publish::{ProxyMetrics, Remembered, Sources, all_miners};
@@ -49,7 +48,6 @@ use crate::inventory::Inventory;
 use crate::mining1::Mining1;
 use crate::mining1::actions::ActionContext;
 use crate::mining1::jobs::Jobs;
-use crate::operations::SharedAuditLog;
 use crate::proxy::{Accounting, Proxy};
 use crate::site_alarms::SiteAlarms;
 use crate::snapshot::{BudgetSummary, DiscoverySummary, MiningSnapshot, PollSummary, Republish};
@@ -78,12 +76,13 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
     let inventory = Arc::new(
         Inventory::open_in(state.path()).context("opening the inventory (inventory.sqlite3)")?,
     );
-    let audit = open_audit_log(state.path()).await?;
+    let audit = open_service_log(state.path(), SERVICE).await?;
     let last_sealed = Arc::new(AtomicU64::new(0));
-    tokio::spawn(loops::seals(
+    tokio::spawn(seal_loop(
         Arc::clone(&audit),
         config.audit,
         bus.clone(),
+        SERVICE.to_owned(),
         Arc::clone(&last_sealed),
         cancel.clone(),
     ));
@@ -303,30 +302,6 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         let _ = task.await;
     }
     Ok(())
-}
-
-/// Opens the audit log and records the start, so a restart (a crash, kill -9) shows in it.
-async fn open_audit_log(state: &std::path::Path) -> Result<SharedAuditLog> {
-    let path = loops::audit_path(state);
-    let (mut log, report) = AuditLog::open(&path, SERVICE)
-        .await
-        .with_context(|| format!("opening the audit log {}", path.display()))?;
-    if let Some(torn) = &report.torn_tail {
-        tracing::warn!(
-            ?torn,
-            "the audit log's unfinished last line (never acknowledged) was cut"
-        );
-    }
-    let entry = Entry::new(
-        SERVICE,
-        "service.start",
-        SERVICE,
-        json!({ "version": env!("CARGO_PKG_VERSION"), "records": report.records }),
-    );
-    log.append(entry)
-        .await
-        .context("recording the start in the audit log")?;
-    Ok(Arc::new(Mutex::new(log)))
 }
 
 /// sited's budget, or nothing to follow (the static budget) when there is no bus or no sited.

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::list;
 use crate::ca_view::text;
+use crate::layout::list;
 use crate::table::{self, Cell};
 use crate::terminal::{Palette, Tone};
 

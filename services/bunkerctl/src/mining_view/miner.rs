@@ -10,8 +10,9 @@
 use serde_json::Value;
 
 use super::units::{efficiency, hashrate, power, rfc3339_usec, temperature};
-use super::{labelled, list, render_hijacks, state_tone};
+use super::{render_hijacks, state_tone};
 use crate::ca_view::text;
+use crate::layout::{labelled, list};
 use crate::table::{self, Cell};
 use crate::terminal::{Palette, Tone};
 use crate::time_display::humanize_since;

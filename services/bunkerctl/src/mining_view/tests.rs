@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::job::render_job_summary;
 use super::miner::render_miner;
 use super::*;
+use crate::layout::CONSOLE_WIDTH;
 
 const STATUS: &str = include_str!("../../tests/mining/status.json");
 const MINERS: &str = include_str!("../../tests/mining/miners.json");

@@ -2,23 +2,16 @@
 //! a channel, so a long discovery scan never holds a poll cycle back, and neither holds the
 //! main loop (status, snapshot, watchdog).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use appliance::audit_log::{SealOutcome, SealPolicy, TrustdSigner};
-use appliance::dbus::Bus;
-use appliance::dbus::contracts::TRUST;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SERVICE;
 use crate::discovery::{DiscoveryReport, DiscoverySettings, discover};
 use crate::hijack_guard::HijackGuard;
 use crate::inventory::Inventory;
 use crate::mining1::actions::ScanRequest;
-use crate::operations::SharedAuditLog;
 use crate::site_layout::SiteLayout;
 use crate::telemetry::{PollReport, Telemetry};
 
@@ -33,8 +26,6 @@ pub enum Event {
     Guarded,
 }
 
-/// How often the seal loop asks whether a seal is due.
-const SEAL_CHECK: Duration = Duration::from_secs(1);
 /// The history is pruned this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -135,60 +126,4 @@ pub async fn discovery(
             }
         }
     }
-}
-
-/// Seals the audit log when `policy` says so: signed by trustd when it is on the bus, else an
-/// `audit.seal-skipped` record says why (the log's own rule). `last_sealed` gets the seq of
-/// each seal or skip record.
-pub async fn seals(
-    audit: SharedAuditLog,
-    policy: SealPolicy,
-    bus: Bus,
-    last_sealed: Arc<AtomicU64>,
-    cancel: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(SEAL_CHECK);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        if !audit.lock().await.seal_due(&policy) {
-            continue;
-        }
-        let signer = trustd_signer(&bus).await;
-        let mut log = audit.lock().await;
-        let outcome = log
-            .seal(
-                signer
-                    .as_ref()
-                    .map(|s| s as &dyn appliance::audit_log::SealSigner),
-            )
-            .await;
-        match outcome {
-            Ok(SealOutcome::Sealed { seq }) => {
-                tracing::info!(seq, "audit log sealed by trustd");
-                last_sealed.store(seq, Ordering::Relaxed);
-            }
-            Ok(SealOutcome::Skipped { seq, .. }) => last_sealed.store(seq, Ordering::Relaxed),
-            Ok(SealOutcome::NothingNew) => {}
-            Err(error) => tracing::error!(%error, "cannot write the audit log's seal"),
-        }
-    }
-}
-
-/// A signer when trustd owns its name on the bus now.
-async fn trustd_signer(bus: &Bus) -> Option<TrustdSigner> {
-    let connection = appliance::dbus::connect(bus).await.ok()?;
-    let dbus = zbus::fdo::DBusProxy::new(&connection).await.ok()?;
-    let name = zbus::names::BusName::try_from(TRUST.bus_name).ok()?;
-    if !dbus.name_has_owner(name).await.unwrap_or(false) {
-        return None;
-    }
-    TrustdSigner::new(connection, SERVICE)
-}
-
-/// Where the audit log lives in the state directory.
-pub fn audit_path(state: &std::path::Path) -> PathBuf {
-    state.join("audit.log")
 }

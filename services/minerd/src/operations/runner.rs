@@ -15,15 +15,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use appliance::audit_log::{AppendError, AuditLog, Entry};
+use appliance::audit_log::{AppendError, Entry};
 use appliance::config::{DurationSecs, Invalid};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-/// The audit log, shared by everything in minerd that changes miners.
-pub type SharedAuditLog = Arc<Mutex<AuditLog>>;
+/// The audit log, shared by everything in minerd that changes miners (appliance's, which
+/// sited shares too).
+pub use appliance::audit_log::SharedAuditLog;
 
 /// Something a bulk action runs on.
 pub trait BulkTarget {

@@ -1,5 +1,7 @@
-//! `bunkerctl mining audit verify`: minerd's audit log verified offline, from the file and
-//! trustd's public key alone ([`appliance::audit_log::verify_file`]).
+//! `bunkerctl mining audit verify` and `bunkerctl site log verify`: a service's audit log
+//! (minerd's operations, sited's event log) verified offline, from the file and trustd's public
+//! key alone ([`appliance::audit_log::verify_file`]). The service ([`AuditedService`]) gives
+//! the name the log is sealed under and where the log is by default; all else is the same.
 //!
 //! The key is trustd's CA key: from trustd's `Status()` over the bus (`--trustd`), or from a
 //! file (`--key`, PEM `PUBLIC KEY` or hex SEC1 as `Status()` shows it). Without a key the chain
@@ -7,6 +9,8 @@
 //! last time is read from FILE and must still be in the log (a cut tail is caught), and the new
 //! head is written back after a successful verification only.
 
+use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,32 +25,52 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::bus_call;
-use crate::mining_cmd::print;
+use crate::terminal::print;
 
-/// Where minerd keeps its audit log.
-const DEFAULT_LOG: &str = "/var/lib/minerd/audit.log";
+/// A service whose audit log `verify` checks.
+pub trait AuditedService: Debug + Clone + PartialEq + Eq + Send + Sync + 'static {
+    /// The service name the log is sealed under (the user the service runs as).
+    const SERVICE: &'static str;
+    /// Where the service keeps its log (`audit.log` in its state directory).
+    const DEFAULT_LOG: &'static str;
+}
 
-/// The service name minerd seals its log under.
-const SERVICE: &str = "minerd";
+/// minerd's log of operations on miners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minerd;
+
+impl AuditedService for Minerd {
+    const SERVICE: &'static str = "minerd";
+    const DEFAULT_LOG: &'static str = "/var/lib/minerd/audit.log";
+}
+
+/// sited's event log (alarm transitions, acknowledgements, silences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sited;
+
+impl AuditedService for Sited {
+    const SERVICE: &'static str = "sited";
+    const DEFAULT_LOG: &'static str = "/var/lib/bunkeros/sited/audit.log";
+}
 
 /// How long trustd may take to answer `Status()`.
 const TRUSTD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `bunkerctl mining audit …`
+/// `bunkerctl mining audit …`, `bunkerctl site log …`
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum AuditCommand {
+pub enum AuditCommand<S: AuditedService> {
     /// Verify the audit log offline: every record's hash, the chain, every seal's signature
     #[command(after_help = "\
 Prints the records, the seals verified, the last sealed record and the records after it (chained \
 but not yet signed). Exit status: 0 when the log verifies, 1 with the reason when it does not.")]
-    Verify(VerifyArgs),
+    Verify(VerifyArgs<S>),
 }
 
 /// What `audit verify` takes.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-pub struct VerifyArgs {
+pub struct VerifyArgs<S: AuditedService> {
     /// The log file
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_LOG)]
+    #[arg(long, value_name = "PATH", default_value = S::DEFAULT_LOG)]
     pub log: PathBuf,
     /// trustd's public key: a PEM PUBLIC KEY or hex SEC1 file
     #[arg(long, value_name = "PATH", conflicts_with = "trustd")]
@@ -57,6 +81,9 @@ pub struct VerifyArgs {
     /// Remember the verified head in FILE and require it next time (SEQ:HASH)
     #[arg(long, value_name = "FILE")]
     pub known_head: Option<PathBuf>,
+    /// Whose log it is.
+    #[arg(skip)]
+    pub service: PhantomData<S>,
 }
 
 /// Why the inputs of a verification were refused (the log itself fails as [`VerifyError`]).
@@ -81,8 +108,8 @@ pub enum AuditInputError {
     BadHead { path: PathBuf },
 }
 
-/// Runs `audit verify`.
-pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
+/// Runs `verify` on `S`'s log.
+pub fn run<S: AuditedService>(cmd: AuditCommand<S>) -> Result<ExitCode> {
     let AuditCommand::Verify(args) = cmd;
     let key = if args.trustd {
         Some(key_from_trustd()?)
@@ -95,7 +122,7 @@ pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
     };
     let options = VerifyOptions {
         key,
-        service: Some(SERVICE.to_owned()),
+        service: Some(S::SERVICE.to_owned()),
         known_head,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
