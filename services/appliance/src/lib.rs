@@ -18,10 +18,10 @@ pub mod profile;
 pub mod site_watch;
 pub mod state;
 pub mod systemd;
-#[cfg(any(test, feature = "test-support"))]
-pub mod testtpm;
 #[cfg(feature = "test-support")]
 pub mod testdaemon;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testtpm;
 pub mod time_text;
 pub mod tls;
 pub mod units;

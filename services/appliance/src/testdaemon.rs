@@ -68,8 +68,7 @@ impl ServiceProcess {
 
     /// Further command-line arguments for every start.
     pub fn arg(&mut self, arg: impl AsRef<Path>) -> &mut Self {
-        self.args
-            .push(arg.as_ref().to_string_lossy().into_owned());
+        self.args.push(arg.as_ref().to_string_lossy().into_owned());
         self
     }
 

@@ -50,7 +50,7 @@ pub struct Sited;
 
 impl AuditedService for Sited {
     const SERVICE: &'static str = "sited";
-    const DEFAULT_LOG: &'static str = "/var/lib/bunkeros/sited/audit.log";
+    const DEFAULT_LOG: &'static str = "/var/lib/sited/audit.log";
 }
 
 /// How long trustd may take to answer `Status()`.

@@ -468,7 +468,7 @@ mod tests {
                 cmd: AuditCommand::Verify(args),
             }) => {
                 assert_eq!(args.log.to_str(), Some(Sited::DEFAULT_LOG));
-                assert_eq!(args.log.to_str(), Some("/var/lib/bunkeros/sited/audit.log"));
+                assert_eq!(args.log.to_str(), Some("/var/lib/sited/audit.log"));
                 assert!(!args.trustd && args.key.is_none());
             }
             other => panic!("{other:?}"),

@@ -233,7 +233,7 @@ fn the_default_log_is_sited_s() {
     let sentence = stderr(&absent);
     assert!(
         sentence.starts_with(
-            "bunkerctl: the audit log /var/lib/bunkeros/sited/audit.log does not verify: cannot \
+            "bunkerctl: the audit log /var/lib/sited/audit.log does not verify: cannot \
              read the log: "
         ),
         "{sentence}"

@@ -44,7 +44,11 @@ impl SensorCatalogue {
             match bus.kind {
                 SensorBusKind::ModbusTcp => {
                     for register in &bus.registers {
-                        catalogue.add(&register.sensor, &bus.name, register.unit_of_measure.clone());
+                        catalogue.add(
+                            &register.sensor,
+                            &bus.name,
+                            register.unit_of_measure.clone(),
+                        );
                     }
                 }
                 SensorBusKind::Nut => {
@@ -61,7 +65,9 @@ impl SensorCatalogue {
                         catalogue.add(oid.sensor.as_str(), &bus.name, oid.unit_of_measure.clone());
                     }
                 }
-                SensorBusKind::Hwmon => catalogue.discovered_prefixes.push(format!("{}.", bus.name)),
+                SensorBusKind::Hwmon => {
+                    catalogue.discovered_prefixes.push(format!("{}.", bus.name))
+                }
             }
         }
         catalogue
@@ -92,7 +98,11 @@ impl SensorCatalogue {
         }
         let bus = self.bus_of_discovered(sensor)?;
         // hwmon labels fans `fanN` or `<something>_fan`; everything else it reports here is a temperature.
-        let unit = if sensor.as_str().contains("fan") { "RPM" } else { "°C" };
+        let unit = if sensor.as_str().contains("fan") {
+            "RPM"
+        } else {
+            "°C"
+        };
         Some(SensorInfo {
             bus,
             unit: Some(unit.to_owned()),

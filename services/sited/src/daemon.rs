@@ -1,8 +1,8 @@
 //! The daemon's life: start in order, say `READY=1` once the site is served, follow the
 //! sensors, stop cleanly.
 //!
-//! Start: state directory → event log (`audit.log`, sealed on `[audit]`'s policy through
-//! trustd when it is on the bus) → the alarm book (`alarms.json`) restored into the rule
+//! Start: state directory → event log (`audit.log`, [`appliance::audit_log::open_service_log`],
+//! sealed on `[audit]`'s policy through trustd when it is on the bus) → the alarm book (`alarms.json`) restored into the rule
 //! engine → the sensor drivers (one per bus of the hardware profile) and the relay drivers →
 //! metrics → `org.bunkeros.Site1` on the system bus → `READY=1`.
 //!
@@ -26,14 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use appliance::audit_log::{AuditLog, Entry};
+use appliance::audit_log::{open_service_log, seal_loop};
 use appliance::dbus::Bus;
 use appliance::dbus::contracts::SITE;
 use appliance::metrics::{MetricsEndpoint, register_build_info};
 use appliance::state::StateDir;
 use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
 use prometheus_client::registry::Registry;
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use self::site_loop::SiteLoop;
@@ -42,8 +41,8 @@ use crate::relay_driver::RelayStates;
 use crate::rules::{AlarmBook, RuleEngine};
 use crate::sensor_table::SensorTable;
 use crate::settings::{SERVICE, SitedSetup};
-use crate::site1::{Shared, Site1};
 use crate::site_metrics::SiteMetrics;
+use crate::site1::{Shared, Site1};
 
 /// Room for bursts of sensor events (a poll of 1,000 sensors) while the loop writes.
 const EVENT_QUEUE: usize = 16_384;
@@ -59,8 +58,18 @@ pub async fn run_on(setup: SitedSetup, bus: Bus) -> Result<()> {
     let shutdown = ShutdownSignal::install(notifier).context("installing the stop handlers")?;
     let cancel = shutdown.token();
     let state = StateDir::from_env(SERVICE).context("opening sited's state directory")?;
-    let audit = Arc::new(tokio::sync::Mutex::new(open_event_log(&state).await?));
+    let audit = open_service_log(state.path(), SERVICE)
+        .await
+        .context("opening the event log")?;
     let last_sealed = Arc::new(AtomicU64::new(0));
+    tokio::spawn(seal_loop(
+        Arc::clone(&audit),
+        setup.config.audit,
+        bus.clone(),
+        SERVICE.to_owned(),
+        Arc::clone(&last_sealed),
+        cancel.clone(),
+    ));
 
     let now = SystemTime::now();
     let book = AlarmBook::load(&state)
@@ -127,28 +136,4 @@ pub async fn run_on(setup: SitedSetup, bus: Bus) -> Result<()> {
         let _ = task.await;
     }
     Ok(())
-}
-
-/// Opens the event log and records the start, so a restart (a crash, kill -9) shows in it.
-async fn open_event_log(state: &StateDir) -> Result<AuditLog> {
-    let path = state.path().join(site_loop::EVENT_LOG);
-    let (mut log, report) = AuditLog::open(&path, SERVICE)
-        .await
-        .with_context(|| format!("opening the event log {}", path.display()))?;
-    if let Some(torn) = &report.torn_tail {
-        tracing::warn!(
-            ?torn,
-            "the event log's unfinished last line (never acknowledged) was cut"
-        );
-    }
-    let entry = Entry::new(
-        SERVICE,
-        "service.start",
-        SERVICE,
-        json!({ "version": env!("CARGO_PKG_VERSION"), "records": report.records }),
-    );
-    log.append(entry)
-        .await
-        .context("recording the start in the event log")?;
-    Ok(log)
 }

@@ -32,10 +32,13 @@ pub fn spawn_sensor_drivers(setup: &SitedSetup, events: &mpsc::Sender<SensorEven
             SensorBusKind::Nut => {
                 let address = bus.address.as_deref().unwrap_or_default();
                 let settings = NutSettings::for_bus(&bus.name, address).ok_or_else(|| {
-                    anyhow!("sensor bus `{}`: `{address}` is not UPS@HOST[:PORT]", bus.name)
+                    anyhow!(
+                        "sensor bus `{}`: `{address}` is not UPS@HOST[:PORT]",
+                        bus.name
+                    )
                 })?;
-                let driver = NutDriver::new(settings)
-                    .map_err(|problems| refused(&bus.name, &problems))?;
+                let driver =
+                    NutDriver::new(settings).map_err(|problems| refused(&bus.name, &problems))?;
                 tokio::spawn(driver.run(events.clone()));
             }
             SensorBusKind::Snmp => {
@@ -45,7 +48,11 @@ pub fn spawn_sensor_drivers(setup: &SitedSetup, events: &mpsc::Sender<SensorEven
                     .into_iter()
                     .find(|(name, _)| *name == bus.name)
                 else {
-                    return Err(anyhow!("sensor bus `{}` has no [snmp.{}]", bus.name, bus.name));
+                    return Err(anyhow!(
+                        "sensor bus `{}` has no [snmp.{}]",
+                        bus.name,
+                        bus.name
+                    ));
                 };
                 let poller = SnmpPoller::new(&agent, events.clone())
                     .map_err(|problems| refused(&bus.name, &problems))?;

@@ -111,7 +111,12 @@ fn outputs_name_existing_relays_once_and_switch_on_for_something() {
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["output[3].relay", "output[3].alarms[0]", "output[4].relay", "output[4]"]
+        [
+            "output[3].relay",
+            "output[3].alarms[0]",
+            "output[4].relay",
+            "output[4]"
+        ]
     );
     assert!(validate(&outputs[..3], &|name| relays.contains(&name)).is_empty());
 }

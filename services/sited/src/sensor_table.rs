@@ -77,7 +77,9 @@ impl SensorTable {
         self.rows.insert(
             sensor.clone(),
             SensorRow {
-                bus: info.as_ref().map_or_else(|| "unknown".into(), |i| i.bus.clone()),
+                bus: info
+                    .as_ref()
+                    .map_or_else(|| "unknown".into(), |i| i.bus.clone()),
                 unit: info.and_then(|i| i.unit),
                 reading,
                 at: Some(at),
@@ -148,7 +150,11 @@ mod tests {
     #[test]
     fn rows_go_from_waiting_to_ok_to_lost_and_new_sensors_find_their_bus() {
         let mut catalogue = SensorCatalogue::default();
-        catalogue.add("hall-1.temperature-1", "site-environment", Some("°C".into()));
+        catalogue.add(
+            "hall-1.temperature-1",
+            "site-environment",
+            Some("°C".into()),
+        );
         let mut table = SensorTable::of(&catalogue);
         assert_eq!(
             table.counts(),

@@ -170,7 +170,10 @@ impl SitedConfig {
             }
         }
         let bus_sensors = SensorCatalogue::of_site(profile, &self.snmp);
-        if let Err(more) = self.site_model().validate(&|sensor| bus_sensors.knows(sensor)) {
+        if let Err(more) = self
+            .site_model()
+            .validate(&|sensor| bus_sensors.knows(sensor))
+        {
             problems.extend(more);
         }
         let catalogue = self.catalogue(profile);
@@ -182,8 +185,12 @@ impl SitedConfig {
         if let Err(more) = self.rules(&catalogue) {
             problems.extend(more);
         }
-        let relay_exists =
-            |name: &str| profile.sensor_buses.iter().any(|b| b.relays.iter().any(|r| r.name == name));
+        let relay_exists = |name: &str| {
+            profile
+                .sensor_buses
+                .iter()
+                .any(|b| b.relays.iter().any(|r| r.name == name))
+        };
         problems.extend(outputs::validate(&self.output, &relay_exists));
         if problems.is_empty() {
             Ok(())

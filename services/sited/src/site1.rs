@@ -271,7 +271,8 @@ impl Site1 {
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), SiteError> {
         check_source(connection, &header, &source).await?;
-        self.ask(|reply| Command::Clear { source, key, reply }).await
+        self.ask(|reply| Command::Clear { source, key, reply })
+            .await
     }
 
     /// `StateChanged(state s, reason s)`. Not called `state_changed`: zbus gives that name to

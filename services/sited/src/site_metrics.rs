@@ -95,18 +95,66 @@ impl SiteMetrics {
             uplink_queued: Gauge::default(),
         };
         let r = registry;
-        r.register("sited_site_state", "The site's state (1 for the current one)", metrics.state.clone());
-        r.register("sited_power_budget_watts", "Power the site's loads may draw", metrics.budget.clone());
-        r.register("sited_thermal_headroom_celsius", "How far the hottest zone is below its limit", metrics.headroom.clone());
-        r.register("sited_sensor_value", "A sensor's last value (contacts 1 or 0)", metrics.sensor_value.clone());
-        r.register("sited_sensor_up", "1 while the sensor reads, 0 while it is lost", metrics.sensor_up.clone());
-        r.register("sited_sensor_events", "Samples and losses received from the drivers", metrics.events.clone());
-        r.register("sited_alarms", "Active alarms by severity", metrics.alarms.clone());
-        r.register("sited_alarms_unacknowledged", "Listed alarms nobody acknowledged", metrics.unacknowledged.clone());
-        r.register("sited_alarm_transitions", "Alarm and site transitions recorded", metrics.transitions.clone());
-        r.register("sited_relay_on", "1 while a relay is on, 0 while off", metrics.relay_on.clone());
-        r.register("sited_relay_errors", "1 while a relay cannot be switched or read", metrics.relay_errors.clone());
-        r.register("sited_uplink_queued", "Notifications waiting for the uplink", metrics.uplink_queued.clone());
+        r.register(
+            "sited_site_state",
+            "The site's state (1 for the current one)",
+            metrics.state.clone(),
+        );
+        r.register(
+            "sited_power_budget_watts",
+            "Power the site's loads may draw",
+            metrics.budget.clone(),
+        );
+        r.register(
+            "sited_thermal_headroom_celsius",
+            "How far the hottest zone is below its limit",
+            metrics.headroom.clone(),
+        );
+        r.register(
+            "sited_sensor_value",
+            "A sensor's last value (contacts 1 or 0)",
+            metrics.sensor_value.clone(),
+        );
+        r.register(
+            "sited_sensor_up",
+            "1 while the sensor reads, 0 while it is lost",
+            metrics.sensor_up.clone(),
+        );
+        r.register(
+            "sited_sensor_events",
+            "Samples and losses received from the drivers",
+            metrics.events.clone(),
+        );
+        r.register(
+            "sited_alarms",
+            "Active alarms by severity",
+            metrics.alarms.clone(),
+        );
+        r.register(
+            "sited_alarms_unacknowledged",
+            "Listed alarms nobody acknowledged",
+            metrics.unacknowledged.clone(),
+        );
+        r.register(
+            "sited_alarm_transitions",
+            "Alarm and site transitions recorded",
+            metrics.transitions.clone(),
+        );
+        r.register(
+            "sited_relay_on",
+            "1 while a relay is on, 0 while off",
+            metrics.relay_on.clone(),
+        );
+        r.register(
+            "sited_relay_errors",
+            "1 while a relay cannot be switched or read",
+            metrics.relay_errors.clone(),
+        );
+        r.register(
+            "sited_uplink_queued",
+            "Notifications waiting for the uplink",
+            metrics.uplink_queued.clone(),
+        );
         metrics
     }
 

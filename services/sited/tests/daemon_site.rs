@@ -16,15 +16,24 @@ async fn a_started_site_is_normal_with_its_grid_budget_sensors_and_relays() {
     site.wait_state("normal").await;
     eventually("the grid budget: two feeds less the reserve", || {
         let site1 = site1.clone();
-        async move { site1.power_budget_watts().await.is_ok_and(|w| w == 550_000.0) }
+        async move {
+            site1
+                .power_budget_watts()
+                .await
+                .is_ok_and(|w| w == 550_000.0)
+        }
     })
     .await;
     let headroom = site1.thermal_headroom_celsius().await.unwrap();
-    assert!((5.0..20.0).contains(&headroom), "hall temperatures near 24 °C under a 35 °C limit: {headroom}");
+    assert!(
+        (5.0..20.0).contains(&headroom),
+        "hall temperatures near 24 °C under a 35 °C limit: {headroom}"
+    );
     eventually("every sensor read", || {
         let site1 = site1.clone();
         async move {
-            let status: serde_json::Value = serde_json::from_str(&site1.status().await.unwrap()).unwrap();
+            let status: serde_json::Value =
+                serde_json::from_str(&site1.status().await.unwrap()).unwrap();
             status["sensors"]["lost"] == 0 && status["sensors"]["ok"] == status["sensors"]["total"]
         }
     })
@@ -40,9 +49,18 @@ async fn a_started_site_is_normal_with_its_grid_budget_sensors_and_relays() {
         .find(|s| s["sensor"] == "zone.core.shielding_db")
         .expect("the derived shielding sensor is listed");
     let db = shielding["value"].as_f64().unwrap();
-    assert!((78.0..82.0).contains(&db), "outside − inside ≈ 80 dB: {shielding}");
-    assert_eq!(site.sited.metric("sited_site_state{state=\"normal\"}"), Some(1.0));
-    assert_eq!(site.sited.metric("sited_power_budget_watts"), Some(550_000.0));
+    assert!(
+        (78.0..82.0).contains(&db),
+        "outside − inside ≈ 80 dB: {shielding}"
+    );
+    assert_eq!(
+        site.sited.metric("sited_site_state{state=\"normal\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        site.sited.metric("sited_power_budget_watts"),
+        Some(550_000.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,14 +79,29 @@ async fn intrusion_sounds_the_siren_locks_the_doors_and_an_acknowledgement_quiet
     site.wait_state("lockdown").await;
     let signal = next_signal(&mut changes).await;
     let args = signal.args().unwrap();
-    assert_eq!((args.alarm(), args.change(), args.severity()), (&"intrusion-1", &"raised", &"critical"));
+    assert_eq!(
+        (args.alarm(), args.change(), args.severity()),
+        (&"intrusion-1", &"raised", &"critical")
+    );
 
-    site1.acknowledge("intrusion-1", "guard on the way").await.unwrap();
+    site1
+        .acknowledge("intrusion-1", "guard on the way")
+        .await
+        .unwrap();
     site.wait_relay("siren", false).await;
-    assert!(handle.relay("beacon").unwrap().on, "the beacon stays while the alarm lasts");
+    assert!(
+        handle.relay("beacon").unwrap().on,
+        "the beacon stays while the alarm lasts"
+    );
     let alarm = site.wait_alarm("intrusion-1", true).await;
     assert_eq!(alarm["acknowledged"]["note"], "guard on the way");
-    assert!(alarm["acknowledged"]["by"].as_str().unwrap().starts_with("operator:"), "{alarm}");
+    assert!(
+        alarm["acknowledged"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("operator:"),
+        "{alarm}"
+    );
 
     handle.set_intrusion(1, false).unwrap();
     site.wait_state("normal").await;
@@ -82,8 +115,14 @@ async fn intrusion_sounds_the_siren_locks_the_doors_and_an_acknowledgement_quiet
     assert!(!handle.relay("door-1.interlock").unwrap().on);
     // Acknowledging twice is refused with a sentence; an unknown alarm is not found.
     site1.acknowledge("arrester-2-tripped", "").await.unwrap();
-    let again = site1.acknowledge("arrester-2-tripped", "").await.unwrap_err();
-    assert!(again.to_string().contains("already acknowledged"), "{again}");
+    let again = site1
+        .acknowledge("arrester-2-tripped", "")
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("already acknowledged"),
+        "{again}"
+    );
     let unknown = site1.acknowledge("no-such-alarm", "").await.unwrap_err();
     assert!(unknown.to_string().contains("NotFound"), "{unknown}");
 }
@@ -131,7 +170,12 @@ async fn grid_loss_drops_the_budget_to_battery_then_to_the_generator() {
     let mut budgets = Box::pin(site1.receive_budget_changed().await.unwrap());
     eventually("the grid budget", || {
         let site1 = site1.clone();
-        async move { site1.power_budget_watts().await.is_ok_and(|w| w == 550_000.0) }
+        async move {
+            site1
+                .power_budget_watts()
+                .await
+                .is_ok_and(|w| w == 550_000.0)
+        }
     })
     .await;
 
@@ -141,7 +185,10 @@ async fn grid_loss_drops_the_budget_to_battery_then_to_the_generator() {
         let signal = next_signal(&mut budgets).await;
         seen.push(signal.args().unwrap().power_budget_watts);
     }
-    assert!(seen.contains(&0.0), "on battery before the generator runs: {seen:?}");
+    assert!(
+        seen.contains(&0.0),
+        "on battery before the generator runs: {seen:?}"
+    );
     site.wait_alarm("grid-lost", true).await;
     let status: serde_json::Value = serde_json::from_str(&site1.status().await.unwrap()).unwrap();
     assert_eq!(status["power"]["source"], "generator", "{status}");
@@ -153,14 +200,24 @@ async fn a_lost_door_controller_and_a_degraded_shield_are_alarms() {
     site.wait_state("normal").await;
     let handle = site.site.handle();
 
-    handle.inject(FaultTarget::Device("site-doors".into()), Fault::Lost).unwrap();
+    handle
+        .inject(FaultTarget::Device("site-doors".into()), Fault::Lost)
+        .unwrap();
     let lost = site.wait_alarm("door-1-sensors-lost", true).await;
     assert_eq!(lost["severity"], "critical");
     let sensors: serde_json::Value =
         serde_json::from_str(&site.site1().await.sensors().await.unwrap()).unwrap();
-    let door = sensors.as_array().unwrap().iter().find(|s| s["sensor"] == "door-1.open").unwrap();
+    let door = sensors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sensor"] == "door-1.open")
+        .unwrap();
     assert_eq!(door["state"], "lost", "{door}");
-    assert!(door["value"].is_null(), "a lost sensor shows no stale value: {door}");
+    assert!(
+        door["value"].is_null(),
+        "a lost sensor shows no stale value: {door}"
+    );
     handle.clear(None).unwrap();
     site.wait_alarm("door-1-sensors-lost", false).await;
 
@@ -176,7 +233,13 @@ async fn another_services_alert_with_a_door_open_is_lockdown_and_clears_with_it(
     let site1 = site.site1().await;
     site.wait_state("normal").await;
     site1
-        .raise_alarm("hubd", "emp-alert", "warning", "HEMP alert from the control centre", "{\"level\":2}")
+        .raise_alarm(
+            "hubd",
+            "emp-alert",
+            "warning",
+            "HEMP alert from the control centre",
+            "{\"level\":2}",
+        )
         .await
         .unwrap();
     site.wait_state("warning").await;
@@ -188,7 +251,10 @@ async fn another_services_alert_with_a_door_open_is_lockdown_and_clears_with_it(
     site.wait_alarm("door-1-open-during-alert", false).await;
     // Bad calls are refused and change nothing.
     for (severity, detail) in [("dire", "{}"), ("warning", "not json"), ("warning", "[1]")] {
-        let refused = site1.raise_alarm("hubd", "x", severity, "s", detail).await.unwrap_err();
+        let refused = site1
+            .raise_alarm("hubd", "x", severity, "s", detail)
+            .await
+            .unwrap_err();
         assert!(refused.to_string().contains("InvalidArgument"), "{refused}");
     }
     let unknown = site1.clear_alarm("hubd", "never-raised").await.unwrap_err();
@@ -204,8 +270,14 @@ async fn kill_9_keeps_alarms_acknowledgements_silences_and_the_event_log() {
     site.wait_state("normal").await;
     site.site.handle().set_arrester(1, true).unwrap();
     site.wait_alarm("arrester-1-tripped", true).await;
-    site1.acknowledge("arrester-1-tripped", "replacement ordered").await.unwrap();
-    let id = site1.silence("sensor", "hall-2.*", 3600, "probe swap").await.unwrap();
+    site1
+        .acknowledge("arrester-1-tripped", "replacement ordered")
+        .await
+        .unwrap();
+    let id = site1
+        .silence("sensor", "hall-2.*", 3600, "probe swap")
+        .await
+        .unwrap();
 
     site.sited.kill();
     site.sited.start();
@@ -213,17 +285,31 @@ async fn kill_9_keeps_alarms_acknowledgements_silences_and_the_event_log() {
     let site1 = site.site1().await;
     let alarm = site.wait_alarm("arrester-1-tripped", true).await;
     assert_eq!(alarm["acknowledged"]["note"], "replacement ordered");
-    let silences: serde_json::Value = serde_json::from_str(&site1.silences().await.unwrap()).unwrap();
+    let silences: serde_json::Value =
+        serde_json::from_str(&site1.silences().await.unwrap()).unwrap();
     assert_eq!(silences[0]["id"], id);
     assert_eq!(site1.site_state().await.unwrap(), "critical");
     tokio::time::sleep(SETTLE).await;
-    assert!(!site.site.handle().relay("siren").unwrap().on, "acknowledged before the crash: quiet after it");
+    assert!(
+        !site.site.handle().relay("siren").unwrap().on,
+        "acknowledged before the crash: quiet after it"
+    );
 
     site.sited.stop();
     let log = site.sited.state().join("audit.log");
     let verified = verify_file(&log, &VerifyOptions::default()).await.unwrap();
-    assert!(verified.records >= 6, "start, raise, state, ack, silence, restart: {verified:?}");
+    assert!(
+        verified.records >= 6,
+        "start, raise, state, ack, silence, restart: {verified:?}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
-    std::fs::write(&log, text.replacen("replacement ordered", "nothing to see", 1)).unwrap();
-    assert!(verify_file(&log, &VerifyOptions::default()).await.is_err(), "an edited record is detected");
+    std::fs::write(
+        &log,
+        text.replacen("replacement ordered", "nothing to see", 1),
+    )
+    .unwrap();
+    assert!(
+        verify_file(&log, &VerifyOptions::default()).await.is_err(),
+        "an edited record is detected"
+    );
 }

@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use appliance::audit_log::AuditLog;
-use tokio::sync::Mutex as AsyncMutex;
 use appliance::dbus::contracts::{SITE, SiteState};
 use appliance::state::StateDir;
 use appliance::systemd::{Heartbeat, Notifier};
 use serde_json::json;
+use tokio::sync::Mutex as AsyncMutex;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use zbus::object_server::InterfaceRef;
@@ -25,12 +25,10 @@ use crate::relay_driver::RelayStates;
 use crate::rules::{ActionError, AlarmKey, Change, RuleEngine, Transition};
 use crate::sensor::SensorEvent;
 use crate::settings::SitedSetup;
-use crate::site1::{Command, Shared, Site1, SiteError, SiteView};
 use crate::site_metrics::SiteMetrics;
 use crate::site_model::SiteModel;
+use crate::site1::{Command, Shared, Site1, SiteError, SiteView};
 
-/// The event log's file in the state directory.
-pub const EVENT_LOG: &str = "audit.log";
 /// How often the status document, the watchdog and the status line are refreshed.
 const TICK: Duration = Duration::from_secs(1);
 /// Most sensor events taken in one turn before the loop looks at actions and deadlines again.
@@ -395,9 +393,7 @@ impl SiteLoop {
                 by,
                 reply,
             } => {
-                let outcome = self
-                    .engine
-                    .silence(matcher, &by, &comment, now + for_, now);
+                let outcome = self.engine.silence(matcher, &by, &comment, now + for_, now);
                 let _ = reply.send(self.finish(outcome, now).await);
             }
             Command::Unsilence { id, by, reply } => {
@@ -491,7 +487,11 @@ fn alarm_words(engine: &RuleEngine, change: &Change) -> Option<(AlarmKey, String
             alarm, severity, ..
         } => {
             let summary = engine.alarm(alarm).map(|a| a.summary.clone());
-            (alarm, severity.as_str().to_owned(), summary.unwrap_or_default())
+            (
+                alarm,
+                severity.as_str().to_owned(),
+                summary.unwrap_or_default(),
+            )
         }
         Change::AlarmCleared { alarm, .. } | Change::AlarmAcknowledged { alarm, .. } => {
             let found = engine.alarm(alarm);

@@ -47,9 +47,7 @@ impl SiteUnderTest {
         let site = Site::start(spec, listen.parse().unwrap()).await.unwrap();
         let bus = TestBus::start().unwrap();
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let layer = format!(
-            "{QEMU_SITE_LAYER}\n[metrics]\nlisten = \"{metrics}\"\n\n{extra}\n"
-        );
+        let layer = format!("{QEMU_SITE_LAYER}\n[metrics]\nlisten = \"{metrics}\"\n\n{extra}\n");
         let mut sited = ServiceProcess::new(
             env!("CARGO_BIN_EXE_sited"),
             "sited",
