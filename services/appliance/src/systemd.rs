@@ -24,7 +24,7 @@ mod watchdog;
 #[cfg(test)]
 mod tests;
 
-pub use daemon_main::run_daemon;
+pub use daemon_main::{configure, run_daemon};
 pub use notify::Notifier;
 pub use shutdown::{ShutdownSignal, shutdown_token};
 pub use watchdog::{Heartbeat, WatchdogVerdict, spawn_watchdog, watchdog_verdict};

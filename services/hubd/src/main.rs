@@ -27,23 +27,15 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.check_config {
-        appliance::logging::init(hubd::config::SERVICE);
-    }
-    let setup = match hubd::config::load(cli.config.as_deref()) {
+    let setup = match appliance::systemd::configure(
+        hubd::config::SERVICE,
+        cli.check_config,
+        || hubd::config::load(cli.config.as_deref()),
+        |setup| setup.report(),
+    ) {
         Ok(setup) => setup,
-        Err(error) => {
-            eprintln!("{error}");
-            return error.exit_code();
-        }
+        Err(exit) => return exit,
     };
-    if cli.check_config {
-        print!("{}", setup.report());
-        return ExitCode::SUCCESS;
-    }
-    for line in setup.report().lines() {
-        tracing::info!("{line}");
-    }
     // The one privileged step, while this is the only thread: the TUN, then every capability
     // given up for the whole process (see hubd::privileges).
     let tun = match setup

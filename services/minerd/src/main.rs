@@ -28,23 +28,15 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.check_config {
-        appliance::logging::init(minerd::config::SERVICE);
-    }
-    let setup = match minerd::config::load(cli.config.as_deref()) {
+    let setup = match appliance::systemd::configure(
+        minerd::config::SERVICE,
+        cli.check_config,
+        || minerd::config::load(cli.config.as_deref()),
+        |setup| setup.report(),
+    ) {
         Ok(setup) => setup,
-        Err(error) => {
-            eprintln!("{error}");
-            return error.exit_code();
-        }
+        Err(exit) => return exit,
     };
-    if cli.check_config {
-        print!("{}", setup.report());
-        return ExitCode::SUCCESS;
-    }
-    for line in setup.report().lines() {
-        tracing::info!("{line}");
-    }
     appliance::systemd::run_daemon(minerd::config::SERVICE, minerd::daemon::run(setup), |()| {
         ExitCode::SUCCESS
     })

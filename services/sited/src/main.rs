@@ -32,23 +32,15 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.check_config {
-        appliance::logging::init(sited::settings::SERVICE);
-    }
-    let setup = match sited::settings::load(cli.config.as_deref(), cli.profile.as_deref()) {
+    let setup = match appliance::systemd::configure(
+        sited::settings::SERVICE,
+        cli.check_config,
+        || sited::settings::load(cli.config.as_deref(), cli.profile.as_deref()),
+        |setup| setup.report(),
+    ) {
         Ok(setup) => setup,
-        Err(error) => {
-            eprintln!("{error}");
-            return error.exit_code();
-        }
+        Err(exit) => return exit,
     };
-    if cli.check_config {
-        print!("{}", setup.report());
-        return ExitCode::SUCCESS;
-    }
-    for line in setup.report().lines() {
-        tracing::info!("{line}");
-    }
     appliance::systemd::run_daemon(sited::settings::SERVICE, sited::daemon::run(setup), |()| {
         ExitCode::SUCCESS
     })

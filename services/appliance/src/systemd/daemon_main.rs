@@ -31,3 +31,30 @@ pub fn run_daemon<T>(
         }
     }
 }
+
+/// The first step of every service's `main`: logging (not when only checking), the
+/// configuration loaded or refused (every problem printed, exit status 78), and for
+/// `--check-config` the report printed and exit 0. `Ok(setup)` when the daemon should start;
+/// its report is logged line by line.
+pub fn configure<S>(
+    service: &str,
+    check_config: bool,
+    load: impl FnOnce() -> Result<S, crate::config::ConfigError>,
+    report: impl Fn(&S) -> String,
+) -> Result<S, ExitCode> {
+    if !check_config {
+        crate::logging::init(service);
+    }
+    let setup = load().map_err(|error| {
+        eprintln!("{error}");
+        error.exit_code()
+    })?;
+    if check_config {
+        print!("{}", report(&setup));
+        return Err(ExitCode::SUCCESS);
+    }
+    for line in report(&setup).lines() {
+        tracing::info!("{line}");
+    }
+    Ok(setup)
+}

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the fixture
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -38,13 +38,7 @@ pub struct Appliance {
 /// The device name ACME clients ask for; the daemon validates it at 127.0.0.1.
 pub const DEVICE: &str = "miner-1.devices.bunker.test";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use appliance::testdaemon::free_port;
 
 impl Appliance {
     /// Peers ready, trustd not started; `site` is the site layer's extra TOML.
