@@ -12,3 +12,4 @@ pub mod nut;
 pub mod rules;
 pub mod sensor;
 pub mod snmp;
+pub mod uplink;
