@@ -80,6 +80,15 @@ pub struct OutboxStatus {
     pub identity: Option<String>,
 }
 
+impl OutboxStatus {
+    /// Alertmanager just accepted a request.
+    fn accepted(&mut self) {
+        self.reachable = true;
+        self.last_error = None;
+        self.last_delivery_at = Some(SystemTime::now());
+    }
+}
+
 /// An alarm the control centre should see firing, and since when (this label set).
 #[derive(Debug, Clone)]
 struct Firing {
@@ -249,12 +258,7 @@ impl Outbox {
                 return;
             }
             match self.round(&mut sender, &mut resend_at).await {
-                Ok(()) => {
-                    backoff = first;
-                    let mut state = self.state();
-                    state.status.reachable = true;
-                    state.status.last_error = None;
-                }
+                Ok(()) => backoff = first,
                 Err(error) => {
                     tracing::warn!(error = %error, retry_in = ?backoff, "uplink: delivery failed");
                     {
@@ -303,9 +307,13 @@ impl Outbox {
             };
             if !alerts.is_empty() {
                 match client.post_alerts(&alerts).await {
-                    Ok(()) => self.state().status.last_delivery_at = Some(SystemTime::now()),
+                    Ok(()) => self.state().status.accepted(),
                     Err(DeliveryError::Refused(why)) => {
                         tracing::error!(why, "uplink: Alertmanager refused the firing alerts");
+                        let mut state = self.state();
+                        state.status.reachable = true;
+                        state.status.last_error =
+                            Some(format!("Alertmanager refused the firing alerts: {why}"));
                     }
                     Err(other) => return Err(other.into()),
                 }
@@ -336,11 +344,15 @@ impl Outbox {
             match refused {
                 None => {
                     state.status.delivered_total += count;
-                    state.status.last_delivery_at = Some(SystemTime::now());
+                    state.status.accepted();
                 }
                 Some(why) => {
                     // Retrying the same alerts cannot help, and would hold up the queue.
                     state.status.rejected_total += count;
+                    state.status.reachable = true;
+                    state.status.last_error = Some(format!(
+                        "Alertmanager refused {count} notifications as invalid: {why}"
+                    ));
                     tracing::error!(
                         why,
                         count,
