@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use appliance::config::Bounded;
+use appliance::config::{Bounded, DurationSecs};
 use sited::uplink::notification::rfc3339;
 use sited::uplink::{Notification, Outbox};
 use tokio_util::sync::CancellationToken;
@@ -172,5 +172,48 @@ async fn a_full_queue_drops_info_first_and_never_a_critical_notification() {
             .all(|name| alert(a, name).is_some())
     })
     .await;
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_restarted_alertmanager_gets_the_active_alarms_again_without_a_new_notification() {
+    let mut am = Alertmanager::start(Ipv4Addr::new(127, 72, 2, 4)).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = am.settings();
+    settings.resend_every = DurationSecs::from_const(5);
+    let outbox = Arc::new(Outbox::open(state.path(), settings).unwrap());
+    let raised_at = ago(300);
+    let active = notification("shield-se-low", "raised", "critical", raised_at);
+    outbox.set_active(vec![active]);
+    let cancel = run(&outbox);
+    // Nothing queued: the active set alone reaches the control centre, and again and again.
+    let first = am
+        .wait_for("the active alarm", |a| alert(a, "shield-se-low").is_some())
+        .await;
+    let first_update = alert(&first, "shield-se-low").unwrap()["updatedAt"].clone();
+    am.wait_for("the active alarm sent again", |a| {
+        alert(a, "shield-se-low").is_some_and(|x| {
+            x["updatedAt"].as_str().unwrap_or_default() > first_update.as_str().unwrap()
+        })
+    })
+    .await;
+
+    // Alertmanager restarts and forgets it; the re-sending brings it back.
+    am.stop();
+    am.launch().await;
+    let alerts = am
+        .wait_for("the active alarm again", |a| {
+            alert(a, "shield-se-low").is_some()
+        })
+        .await;
+    assert_eq!(
+        alert(&alerts, "shield-se-low").unwrap()["startsAt"],
+        rfc3339(raised_at)
+    );
+    assert_eq!(
+        outbox.status().delivered_total,
+        0,
+        "no notification was queued"
+    );
     cancel.cancel();
 }
