@@ -4,6 +4,8 @@
 //! stranger's CA (a client certificate Alertmanager must refuse).
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod trustd;
+
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -141,6 +143,14 @@ impl Alertmanager {
         )
         .unwrap();
         fs::create_dir_all(self.path("data")).unwrap();
+    }
+
+    /// Makes Alertmanager accept client certificates of the CA `pem` too (e.g. trustd's site
+    /// root); before [`Alertmanager::launch`].
+    pub fn trust_clients_of(&self, pem: &str) {
+        let mut cas = fs::read_to_string(self.path("site-ca.pem")).unwrap();
+        cas.push_str(pem);
+        fs::write(self.path("site-ca.pem"), cas).unwrap();
     }
 
     /// Starts the process and waits until it answers over mutual TLS.
