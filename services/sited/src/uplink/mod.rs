@@ -221,19 +221,24 @@ impl Outbox {
 
     /// The alarms the control centre should see firing now (active, neither silenced nor
     /// inhibited), each as [`Notification::active_alarm`] makes it. Call it after opening
-    /// (from the alarm book) and whenever that set changes other than by a notification.
-    /// Alarms left out are no longer sent again, and Alertmanager resolves them after its
-    /// `resolve_timeout`.
+    /// (from the alarm book) and whenever that set changes other than by a notification
+    /// (a silence, an inhibition).
+    ///
+    /// An alarm the outbox already fires from its notifications keeps what they said (its
+    /// labels and start), so the alert identity escalations gave it stays the same; alarms
+    /// it does not know are added as given; alarms left out are no longer sent again, and
+    /// Alertmanager resolves them after its `resolve_timeout`.
     pub fn set_active(&self, alerts: Vec<Notification>) {
         let mut state = self.state();
+        let mut known = std::mem::take(&mut state.firing);
         state.firing = alerts
             .into_iter()
             .filter(|n| n.active)
             .map(|n| {
-                let firing = Firing {
+                let firing = known.remove(&n.alarm).unwrap_or(Firing {
                     starts_at: n.at,
                     last: n,
-                };
+                });
                 (firing.last.alarm.clone(), firing)
             })
             .collect();

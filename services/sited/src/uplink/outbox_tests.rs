@@ -215,7 +215,7 @@ fn the_queue_and_its_order_survive_a_crash() {
 }
 
 #[test]
-fn the_active_set_replaces_the_firing_alarms() {
+fn the_active_set_adds_unknown_alarms_keeps_known_ones_and_forgets_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::open(dir.path(), settings(dir.path())).unwrap();
     outbox
@@ -224,15 +224,40 @@ fn the_active_set_replaces_the_firing_alarms() {
             raised("a", Severity::Info, Delivery::Notify),
         ))
         .unwrap();
+    outbox
+        .enqueue(notification(
+            1,
+            raised("c", Severity::Warning, Delivery::Notify),
+        ))
+        .unwrap();
+    outbox
+        .enqueue(notification(
+            9,
+            Change::AlarmEscalated {
+                alarm: AlarmKey::rule("c"),
+                step: 1,
+                severity: Severity::Critical,
+                notify: vec!["shift-lead".into()],
+                delivery: Delivery::Notify,
+            },
+        ))
+        .unwrap();
     let mut b = notification(5, raised("b", Severity::Critical, Delivery::Notify));
     b.notify = vec!["oncall".into()];
-    outbox.set_active(vec![b]);
+    // The book's view of `c` does not know its targets; the outbox's does.
+    let c = notification(1, raised("c", Severity::Critical, Delivery::Notify));
+    outbox.set_active(vec![b, c]);
     let firing = firing_alerts(&outbox.state().firing);
-    assert_eq!(firing.len(), 1);
-    assert_eq!(firing[0].labels["alertname"], "b");
+    let names: Vec<&str> = firing
+        .iter()
+        .map(|a| a.labels["alertname"].as_str())
+        .collect();
+    assert_eq!(names, ["b", "c"], "a is left out");
     assert_eq!(firing[0].labels["notify"], "oncall");
     assert_eq!(firing[0].starts_at, notification::rfc3339(at(5)));
-    assert_eq!(outbox.status().firing, 1);
+    assert_eq!(firing[1].labels["notify"], "shift-lead");
+    assert_eq!(firing[1].starts_at, notification::rfc3339(at(9)));
+    assert_eq!(outbox.status().firing, 2);
 }
 
 #[test]
