@@ -192,3 +192,28 @@ async fn get_alerts(tls: Arc<rustls::ClientConfig>, ip: &str) -> Result<u16, Str
         .await
         .map_err(|_| "no answer within 10 s".to_owned())?
 }
+
+#[tokio::test]
+async fn alarms_the_active_set_adds_arrive_without_waiting_for_the_next_resend() {
+    let am = Alertmanager::start(Ipv4Addr::new(127, 72, 1, 5)).await;
+    let state = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(state.path(), am.settings()).unwrap());
+    let cancel = run(&outbox);
+    let ups = notification("ups-on-battery", "raised", "warning", ago(10));
+    outbox.enqueue(ups.clone()).unwrap();
+    am.wait_for("the UPS alert", |a| alert(a, "ups-on-battery").is_some())
+        .await;
+    // A silence on the intrusion alarm expired: no notification, but it is active. The next
+    // periodic re-send is a minute away (longer than the wait below allows).
+    let intrusion_at = ago(300);
+    let intrusion = notification("intrusion", "raised", "critical", intrusion_at);
+    outbox.set_active(vec![ups, intrusion]);
+    let alerts = am
+        .wait_for("the intrusion alert", |a| alert(a, "intrusion").is_some())
+        .await;
+    assert_eq!(
+        alert(&alerts, "intrusion").unwrap()["startsAt"],
+        rfc3339(intrusion_at)
+    );
+    cancel.cancel();
+}

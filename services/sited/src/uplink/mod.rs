@@ -99,6 +99,9 @@ struct Firing {
 struct State {
     journal: Journal,
     firing: BTreeMap<String, Firing>,
+    /// The firing set gained alarms no notification announced: send it without waiting for
+    /// the next `resend_every`.
+    resend_soon: bool,
     status: OutboxStatus,
 }
 
@@ -159,6 +162,7 @@ impl Outbox {
             state: Mutex::new(State {
                 journal,
                 firing: BTreeMap::new(),
+                resend_soon: false,
                 status,
             }),
             wake: Notify::new(),
@@ -231,18 +235,27 @@ impl Outbox {
     pub fn set_active(&self, alerts: Vec<Notification>) {
         let mut state = self.state();
         let mut known = std::mem::take(&mut state.firing);
+        let mut added = false;
         state.firing = alerts
             .into_iter()
             .filter(|n| n.active)
             .map(|n| {
-                let firing = known.remove(&n.alarm).unwrap_or(Firing {
-                    starts_at: n.at,
-                    last: n,
+                let firing = known.remove(&n.alarm).unwrap_or_else(|| {
+                    added = true;
+                    Firing {
+                        starts_at: n.at,
+                        last: n,
+                    }
                 });
                 (firing.last.alarm.clone(), firing)
             })
             .collect();
         state.status.firing = state.firing.len();
+        if added {
+            state.resend_soon = true;
+            drop(state);
+            self.wake.notify_one();
+        }
     }
 
     pub fn status(&self) -> OutboxStatus {
@@ -301,15 +314,17 @@ impl Outbox {
     ) -> Result<(), UplinkError> {
         let client = self.client(sender).await?;
         self.drain(&client).await?;
-        if Instant::now() >= *resend_at {
-            let alerts = {
-                let state = self.state();
-                if !state.journal.is_empty() {
-                    // Queued meanwhile: the next round sends those first.
-                    return Ok(());
-                }
-                firing_alerts(&state.firing)
-            };
+        let alerts = {
+            let mut state = self.state();
+            if !state.journal.is_empty() {
+                // Queued meanwhile: the next round sends those first.
+                return Ok(());
+            }
+            let due = Instant::now() >= *resend_at || state.resend_soon;
+            state.resend_soon = false;
+            due.then(|| firing_alerts(&state.firing))
+        };
+        if let Some(alerts) = alerts {
             if !alerts.is_empty() {
                 match client.post_alerts(&alerts).await {
                     Ok(()) => self.state().status.accepted(),
