@@ -51,7 +51,7 @@ pub enum JournalError {
 /// One queued notification: what it becomes at Alertmanager, and its severity for the queue
 /// limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Queued {
+pub(crate) struct Queued {
     pub seq: u64,
     pub severity: String,
     pub alerts: Vec<Alert>,
@@ -76,7 +76,7 @@ enum Record {
 
 /// What a full queue did with a new notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Queued, nothing dropped.
     Queued,
     /// Queued; an older notification of this severity was dropped for it.
@@ -89,13 +89,13 @@ pub enum Admission {
 
 /// What opening found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Recovery {
+pub(crate) struct Recovery {
     /// Bytes of a torn or corrupt tail that were cut off.
     pub discarded_bytes: u64,
 }
 
 /// The journal and the queue it holds.
-pub struct Journal {
+pub(crate) struct Journal {
     dir: StateDir,
     path: PathBuf,
     file: File,

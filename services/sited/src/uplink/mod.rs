@@ -36,11 +36,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use alertmanager::{AlertmanagerClient, DeliveryError};
 pub use client_identity::{ClientIdentity, IdentityError};
-pub use journal::{Admission, JournalError};
+pub use journal::JournalError;
 pub use notification::{Alert, Notification};
 pub use settings::{ClientIdentitySource, Endpoint, UplinkSettings};
 
-use journal::Journal;
+use journal::{Admission, Journal};
 
 /// What can go wrong opening, queueing or delivering.
 #[derive(Debug, thiserror::Error)]
