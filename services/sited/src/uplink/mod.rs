@@ -17,6 +17,11 @@
 //! and every notification it is given) and sends it again every `resend_every`, and at once
 //! when the Alertmanager is reachable again after a failure. After a long outage the control
 //! centre therefore gets the whole history in order, and then exactly the alarms still active.
+//!
+//! Delivery is at least once: a crash between Alertmanager's answer and the journal's delivery
+//! mark sends that batch again after the restart, which Alertmanager absorbs (the same labels
+//! and times make the same alerts). A batch Alertmanager refuses as invalid (400) is counted
+//! and set aside rather than retried forever, so one bad alert cannot hold up the queue.
 
 pub mod alertmanager;
 pub mod client_identity;
