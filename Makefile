@@ -18,7 +18,7 @@ DEPS_IMAGE := mmdebstrap squashfs-tools cryptsetup-bin dosfstools mtools e2fspro
 	systemd systemd-boot-efi zstd python3 git
 DEPS_VM := qemu-system-x86 qemu-utils ovmf swtpm
 DEPS_TEST := dbus-daemon openssl libtss2-tcti-swtpm0 certbot lego tpm2-tools iperf3 iputils-ping iproute2 \
-	python3-venv nut-server nut-client snmpd snmp
+	python3-venv nut-server nut-client snmpd snmp prometheus-alertmanager
 DEPS := $(DEPS_RUST) $(DEPS_IMAGE) $(DEPS_VM) $(DEPS_TEST)
 # Only `make bench` needs these (hubd against tunnels: stunnel and boringtun's `wg`). No
 # recommends: wireguard-tools recommends a whole kernel image (wireguard-modules).

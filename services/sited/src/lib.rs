@@ -24,3 +24,4 @@ pub mod site1;
 pub mod site_metrics;
 pub mod site_model;
 pub mod snmp;
+pub mod uplink;

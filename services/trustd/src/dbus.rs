@@ -343,16 +343,23 @@ async fn caller_uid(connection: &Connection, header: &Header<'_>) -> Result<u32,
 }
 
 /// Services that may call `Issue` (the bus policy lets them) get only their own profile: hubd
-/// its hub certificate, nothing a person or another service would use. Root and operators are
-/// not limited here.
+/// its hub certificate, sited the `service` certificate its uplink presents to the control
+/// centre; nothing a person or a device would use. Root and operators are not limited here.
 fn service_may_issue(caller: Option<&str>, profile: Profile) -> Result<(), TrustError> {
-    match caller {
-        Some("hubd") if profile != Profile::Hub => Err(TrustError::AccessDenied(format!(
-            "hubd may request only `hub` certificates, not `{}`",
-            profile.name()
-        ))),
-        _ => Ok(()),
+    let only = match caller {
+        Some("hubd") => Profile::Hub,
+        Some("sited") => Profile::Service,
+        _ => return Ok(()),
+    };
+    if profile == only {
+        return Ok(());
     }
+    Err(TrustError::AccessDenied(format!(
+        "{} may request only `{}` certificates, not `{}`",
+        caller.unwrap_or_default(),
+        only.name(),
+        profile.name()
+    )))
 }
 
 /// The name of `uid` in `passwd` (the text of `/etc/passwd`).
@@ -575,10 +582,18 @@ mod tests {
     }
 
     #[test]
-    fn hubd_may_issue_only_hub_certificates() {
+    fn hubd_and_sited_may_issue_only_their_own_profiles() {
         assert!(service_may_issue(Some("hubd"), Profile::Hub).is_ok());
         for profile in [Profile::Service, Profile::Operator, Profile::Device] {
             let refused = service_may_issue(Some("hubd"), profile).unwrap_err();
+            assert!(
+                matches!(refused, TrustError::AccessDenied(_)),
+                "{profile:?}"
+            );
+        }
+        assert!(service_may_issue(Some("sited"), Profile::Service).is_ok());
+        for profile in [Profile::Hub, Profile::Operator, Profile::Device] {
+            let refused = service_may_issue(Some("sited"), profile).unwrap_err();
             assert!(
                 matches!(refused, TrustError::AccessDenied(_)),
                 "{profile:?}"
