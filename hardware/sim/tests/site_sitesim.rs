@@ -262,7 +262,10 @@ fn print_map_is_the_qemu_profiles_modbus_buses() {
         .filter(|bus| bus.kind == appliance::profile::SensorBusKind::ModbusTcp)
         .cloned()
         .collect();
-    assert_eq!(modbus, map.sensor_bus, "regenerate the profile's buses with sitesim --print-map");
+    assert_eq!(
+        modbus, map.sensor_bus,
+        "regenerate the profile's buses with sitesim --print-map"
+    );
     let environment = profile
         .sensor_bus("site-environment")
         .expect("the bus is there");
