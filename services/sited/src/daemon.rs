@@ -10,7 +10,8 @@
 //! sensors), the budget, the sensor table and the rule engine, in that order, as it arrives;
 //! a contact's alarm is raised in the same turn and its relays are switched before anything is
 //! written (a siren does not wait for a disk). Transitions are then appended to the event log,
-//! the book is saved, the Site1 signals are emitted and notifications queued for the uplink.
+//! the book is saved, notifications are journaled for the uplink (`[uplink]`: the control
+//! centre's Alertmanager, store-and-forward) and the Site1 signals are emitted.
 //! The engine's deadlines (holds, silent sensors, escalation, silence expiry) and the
 //! operators' and services' actions come in through the same loop, so everything the site
 //! does happens in one order.
@@ -43,6 +44,7 @@ use crate::sensor_table::SensorTable;
 use crate::settings::{SERVICE, SitedSetup};
 use crate::site_metrics::SiteMetrics;
 use crate::site1::{Shared, Site1};
+use crate::uplink::Outbox;
 
 /// Room for bursts of sensor events (a poll of 1,000 sensors) while the loop writes.
 const EVENT_QUEUE: usize = 16_384;
@@ -70,6 +72,17 @@ pub async fn run_on(setup: SitedSetup, bus: Bus) -> Result<()> {
         Arc::clone(&last_sealed),
         cancel.clone(),
     ));
+
+    let outbox = match setup.config.uplink.clone() {
+        Some(settings) => Some(Arc::new(
+            Outbox::open_on_bus(state.path(), settings, bus.clone())
+                .context("opening the uplink's notification journal")?,
+        )),
+        None => None,
+    };
+    if let Some(outbox) = &outbox {
+        tokio::spawn(Arc::clone(outbox).run(cancel.clone()));
+    }
 
     let now = SystemTime::now();
     let book = AlarmBook::load(&state)
@@ -108,7 +121,9 @@ pub async fn run_on(setup: SitedSetup, bus: Bus) -> Result<()> {
         wanted_in,
         relays,
         metrics,
+        outbox,
     );
+    site.start_forwarding(now);
     site.apply(restored, now).await;
     site.publish(SystemTime::now()).await;
 

@@ -42,6 +42,7 @@ use crate::outputs::{self, OutputSpec};
 use crate::rules::{RuleSet, RuleSpec, compile};
 use crate::site_model::{DoorSpec, MaintenanceSpec, SiteModelConfig, ZoneSpec};
 use crate::snmp::SnmpSettings;
+use crate::uplink::UplinkSettings;
 
 /// The service name: the config file stem, the log identifier, the state directory, and the
 /// name trustd signs the event log's seals for.
@@ -89,6 +90,8 @@ pub struct SitedConfig {
     pub rule: Vec<RuleSpec>,
     /// `[[output]]`: relays driven by alarms and the site state.
     pub output: Vec<OutputSpec>,
+    /// `[uplink]`: the control centre's Alertmanager notifications go to; none: local only.
+    pub uplink: Option<UplinkSettings>,
     /// `[audit]`: when the event log is sealed through trustd.
     pub audit: SealPolicy,
     /// `[metrics]`: the loopback Prometheus endpoint.
@@ -115,6 +118,11 @@ impl ServiceConfig for SitedConfig {
             problems.push(invalid);
         }
         if let Err(more) = self.thermal.validate() {
+            problems.extend(more);
+        }
+        if let Some(uplink) = &self.uplink
+            && let Err(more) = uplink.validate()
+        {
             problems.extend(more);
         }
         if self.power.is_none() {
@@ -307,10 +315,15 @@ impl SitedSetup {
         }
         let _ = writeln!(
             out,
-            "{} sensor(s) known before the first poll; {} rule(s); {} output(s); event log sealed every {} records or {} s; metrics on {}",
+            "{} sensor(s) known before the first poll; {} rule(s), {} of them implied by the site model; {} output(s); uplink: {}; event log sealed every {} records or {} s; metrics on {}",
             self.catalogue.len(),
             self.rules.rules().len(),
+            self.config.site_model().implied_rules().len(),
             self.config.output.len(),
+            self.config
+                .uplink
+                .as_ref()
+                .map_or("none (alarms stay local)", |u| u.alertmanager.as_str()),
             self.config.audit.every_records,
             self.config.audit.every.secs(),
             self.config.metrics.listen,

@@ -10,7 +10,8 @@
 //! - `sited_alarm_transitions_total{change}`: transitions recorded (`alarm.raised`, …);
 //! - `sited_relay_on{relay,bus}`: 1 on, 0 off (absent while unknown);
 //!   `sited_relay_errors{relay,bus}`: 1 while the relay cannot be switched or read;
-//! - `sited_uplink_queued`: notifications waiting for the uplink.
+//! - `sited_uplink_queued`: notifications waiting for the uplink; `sited_uplink_delivered`,
+//!   `sited_uplink_dropped` since start; `sited_uplink_reachable` 1 or 0.
 
 use std::sync::atomic::AtomicU64;
 
@@ -25,6 +26,7 @@ use crate::relay_driver::RelayState;
 use crate::rules::{Alarm, Severity, Transition};
 use crate::sensor::{SensorEvent, Value};
 use crate::sensor_table::{Reading, SensorRow};
+use crate::uplink::OutboxStatus;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -76,6 +78,9 @@ pub struct SiteMetrics {
     relay_on: Family<RelayLabels, Gauge>,
     relay_errors: Family<RelayLabels, Gauge>,
     uplink_queued: Gauge,
+    uplink_delivered: Gauge,
+    uplink_dropped: Gauge,
+    uplink_reachable: Gauge,
 }
 
 impl SiteMetrics {
@@ -93,6 +98,9 @@ impl SiteMetrics {
             relay_on: Family::default(),
             relay_errors: Family::default(),
             uplink_queued: Gauge::default(),
+            uplink_delivered: Gauge::default(),
+            uplink_dropped: Gauge::default(),
+            uplink_reachable: Gauge::default(),
         };
         let r = registry;
         r.register(
@@ -154,6 +162,21 @@ impl SiteMetrics {
             "sited_uplink_queued",
             "Notifications waiting for the uplink",
             metrics.uplink_queued.clone(),
+        );
+        r.register(
+            "sited_uplink_delivered",
+            "Notifications the control centre accepted since start",
+            metrics.uplink_delivered.clone(),
+        );
+        r.register(
+            "sited_uplink_dropped",
+            "Notifications the queue limit dropped since start",
+            metrics.uplink_dropped.clone(),
+        );
+        r.register(
+            "sited_uplink_reachable",
+            "1 while the last delivery attempt reached the control centre",
+            metrics.uplink_reachable.clone(),
         );
         metrics
     }
@@ -243,8 +266,12 @@ impl SiteMetrics {
             .set(i64::from(state.error.is_some()));
     }
 
-    pub fn observe_uplink(&self, queued: usize) {
+    pub fn observe_uplink(&self, status: &OutboxStatus) {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.uplink_queued
-            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+            .set(i64::try_from(status.queued).unwrap_or(i64::MAX));
+        self.uplink_delivered.set(count(status.delivered_total));
+        self.uplink_dropped.set(count(status.dropped_total));
+        self.uplink_reachable.set(i64::from(status.reachable));
     }
 }

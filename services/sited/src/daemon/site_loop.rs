@@ -28,6 +28,7 @@ use crate::settings::SitedSetup;
 use crate::site_metrics::SiteMetrics;
 use crate::site_model::SiteModel;
 use crate::site1::{Command, Shared, Site1, SiteError, SiteView};
+use crate::uplink::{Notification, Outbox};
 
 /// How often the status document, the watchdog and the status line are refreshed.
 const TICK: Duration = Duration::from_secs(1);
@@ -73,6 +74,9 @@ pub struct SiteLoop {
     budget: BudgetModel,
     iface: Option<InterfaceRef<Site1>>,
     announced: Option<Announced>,
+    /// The control centre's notifications, when `[uplink]` is configured.
+    outbox: Option<Arc<Outbox>>,
+    site_name: String,
 }
 
 impl SiteLoop {
@@ -87,6 +91,7 @@ impl SiteLoop {
         wanted: watch::Sender<BTreeMap<String, bool>>,
         relays: RelayStates,
         metrics: SiteMetrics,
+        outbox: Option<Arc<Outbox>>,
     ) -> SiteLoop {
         let config = &setup.config;
         let model_config = config.site_model();
@@ -105,6 +110,8 @@ impl SiteLoop {
             budget: BudgetModel::new(config.power(), &config.thermal, &model_config.zone),
             iface: None,
             announced: None,
+            outbox,
+            site_name: config.site.name.clone(),
         }
     }
 
@@ -231,9 +238,64 @@ impl SiteLoop {
             recorded = false;
         }
         self.metrics.observe_transitions(&transitions);
+        recorded &= self.forward(&transitions, now);
         self.announce_alarms(&transitions).await;
         self.publish(now).await;
         recorded
+    }
+
+    /// Journals the notifications for the uplink and tells it which alarms fire now (active,
+    /// neither silenced nor inhibited); false when the journal cannot take one.
+    fn forward(&self, transitions: &[Transition], now: SystemTime) -> bool {
+        let Some(outbox) = &self.outbox else {
+            return true;
+        };
+        let mut journaled = true;
+        for transition in transitions {
+            let Some(notification) = Notification::from_transition(transition, &self.site_name)
+            else {
+                continue;
+            };
+            if let Err(error) = outbox.enqueue(notification) {
+                tracing::error!(%error, "cannot journal a notification for the uplink");
+                journaled = false;
+            }
+        }
+        outbox.set_active(self.firing(now));
+        journaled
+    }
+
+    /// The alarms the control centre should see firing now.
+    pub fn firing(&self, now: SystemTime) -> Vec<Notification> {
+        let engine = &self.engine;
+        engine
+            .alarms()
+            .iter()
+            .filter(|alarm| alarm.active && engine.inhibited_by(&alarm.key).is_none())
+            .filter(|alarm| {
+                !engine
+                    .silences()
+                    .iter()
+                    .any(|s| s.until > now && s.matcher.matches(alarm))
+            })
+            .map(|alarm| {
+                let notify = alarm
+                    .key
+                    .rule_name()
+                    .and_then(|name| engine.rules().get(name))
+                    .and_then(|rule| rule.escalation.get(alarm.escalation_step.checked_sub(1)?))
+                    .map(|step| step.notify.clone())
+                    .unwrap_or_default();
+                Notification::active_alarm(alarm, &self.site_name, notify)
+            })
+            .collect()
+    }
+
+    /// Tells the uplink which alarms fire (at start, before any transition).
+    pub fn start_forwarding(&self, now: SystemTime) {
+        if let Some(outbox) = &self.outbox {
+            outbox.set_active(self.firing(now));
+        }
     }
 
     /// Tells the relay drivers what the outputs want now.
@@ -300,7 +362,7 @@ impl SiteLoop {
                     power_why: &budget.why,
                     sensors,
                     relays: &relays,
-                    uplink: json!({ "configured": false }),
+                    uplink: self.uplink_document(),
                     log_records,
                     last_sealed_seq: self.last_sealed.load(Ordering::Relaxed),
                 },
@@ -324,6 +386,26 @@ impl SiteLoop {
             budget.headroom_c,
         );
         self.announce(&site.state, &site.reason, &budget).await;
+    }
+
+    fn uplink_document(&self) -> serde_json::Value {
+        let Some(outbox) = &self.outbox else {
+            return json!({ "configured": false });
+        };
+        let status = outbox.status();
+        self.metrics.observe_uplink(&status);
+        json!({
+            "configured": true,
+            "queued": status.queued,
+            "firing": status.firing,
+            "delivered": status.delivered_total,
+            "dropped": status.dropped_total,
+            "rejected": status.rejected_total,
+            "reachable": status.reachable,
+            "last_delivery_at": status.last_delivery_at.map(appliance::time_text::rfc3339),
+            "last_error": status.last_error,
+            "identity": status.identity,
+        })
     }
 
     /// StateChanged and BudgetChanged (with PropertiesChanged) when they changed.
@@ -450,8 +532,20 @@ impl SiteLoop {
         } else {
             format!("{} ({})", site.state.as_str(), site.reason)
         };
+        let uplink = match &self.outbox {
+            None => String::new(),
+            Some(outbox) => {
+                let status = outbox.status();
+                let reach = if status.reachable {
+                    ""
+                } else {
+                    ", unreachable"
+                };
+                format!("; uplink {} queued{reach}", status.queued)
+            }
+        };
         format!(
-            "{state}; {}/{} sensors read, {} lost; {active} alarm(s) active; budget {:.0} W ({}), headroom {:.1} °C",
+            "{state}; {}/{} sensors read, {} lost; {active} alarm(s) active; budget {:.0} W ({}), headroom {:.1} °C{uplink}",
             counts.ok,
             counts.total,
             counts.lost,
