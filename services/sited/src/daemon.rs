@@ -46,6 +46,13 @@ use crate::site_metrics::SiteMetrics;
 use crate::site1::{Shared, Site1};
 use crate::uplink::Outbox;
 
+/// The longest the first readings may take before Site1 is served anyway: two of the slowest
+/// bus's polls (a NUT UPS every 2 s), within systemd's start timeout.
+fn warm_up_time(setup: &SitedSetup) -> std::time::Duration {
+    let modbus = setup.config.modbus.poll_period() * 2 + setup.config.modbus.worst_case_request();
+    modbus.max(std::time::Duration::from_secs(5))
+}
+
 /// Room for bursts of sensor events (a poll of 1,000 sensors) while the loop writes.
 const EVENT_QUEUE: usize = 16_384;
 
@@ -125,6 +132,8 @@ pub async fn run_on(setup: SitedSetup, bus: Bus) -> Result<()> {
     );
     site.start_forwarding(now);
     site.apply(restored, now).await;
+    let mut events = events;
+    site.warm_up(&mut events, warm_up_time(&setup)).await;
     site.publish(SystemTime::now()).await;
 
     let connection = appliance::dbus::serve(

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use zbus::object_server::InterfaceRef;
 
-use crate::budget::{Budget, BudgetModel};
+use crate::budget::{Budget, BudgetModel, PowerSource};
 use crate::catalogue::SensorCatalogue;
 use crate::documents::{self, StatusParts};
 use crate::outputs::{self, OutputSpec};
@@ -135,9 +135,6 @@ impl SiteLoop {
         heartbeat: &Heartbeat,
         cancel: &CancellationToken,
     ) {
-        let now = SystemTime::now();
-        let first = self.model.on_tick(now);
-        self.on_events(first, now).await;
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut line = self.status_line();
@@ -178,6 +175,22 @@ impl SiteLoop {
                 }
             }
         }
+    }
+
+    /// Takes the first readings before the site is served, until the budget knows its power
+    /// source or `within` passes: a restarted sited must not announce a budget of 0 W (and
+    /// have minerd put the fleet to sleep) only because nothing was read yet.
+    pub async fn warm_up(&mut self, events: &mut mpsc::Receiver<SensorEvent>, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.budget.current().source == PowerSource::Unknown {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => self.on_events(vec![event], SystemTime::now()).await,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let now = SystemTime::now();
+        let first = self.model.on_tick(now);
+        self.on_events(first, now).await;
     }
 
     /// The engine's or the site model's next deadline, whichever is first.
