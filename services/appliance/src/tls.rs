@@ -19,6 +19,7 @@
 
 mod identity;
 mod roots;
+pub mod trustd_issue;
 
 #[cfg(test)]
 mod tests;

@@ -16,10 +16,8 @@
 use std::time::SystemTime;
 
 use appliance::dbus::Bus;
-use appliance::dbus::contracts::Trust1Proxy;
 use appliance::tls::Identity;
-use rcgen::{CertificateParams, DistinguishedName, KeyPair, PKCS_ECDSA_P256_SHA256, SanType};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use appliance::tls::trustd_issue::{self, RequestedName};
 
 use crate::config::{self, CertificateSource};
 use crate::hub_certificate::HUB_URI_PREFIX;
@@ -39,15 +37,10 @@ pub enum IdentityError {
         /// Why.
         source: std::io::Error,
     },
-    /// trustd is not reachable on the bus.
-    #[error("cannot reach trustd on the system bus: {0}")]
-    Bus(#[from] appliance::dbus::BusError),
-    /// trustd answered with a refusal (sealed, lockdown, policy) or did not answer.
+    /// trustd is not reachable, refused (sealed, lockdown, policy), or the key or request
+    /// could not be made.
     #[error("trustd did not issue the hub certificate: {0}")]
-    Trustd(String),
-    /// The key or the request could not be made.
-    #[error("cannot make the hub key and its certificate request: {0}")]
-    Request(#[from] rcgen::Error),
+    Trustd(#[from] trustd_issue::IssueError),
     /// What came back does not make a hub identity.
     #[error("the hub certificate does not make an identity for this hub: {0}")]
     Invalid(String),
@@ -95,40 +88,14 @@ pub async fn obtain(
 
 /// A fresh key certified by the local trustd.
 async fn from_trustd(own: &HubId, bus: &Bus) -> Result<HubIdentity, IdentityError> {
-    let (csr_pem, key_pem) = certificate_request(own)?;
-    let connection = appliance::dbus::connect(bus).await?;
-    let trust = Trust1Proxy::new(&connection)
-        .await
-        .map_err(|error| IdentityError::Trustd(error.to_string()))?;
-    let (_certificate, chain_pem, serial, _index) = trust
-        .issue(&csr_pem, TRUSTD_PROFILE, "")
-        .await
-        .map_err(|error| IdentityError::Trustd(dbus_sentence(&error)))?;
-    let root_pem = trust
-        .root_certificate()
-        .await
-        .map_err(|error| IdentityError::Trustd(dbus_sentence(&error)))?;
+    let name = RequestedName::Uri(format!("{HUB_URI_PREFIX}{own}"));
+    let issued = trustd_issue::issue(bus, &name, TRUSTD_PROFILE).await?;
     let identity = Identity::from_pem(
-        chain_with_root(&chain_pem, &root_pem)?.as_bytes(),
-        key_pem.as_bytes(),
+        chain_with_root(&issued.chain_pem, &issued.root_pem)?.as_bytes(),
+        issued.key_pem.as_bytes(),
     )
     .map_err(|error| IdentityError::Invalid(error.to_string()))?;
-    checked(identity, own, format!("trustd (serial {serial})"))
-}
-
-/// A new P-256 key (PEM, kept in memory only) and a request for `bunkeros:hub:<own>`.
-pub fn certificate_request(own: &HubId) -> Result<(String, String), IdentityError> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let uri = format!("{HUB_URI_PREFIX}{own}");
-    let mut params = CertificateParams::default();
-    // trustd wants the common name to repeat one of the requested names.
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, uri.as_str());
-    params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
-    let csr = params.serialize_request(&key)?;
-    Ok((csr.pem()?, key.serialize_pem()))
+    checked(identity, own, format!("trustd (serial {})", issued.serial))
 }
 
 /// trustd's chain (leaf first, without the self-signed root) with the root appended, unless the
@@ -157,31 +124,14 @@ pub fn chain_with_root(chain_pem: &str, root_pem: &str) -> Result<String, Identi
 
 fn checked(identity: Identity, own: &HubId, source: String) -> Result<HubIdentity, IdentityError> {
     config::check_identity(&identity, Some(own)).map_err(IdentityError::Invalid)?;
-    let (_, leaf) = X509Certificate::from_der(identity.leaf().as_ref())
-        .map_err(|_| IdentityError::Invalid("the hub certificate does not parse".into()))?;
-    let at = |time: x509_parser::time::ASN1Time| {
-        SystemTime::UNIX_EPOCH
-            + std::time::Duration::from_secs(u64::try_from(time.timestamp()).unwrap_or(0))
-    };
-    let (not_before, not_after) = (
-        at(leaf.validity().not_before),
-        at(leaf.validity().not_after),
-    );
-    let life = not_after.duration_since(not_before).unwrap_or_default();
+    let (not_before, not_after) = trustd_issue::validity(identity.leaf().as_ref())
+        .ok_or_else(|| IdentityError::Invalid("the hub certificate does not parse".into()))?;
     Ok(HubIdentity {
         identity,
         source,
         not_after,
-        renew_at: Some(not_before + life * 2 / 3),
+        renew_at: Some(trustd_issue::renewal_time(not_before, not_after)),
     })
-}
-
-/// A D-Bus refusal as the operator's sentence (trustd's error messages are sentences).
-fn dbus_sentence(error: &zbus::Error) -> String {
-    match error {
-        zbus::Error::MethodError(name, Some(message), _) => format!("{message} ({name})"),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -189,45 +139,6 @@ mod tests {
     use super::*;
     use crate::hub_certificate::hub_id_of;
     use crate::testing::{Site, hub};
-
-    #[test]
-    fn the_request_names_the_hub_by_uri_and_the_key_is_p256() {
-        let (csr_pem, key_pem) = certificate_request(&hub("lisbon-1")).unwrap();
-        let der = pem::parse(&csr_pem).unwrap().into_contents();
-        let (_, csr) =
-            x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
-        csr.verify_signature().unwrap();
-        let names: Vec<String> = csr
-            .requested_extensions()
-            .into_iter()
-            .flatten()
-            .filter_map(|extension| match extension {
-                x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => Some(
-                    san.general_names
-                        .iter()
-                        .map(|name| name.to_string())
-                        .collect::<Vec<_>>(),
-                ),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        assert_eq!(names, ["URI(bunkeros:hub:lisbon-1)"]);
-        let common_names: Vec<&str> = csr
-            .certification_request_info
-            .subject
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok())
-            .collect();
-        assert_eq!(
-            common_names,
-            ["bunkeros:hub:lisbon-1"],
-            "trustd wants the CN to repeat a name"
-        );
-        assert!(key_pem.contains("PRIVATE KEY"));
-        // Two requests, two keys.
-        assert_ne!(certificate_request(&hub("lisbon-1")).unwrap().1, key_pem);
-    }
 
     #[test]
     fn the_root_is_appended_once() {

@@ -7,13 +7,11 @@
 //! certificate, and a running one a new key and certificate two thirds into the certificate's
 //! life. `source = "pem"`: files, where no trustd runs (and in tests).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use appliance::dbus::Bus;
-use appliance::dbus::contracts::Trust1Proxy;
 use appliance::tls::Identity;
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use appliance::tls::trustd_issue::{self, IssueError, RequestedName};
 
 use super::settings::{ClientIdentitySource, UplinkSettings};
 
@@ -25,12 +23,8 @@ pub const TRUSTD_PROFILE: &str = "service";
 pub enum IdentityError {
     #[error("{0}")]
     Pem(String),
-    #[error("cannot reach trustd on the system bus: {0}")]
-    Bus(#[from] appliance::dbus::BusError),
     #[error("trustd did not issue the uplink certificate: {0}")]
-    Trustd(String),
-    #[error("cannot make the uplink key and its certificate request: {0}")]
-    Request(#[from] rcgen::Error),
+    Trustd(#[from] IssueError),
     #[error("trustd's answer does not make a client identity: {0}")]
     Invalid(String),
 }
@@ -58,91 +52,15 @@ pub async fn obtain(settings: &UplinkSettings, bus: &Bus) -> Result<ClientIdenti
 }
 
 async fn from_trustd(name: &str, bus: &Bus) -> Result<ClientIdentity, IdentityError> {
-    let (csr_pem, key_pem) = certificate_request(name)?;
-    let connection = appliance::dbus::connect(bus).await?;
-    let trust = Trust1Proxy::new(&connection)
-        .await
-        .map_err(|e| IdentityError::Trustd(e.to_string()))?;
-    let (_certificate, chain_pem, serial, _index) = trust
-        .issue(&csr_pem, TRUSTD_PROFILE, "")
-        .await
-        .map_err(|e| IdentityError::Trustd(dbus_sentence(&e)))?;
-    let identity = Identity::from_pem(chain_pem.as_bytes(), key_pem.as_bytes())
+    let issued =
+        trustd_issue::issue(bus, &RequestedName::Dns(name.to_owned()), TRUSTD_PROFILE).await?;
+    let identity = Identity::from_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
         .map_err(|e| IdentityError::Invalid(e.to_string()))?;
-    let renew_at = renewal_time(&identity)?;
+    let (not_before, not_after) = trustd_issue::validity(identity.leaf().as_ref())
+        .ok_or_else(|| IdentityError::Invalid("the certificate does not parse".into()))?;
     Ok(ClientIdentity {
         identity,
-        source: format!("trustd (serial {serial})"),
-        renew_at: Some(renew_at),
+        source: format!("trustd (serial {})", issued.serial),
+        renew_at: Some(trustd_issue::renewal_time(not_before, not_after)),
     })
-}
-
-/// A new P-256 key (PEM, in memory only) and a request for the DNS name `name`.
-pub fn certificate_request(name: &str) -> Result<(String, String), IdentityError> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::new(vec![name.to_owned()])?;
-    // trustd wants the common name to repeat one of the requested names.
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, name);
-    let csr = params.serialize_request(&key)?;
-    Ok((csr.pem()?, key.serialize_pem()))
-}
-
-/// Two thirds into the leaf's validity.
-fn renewal_time(identity: &Identity) -> Result<SystemTime, IdentityError> {
-    let (_, leaf) = X509Certificate::from_der(identity.leaf().as_ref())
-        .map_err(|_| IdentityError::Invalid("the certificate does not parse".into()))?;
-    let at = |time: x509_parser::time::ASN1Time| {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(time.timestamp()).unwrap_or(0))
-    };
-    let not_before = at(leaf.validity().not_before);
-    let not_after = at(leaf.validity().not_after);
-    let life = not_after.duration_since(not_before).unwrap_or_default();
-    Ok(not_before + life * 2 / 3)
-}
-
-/// A D-Bus refusal as the operator's sentence (trustd's error messages are sentences).
-fn dbus_sentence(error: &zbus::Error) -> String {
-    match error {
-        zbus::Error::MethodError(name, Some(message), _) => format!("{message} ({name})"),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_request_names_the_service_by_dns_and_the_key_stays_in_memory_pem() {
-        let (csr_pem, key_pem) = certificate_request("sited.bunker-7.example.net").unwrap();
-        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        let der = rustls_pki_types::CertificateSigningRequestDer::from(
-            rustls_pki_types::pem::PemObject::from_pem_slice(csr_pem.as_bytes())
-                .map(|d: rustls_pki_types::CertificateSigningRequestDer<'_>| d.as_ref().to_vec())
-                .unwrap(),
-        );
-        let (_, csr) =
-            x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
-                .unwrap();
-        csr.verify_signature().unwrap();
-        let subject = csr.certification_request_info.subject.to_string();
-        assert_eq!(subject, "CN=sited.bunker-7.example.net");
-        let names: Vec<String> = csr
-            .requested_extensions()
-            .into_iter()
-            .flatten()
-            .filter_map(|ext| match ext {
-                x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => Some(
-                    san.general_names
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect::<Vec<_>>(),
-                ),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        assert_eq!(names, ["DNSName(sited.bunker-7.example.net)"]);
-    }
 }
