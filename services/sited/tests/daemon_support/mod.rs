@@ -44,10 +44,21 @@ impl SiteUnderTest {
     /// (tests step it), and sited with the QEMU site layer plus `extra` TOML; started and
     /// READY.
     pub async fn start(listen: &str, spec: SiteSpec, extra: &str) -> SiteUnderTest {
+        Self::start_with(listen, spec, "", QEMU_SITE_LAYER, extra).await
+    }
+
+    /// [`start`](Self::start) with more profile TOML (another bus) and another site layer.
+    pub async fn start_with(
+        listen: &str,
+        spec: SiteSpec,
+        profile_extra: &str,
+        layer: &str,
+        extra: &str,
+    ) -> SiteUnderTest {
         let site = Site::start(spec, listen.parse().unwrap()).await.unwrap();
         let bus = TestBus::start().unwrap();
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let layer = format!("{QEMU_SITE_LAYER}\n[metrics]\nlisten = \"{metrics}\"\n\n{extra}\n");
+        let layer = format!("{layer}\n[metrics]\nlisten = \"{metrics}\"\n\n{extra}\n");
         let mut sited = ServiceProcess::new(
             env!("CARGO_BIN_EXE_sited"),
             "sited",
@@ -57,7 +68,7 @@ impl SiteUnderTest {
         );
         let profile = sited.dir.path().join("profile.toml");
         let map = site.register_map().to_toml().unwrap();
-        std::fs::write(&profile, format!("{PROFILE_HEAD}\n{map}")).unwrap();
+        std::fs::write(&profile, format!("{PROFILE_HEAD}\n{map}\n{profile_extra}")).unwrap();
         sited.arg("--profile").arg(&profile);
         sited.start();
         sited.wait_notify("READY=1");
