@@ -23,7 +23,7 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_554_266_500)),
-            "2026-11-23T17:04:26.5Z"
+            "2026-11-24T21:04:26.5Z"
         );
     }
 }
