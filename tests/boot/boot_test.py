@@ -36,6 +36,10 @@ BOOT_TIMEOUT_S = int(os.environ.get("BUNKER_BOOT_TIMEOUT", "900"))
 MAX_EXPOSURE = 2.0
 # trustd's STATUS= line once it issues: the image's CA key policy is `authorized` (PCR 11 signed by
 # the release key, PCR 7 fixed at enrolment).
+# sited's power budget for the QEMU site (image/sim/site/sited.toml): two 300 kW grid feeds, 50 kW
+# kept in reserve.
+SITE_BUDGET_W = 550000
+NO_CAPABILITIES = ["CapPrm:", "0000000000000000", "CapEff:", "0000000000000000", "CapAmb:", "0000000000000000"]
 TRUSTD_READY = "ready: issuing as bunker BunkerOS Site CA (policy authorized 7+11)"
 HUBD_READY = "hub selftest-1 (CH): 0/0 links up, 0 hubs trusted, transit offered"
 
@@ -172,11 +176,16 @@ def judge_normal_boot(c, image_dir, seconds, console, selftest):
     judge_trustd(c, image_dir, f, status)
     judge_hubd(c, f, status)
     judge_minerd(c, f)
+    judge_sited(c, f)
 
     c.check("no login prompt on the console", re.search(r"login:\s*$", console, re.M) is None)
     # The status screen's own words (bunkerctl status --watch), not systemd's boot messages.
     c.check("console shows the status screen",
             "This is the appliance console." in console and "installed units active" in console)
+    # The site under the unit table, as sited reports it (the state word may be coloured).
+    site_line = re.search(r"Site: (?:\x1b\[\d+m)?(normal|warning|critical|lockdown)\b[^\r\n]*", console)
+    c.check("console shows the site from sited under the unit table (a guard sees it without a shell)",
+            site_line is not None, site_line.group(0).replace("\x1b", "^[") if site_line else "no `Site:` line")
 
 
 def judge_trustd(c, image_dir, f, status):
@@ -267,6 +276,85 @@ def judge_minerd(c, f):
             "1 miners, 1 ok, 0 failed" in first(f, "mining-reboot"), first(f, "mining-reboot"))
     c.check("minerd's audit log verifies (bunkerctl mining audit verify)",
             first(f, "mining-audit").endswith("verifies"), first(f, "mining-audit"))
+
+
+def json_fact(f, key):
+    """A fact that is one JSON document; None when the guest printed something else."""
+    try:
+        return json.loads(first(f, key))
+    except json.JSONDecodeError:
+        return None
+
+
+def relay_states(f, key):
+    """sitesim's `relays` reply as {name: on}."""
+    relays = json_fact(f, key)
+    return {r.get("name"): r.get("on") for r in relays} if isinstance(relays, list) else {}
+
+
+def alarm_named(alarms, name):
+    return next((a for a in alarms or [] if isinstance(a, dict) and a.get("alarm") == name), None)
+
+
+def judge_sited(c, f):
+    """sited over the QEMU profile's simulated site (sitesim in the guest): every sensor read, the
+    site normal on grid power; then an intrusion played through sitesim's control socket: lockdown
+    with the siren and both door interlocks on, acknowledged (siren off), cleared (normal), the
+    event log verified, minerd following sited's budget."""
+    check_config = first(f, "sited-check-config")
+    c.check("sited's configuration (the simulated site's layer over the QEMU profile) checks out",
+            check_config.startswith("config OK: read ")
+            and check_config.endswith("/var/lib/bunkeros/config/sited.toml"), check_config[:300])
+    up, down, total = (first(f, "sited-sensors-up").split() + ["", "", ""])[:3]
+    c.check("sited's metrics on 127.0.0.1:9104 show every sensor up (sitesim's 32 and the derived ones)",
+            up.isdigit() and int(up) >= 32 and up == total and down == "0",
+            f"{up} up, {down} down, of {total}; {first(f, 'sited-metrics')[:300]}")
+    state = first(f, "sited-state")
+    c.check("sited is READY with its STATUS= line: normal, every sensor read, the budget from the grid",
+            state.startswith("active normal; ") and re.search(r"\b(\d+)/\1 sensors read, 0 lost", state) is not None
+            and f"budget {SITE_BUDGET_W} W (grid)" in state, state[:300])
+    c.check("sited runs with no capability", first(f, "sited-capabilities").split() == NO_CAPABILITIES,
+            first(f, "sited-capabilities"))
+    status = json_fact(f, "site-state-json") or {}
+    c.check(f"bunkerctl site state: normal, power from the grid, budget {SITE_BUDGET_W} W",
+            status.get("state") == "normal" and (status.get("power") or {}).get("source") == "grid"
+            and status.get("power_budget_w") == SITE_BUDGET_W,
+            f"{status.get('state')}, {status.get('power')}, {status.get('power_budget_w')} W"
+            if status else first(f, "site-state-json")[:300])
+
+    c.check("sitesim --send takes the intrusion (the guest has no socat)", first(f, "site-intrusion") == "ok",
+            first(f, "site-intrusion"))
+    lockdown = json_fact(f, "site-lockdown-state-json") or {}
+    c.check("intrusion contact 1: the site goes to lockdown, saying why",
+            lockdown.get("state") == "lockdown" and bool(lockdown.get("reason")),
+            f"{lockdown.get('state')}: {lockdown.get('reason')}")
+    intrusion = alarm_named(json_fact(f, "site-lockdown-alarms-json"), "intrusion-1")
+    c.check("...bunkerctl site alarms lists intrusion-1 active, critical, unacknowledged",
+            intrusion is not None and intrusion.get("active") is True and intrusion.get("severity") == "critical"
+            and intrusion.get("acknowledged") is None, first(f, "site-lockdown-alarms-json")[:300])
+    relays = relay_states(f, "site-lockdown-relays")
+    c.check("...and sitesim's relays show the siren and both door interlocks switched on by sited",
+            relays.get("siren") is True and relays.get("door-1.interlock") is True
+            and relays.get("door-2.interlock") is True, first(f, "site-lockdown-relays")[:300])
+    c.check("bunkerctl site ack intrusion-1 is recorded",
+            first(f, "site-ack").startswith("alarm intrusion-1 acknowledged"), first(f, "site-ack"))
+    acked = relay_states(f, "site-acked-relays")
+    c.check("...the siren goes off once acknowledged (the interlocks hold while the intrusion lasts)",
+            acked.get("siren") is False and acked.get("door-1.interlock") is True,
+            first(f, "site-acked-relays")[:300])
+    cleared = json_fact(f, "site-cleared-state-json") or {}
+    cleared_alarms = json_fact(f, "site-cleared-alarms-json")
+    c.check("intrusion contact 1 off: the site is normal again and the acknowledged alarm has left the list",
+            cleared.get("state") == "normal" and isinstance(cleared_alarms, list)
+            and alarm_named(cleared_alarms, "intrusion-1") is None,
+            f"{cleared.get('state')}; alarms {first(f, 'site-cleared-alarms-json')[:200]}")
+    c.check("sited's event log verifies (bunkerctl site log verify)",
+            first(f, "site-log-verify") == "audit log /var/lib/sited/audit.log verifies", first(f, "site-log-verify"))
+    mining = json_fact(f, "mining-status-json") or {}
+    curtailment = mining.get("curtailment") or {}
+    c.check(f"minerd follows the site: its curtailment takes sited's budget ({SITE_BUDGET_W} W)",
+            curtailment.get("source") == "sited" and curtailment.get("budget_w") == SITE_BUDGET_W,
+            f"curtailment {json.dumps(curtailment)[:300]}" if mining else first(f, "mining-status-json")[:300])
 
 
 def judge_tamper(c, f):

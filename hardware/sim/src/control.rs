@@ -2,6 +2,7 @@
 //! writes one command per line to a Unix socket and reads one reply line, e.g.
 //! `echo 'outage on' | socat - UNIX-CONNECT:/run/poolsim.sock`. What the commands mean is the
 //! handler's business; this module only frames lines, bounds them and keeps replies one line.
+//! [`send`] is the client side, for places without socat (the appliance: `sitesim --send`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +17,9 @@ use tokio::task::JoinHandle;
 pub const MAX_COMMAND_LEN: usize = 4096;
 /// A client that sends nothing for this long is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long [`send`] waits for the connection and the reply: a simulator that does not answer
+/// in this long is hung (the boot test under TCG answers within a second or two).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Answers one command line with one reply line (without the newline). Replies to bad
 /// commands start with `error:`.
@@ -95,6 +99,77 @@ async fn serve(mut stream: UnixStream, handler: Handler) {
     }
 }
 
+/// Why [`send`] got no reply line.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the command is empty or has a line break: one command per line")]
+    BadCommand,
+    #[error("connecting to {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("talking to {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} closed the connection without a reply")]
+    NoReply { path: PathBuf },
+    #[error("{path} gave no reply within {}s", SEND_TIMEOUT.as_secs())]
+    TimedOut { path: PathBuf },
+}
+
+/// Sends one command line to the control socket at `path` and returns the reply line (without
+/// its newline). Replies that start with `error:` are returned as they are: the simulator
+/// refusing a command is an answer, not a failure to talk.
+pub async fn send(path: &Path, command: &str) -> Result<String, SendError> {
+    let command = command.trim();
+    if command.is_empty() || command.contains(['\n', '\r']) {
+        return Err(SendError::BadCommand);
+    }
+    tokio::time::timeout(SEND_TIMEOUT, exchange(path, command))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::TimedOut {
+                path: path.to_path_buf(),
+            })
+        })
+}
+
+async fn exchange(path: &Path, command: &str) -> Result<String, SendError> {
+    use tokio::io::AsyncBufReadExt;
+    let io = |source| SendError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| SendError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .await
+        .map_err(io)?;
+    let mut reply = String::new();
+    let read = tokio::io::BufReader::new(stream)
+        .take(MAX_REPLY_LEN)
+        .read_line(&mut reply)
+        .await
+        .map_err(io)?;
+    if read == 0 || !reply.ends_with('\n') {
+        return Err(SendError::NoReply {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(reply.trim_end().to_string())
+}
+
+/// The longest reply [`send`] reads (`relays` and `read` replies are a few kB at most).
+const MAX_REPLY_LEN: u64 = 1 << 20;
+
 /// The handler's reply to one line, kept to one line whatever the handler returned.
 fn answer(handler: &Handler, line: &[u8]) -> String {
     let Ok(command) = std::str::from_utf8(line) else {
@@ -149,6 +224,42 @@ mod tests {
         assert_eq!(reader.next_line().await.unwrap(), None, "connection closed");
         drop(server);
         assert!(!path.exists(), "socket file removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn send_gets_the_reply_line_or_says_why_there_is_none() {
+        let dir = std::env::temp_dir().join(format!("sim-send-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let handler: Handler = Arc::new(|command: &str| format!("error: no {command}"));
+        let server = ControlServer::bind(&path, handler).unwrap();
+        assert_eq!(
+            send(&path, "  door 1 open \n").await.unwrap(),
+            "error: no door 1 open"
+        );
+        assert!(matches!(
+            send(&path, "a\nb").await,
+            Err(SendError::BadCommand)
+        ));
+        drop(server);
+        assert!(matches!(
+            send(&path, "x").await,
+            Err(SendError::Connect { .. })
+        ));
+
+        // A socket that takes the line and hangs up without answering.
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let mute = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            let _ = stream.read(&mut buf).await;
+        });
+        assert!(matches!(
+            send(&path, "x").await,
+            Err(SendError::NoReply { .. })
+        ));
+        mute.await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

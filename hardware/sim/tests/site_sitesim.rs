@@ -279,3 +279,97 @@ fn print_map_is_the_qemu_profiles_modbus_buses() {
         .unwrap();
     assert_eq!(cycles.word_order(), appliance::profile::WordOrder::Little);
 }
+
+/// `sitesim --send` run as a separate process against a running sitesim: (exit code, stdout, stderr).
+async fn send_with_binary(socket: &Path, command: &str) -> (Option<i32>, String, String) {
+    let output = tokio::time::timeout(
+        BOUND,
+        Command::new(env!("CARGO_BIN_EXE_sitesim"))
+            .arg("--control")
+            .arg(socket)
+            .args(["--send", command])
+            .output(),
+    )
+    .await
+    .expect("sitesim --send finished")
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// The appliance has no socat: `sitesim --send` is how its self-test plays site events. It prints
+/// the reply line and says by its exit status whether the command was taken.
+#[tokio::test]
+async fn send_mode_talks_to_a_running_sitesim() {
+    let dir = std::env::temp_dir().join(format!("sitesim-send-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("control.sock");
+
+    let (code, stdout, stderr) = send_with_binary(&socket, "door 1 open").await;
+    assert_eq!(code, Some(2), "no sitesim yet: {stderr}");
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("connecting to"), "{stderr}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sitesim"))
+        .args(["--listen", "127.70.3.3:0", "--spec", "small", "--control"])
+        .arg(&socket)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(BOUND, async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if line.contains("sitesim running") {
+                return;
+            }
+        }
+        panic!("sitesim exited before it was ready");
+    })
+    .await
+    .expect("sitesim ready");
+
+    assert_eq!(
+        send_with_binary(&socket, "door 1 open").await,
+        (Some(0), "ok\n".to_string(), String::new())
+    );
+    let read: serde_json::Value =
+        serde_json::from_str(&control(&socket, "read door-1.open").await).unwrap();
+    assert_eq!(read["value"], 1.0, "the command reached the site: {read}");
+
+    let (code, stdout, _) = send_with_binary(&socket, "door 9 open").await;
+    assert_eq!(code, Some(1));
+    assert!(stdout.starts_with("error: there is no door 9"), "{stdout}");
+
+    let (code, stdout, _) = send_with_binary(&socket, "relays").await;
+    assert_eq!(code, Some(0));
+    let relays: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(relays.as_array().unwrap().len(), 6, "{relays}");
+
+    let (code, _, stderr) = send_with_binary(&socket, "").await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("one command per line"), "{stderr}");
+
+    child.start_kill().unwrap();
+    let _ = tokio::time::timeout(BOUND, child.wait()).await;
+    let _ = std::fs::remove_file(&socket);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn send_needs_the_control_socket() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sitesim"))
+        .args(["--send", "relays"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--control"),
+        "{output:?}"
+    );
+}

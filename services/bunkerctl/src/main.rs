@@ -9,6 +9,7 @@ mod ca_cmd;
 mod ca_log;
 mod ca_view;
 mod console;
+mod console_site;
 mod hub_cmd;
 mod hub_view;
 mod layout;

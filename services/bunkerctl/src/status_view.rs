@@ -105,7 +105,7 @@ fn row(unit: &UnitSnapshot, now_usec: u64) -> Row<'_> {
 
 /// The text with control characters (escape sequences, tabs) shown as `?`, so a service's
 /// `STATUS=` line can neither repaint the operator's terminal nor break the columns.
-fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
