@@ -32,6 +32,29 @@ device = "/dev/vda"
 pcrs = [7]
 "#;
 
+/// A hardware profile: the required keys and `buses` (`[[sensor_bus]]` entries as TOML).
+pub fn profile_with(buses: &str) -> String {
+    format!("{PROFILE_HEAD}\n{buses}")
+}
+
+/// The real sited on `bus`, not started yet: `layer` as its site layer with a loopback metrics
+/// endpoint added, `profile` as its hardware profile.
+pub fn sited_process(bus: &TestBus, layer: &str, profile: &str) -> ServiceProcess {
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let layer = format!("{layer}\n[metrics]\nlisten = \"{metrics}\"\n");
+    let mut sited = ServiceProcess::new(
+        env!("CARGO_BIN_EXE_sited"),
+        "sited",
+        &layer,
+        bus.address(),
+        metrics,
+    );
+    let path = sited.dir.path().join("profile.toml");
+    std::fs::write(&path, profile).unwrap();
+    sited.arg("--profile").arg(&path);
+    sited
+}
+
 /// One simulated site with sited watching it.
 pub struct SiteUnderTest {
     pub site: Site,
@@ -44,21 +67,17 @@ impl SiteUnderTest {
     /// (tests step it), and sited with the QEMU site layer plus `extra` TOML; started and
     /// READY.
     pub async fn start(listen: &str, spec: SiteSpec, extra: &str) -> SiteUnderTest {
+        SiteUnderTest::start_with_layer(listen, spec, &format!("{QEMU_SITE_LAYER}\n{extra}\n"))
+            .await
+    }
+
+    /// sitesim's site of `spec` at `listen` and sited with `layer` as its whole site layer
+    /// (the benchmarks' own); started and READY.
+    pub async fn start_with_layer(listen: &str, spec: SiteSpec, layer: &str) -> SiteUnderTest {
         let site = Site::start(spec, listen.parse().unwrap()).await.unwrap();
         let bus = TestBus::start().unwrap();
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let layer = format!("{QEMU_SITE_LAYER}\n[metrics]\nlisten = \"{metrics}\"\n\n{extra}\n");
-        let mut sited = ServiceProcess::new(
-            env!("CARGO_BIN_EXE_sited"),
-            "sited",
-            &layer,
-            bus.address(),
-            metrics,
-        );
-        let profile = sited.dir.path().join("profile.toml");
         let map = site.register_map().to_toml().unwrap();
-        std::fs::write(&profile, format!("{PROFILE_HEAD}\n{map}")).unwrap();
-        sited.arg("--profile").arg(&profile);
+        let mut sited = sited_process(&bus, layer, &profile_with(&map));
         sited.start();
         sited.wait_notify("READY=1");
         SiteUnderTest { site, bus, sited }
