@@ -185,6 +185,8 @@ bench: deps bench-deps pyasic-venv $(BORINGTUN)
 	$(CARGO) bench -p minerd --bench fleet_poll --locked
 	@echo "==> minerd: the Stratum proxy (memory per miner at 5,000 miners, share latency at 1,000 shares/s, CPU per 1,000 shares) against the test pool alone"
 	$(CARGO) bench -p minerd --bench proxy --locked
+	@echo "==> sited: alarm latency (contact -> siren coil) and CPU per 1,000 sensors polled on sitesim's 1,036-sensor site against the poll period, plain Modbus round trips and a bare poller; UPS on battery (upsd + dummy-ups) -> power budget on D-Bus against upsd's own report"
+	$(CARGO) bench -p sited --bench site --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus

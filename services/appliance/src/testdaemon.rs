@@ -9,6 +9,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -35,6 +37,8 @@ pub struct ServiceProcess {
     args: Vec<String>,
     notify: UnixDatagram,
     child: Option<Child>,
+    /// Set on drop: a [`Self::discard_notifications`] thread stops.
+    done: Arc<AtomicBool>,
 }
 
 impl ServiceProcess {
@@ -63,6 +67,7 @@ impl ServiceProcess {
             args: Vec::new(),
             notify,
             child: None,
+            done: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -143,6 +148,23 @@ impl ServiceProcess {
         panic!("no {what} within {CONVERGE:?}; log:\n{}", self.log());
     }
 
+    /// From now on reads and drops every notification on a thread of its own, as systemd
+    /// consumes them: the kernel queues only a few datagrams (`net.unix.max_dgram_qlen`, 10 by
+    /// default), after which a service sending a status line per change blocks in its send.
+    /// For runs that cause many changes (the benchmarks); [`Self::wait_notify`] sees nothing
+    /// after this. The thread ends with the fixture.
+    pub fn discard_notifications(&mut self) {
+        let socket = self.notify.try_clone().unwrap();
+        let done = Arc::clone(&self.done);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            // The socket has a read timeout, so the flag is looked at every 200 ms.
+            while !done.load(Ordering::Relaxed) {
+                let _ = socket.recv(&mut buffer);
+            }
+        });
+    }
+
     /// SIGKILL, as a crash or a power cut would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -201,6 +223,7 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
         self.kill();
     }
 }

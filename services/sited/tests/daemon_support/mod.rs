@@ -32,6 +32,29 @@ device = "/dev/vda"
 pcrs = [7]
 "#;
 
+/// A hardware profile: the required keys and `buses` (`[[sensor_bus]]` entries as TOML).
+pub fn profile_with(buses: &str) -> String {
+    format!("{PROFILE_HEAD}\n{buses}")
+}
+
+/// The real sited on `bus`, not started yet: `layer` as its site layer with a loopback metrics
+/// endpoint added, `profile` as its hardware profile.
+pub fn sited_process(bus: &TestBus, layer: &str, profile: &str) -> ServiceProcess {
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let layer = format!("{layer}\n[metrics]\nlisten = \"{metrics}\"\n");
+    let mut sited = ServiceProcess::new(
+        env!("CARGO_BIN_EXE_sited"),
+        "sited",
+        &layer,
+        bus.address(),
+        metrics,
+    );
+    let path = sited.dir.path().join("profile.toml");
+    std::fs::write(&path, profile).unwrap();
+    sited.arg("--profile").arg(&path);
+    sited
+}
+
 /// One simulated site with sited watching it.
 pub struct SiteUnderTest {
     pub site: Site,
@@ -47,7 +70,14 @@ impl SiteUnderTest {
         Self::start_with(listen, spec, "", QEMU_SITE_LAYER, extra).await
     }
 
-    /// [`start`](Self::start) with more profile TOML (another bus) and another site layer.
+    /// sitesim's site of `spec` at `listen` and sited with `layer` as its whole site layer
+    /// (the benchmarks' own); started and READY.
+    pub async fn start_with_layer(listen: &str, spec: SiteSpec, layer: &str) -> SiteUnderTest {
+        Self::start_with(listen, spec, "", layer, "").await
+    }
+
+    /// [`start`](Self::start) with more profile TOML (another bus) and another site layer
+    /// followed by `extra`.
     pub async fn start_with(
         listen: &str,
         spec: SiteSpec,
@@ -57,19 +87,12 @@ impl SiteUnderTest {
     ) -> SiteUnderTest {
         let site = Site::start(spec, listen.parse().unwrap()).await.unwrap();
         let bus = TestBus::start().unwrap();
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let layer = format!("{layer}\n[metrics]\nlisten = \"{metrics}\"\n\n{extra}\n");
-        let mut sited = ServiceProcess::new(
-            env!("CARGO_BIN_EXE_sited"),
-            "sited",
-            &layer,
-            bus.address(),
-            metrics,
-        );
-        let profile = sited.dir.path().join("profile.toml");
         let map = site.register_map().to_toml().unwrap();
-        std::fs::write(&profile, format!("{PROFILE_HEAD}\n{map}\n{profile_extra}")).unwrap();
-        sited.arg("--profile").arg(&profile);
+        let mut sited = sited_process(
+            &bus,
+            &format!("{layer}\n{extra}\n"),
+            &profile_with(&format!("{map}\n{profile_extra}")),
+        );
         sited.start();
         sited.wait_notify("READY=1");
         SiteUnderTest { site, bus, sited }
