@@ -4,6 +4,8 @@
 
 mod daemon_support;
 
+use std::time::Duration;
+
 use appliance::audit_log::{VerifyOptions, verify_file};
 use appliance::site_watch::SiteWatch;
 use daemon_support::{CONVERGE, SETTLE, SiteUnderTest, eventually, live_site, next_signal};
@@ -307,5 +309,43 @@ async fn kill_9_keeps_alarms_acknowledgements_silences_and_the_event_log() {
     assert!(
         verify_file(&log, &VerifyOptions::default()).await.is_err(),
         "an edited record is detected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_alarm_escalates_on_its_timer_and_an_acknowledgement_stops_it() {
+    let escalating = "[[rule]]\nname = \"filter-1-fault\"\nkind = \"contact\"\nseverity = \"warning\"\n\
+                      sensor = \"filter-1.tripped\"\n\
+                      [[rule.escalation]]\nafter = 1\nseverity = \"critical\"\nnotify = [\"site-engineer\"]\n\
+                      [[rule.escalation]]\nafter = 3\nnotify = [\"duty-officer\"]\n";
+    let site = SiteUnderTest::start("127.71.8.1:0", live_site(), escalating).await;
+    let site1 = site.site1().await;
+    let mut changes = Box::pin(site1.receive_alarm_changed().await.unwrap());
+    site.wait_state("normal").await;
+
+    site.site.handle().set_filter(1, true).unwrap();
+    let mut escalated = None;
+    while escalated.is_none() {
+        let signal = next_signal(&mut changes).await;
+        let args = signal.args().unwrap();
+        if *args.alarm() == "filter-1-fault" && *args.change() == "escalated" {
+            escalated = Some(args.severity().to_string());
+        }
+    }
+    assert_eq!(escalated.as_deref(), Some("critical"));
+    let alarm = site.wait_alarm("filter-1-fault", true).await;
+    assert_eq!(alarm["severity"], "critical", "{alarm}");
+    assert!(alarm["escalation_step"].as_u64() >= Some(1), "{alarm}");
+
+    site1
+        .acknowledge("filter-1-fault", "filter swap booked")
+        .await
+        .unwrap();
+    let step_at_ack = site.wait_alarm("filter-1-fault", true).await["escalation_step"].clone();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = site.wait_alarm("filter-1-fault", true).await;
+    assert_eq!(
+        after["escalation_step"], step_at_ack,
+        "an acknowledged alarm escalates no further: {after}"
     );
 }
