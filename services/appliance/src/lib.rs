@@ -22,6 +22,8 @@ pub mod systemd;
 pub mod testdaemon;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testtpm;
+#[cfg(feature = "test-support")]
+pub mod testtrustd;
 pub mod time_text;
 pub mod tls;
 pub mod units;

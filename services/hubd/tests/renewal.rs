@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use appliance::dbus::Bus;
 use appliance::dbus::contracts::Hub1Proxy;
+use appliance::testtrustd::Trustd;
 use common::network::echo_service;
-use common::trustd::Trustd;
 use common::{CONVERGE, Hub, Site, free_tcp};
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::DigitallySignedStruct;

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use appliance::dbus::Bus;
 use appliance::dbus::contracts::{Hub1Proxy, SiteState};
+use appliance::testtrustd::Trustd;
 use common::netns::{self, Namespaces};
-use common::trustd::Trustd;
 use common::{CONVERGE, Hub, Site};
 
 /// The hubs: namespace short name, hub id, country.

@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use appliance::dbus::Bus;
 use appliance::dbus::testbus::TestBus;
+use appliance::testtrustd::{SITE_DOMAIN, Trustd};
 use sited::uplink::{ClientIdentitySource, Outbox};
 use tokio_util::sync::CancellationToken;
-use uplink_support::trustd::{SITE_DOMAIN, Trustd};
 use uplink_support::{Alertmanager, ago, alert, notification, wait_status};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn notifications_arrive_under_a_certificate_from_trustd() {
     let bus = TestBus::start().expect("a private dbus-daemon");
-    let (_trustd, site_root) = Trustd::start(bus.address()).await;
+    let (_trustd, site_root) = Trustd::start(bus.address(), "").await;
     let mut am = Alertmanager::prepare(Ipv4Addr::new(127, 72, 3, 1));
     am.trust_clients_of(&site_root);
     am.launch().await;

@@ -5,7 +5,6 @@
 
 pub mod netns;
 pub mod network;
-pub mod trustd;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -4,8 +4,6 @@
 //! stranger's CA (a client certificate Alertmanager must refuse).
 #![allow(dead_code)] // each test file uses part of it
 
-pub mod trustd;
-
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

@@ -1,15 +1,20 @@
-//! A real trustd on a hub's private bus, its CA key in a software TPM (swtpm), as the appliance
-//! runs it: the image's trustd.toml with the TPM, PCR policy, HTTP and ACME of a test.
+//! A real trustd on a test's private bus (feature `test-support`), its CA key in a software TPM
+//! (swtpm), as the appliance runs it: the image's trustd.toml with the TPM, PCR policy, HTTP and
+//! ACME of a test. Services that ask trustd for certificates (hubd's hub certificate, sited's
+//! uplink client) test against it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use appliance::dbus::Bus;
-use appliance::dbus::contracts::Trust1Proxy;
-use appliance::testtpm::Swtpm;
+use crate::dbus::Bus;
+use crate::dbus::contracts::Trust1Proxy;
+use crate::testtpm::Swtpm;
 use tempfile::TempDir;
+
+/// The site domain of the image's trustd.toml: service names lie under it.
+pub const SITE_DOMAIN: &str = "bunker.test";
 
 /// A running trustd, ended (by its PID) when dropped.
 pub struct Trustd {
@@ -40,7 +45,7 @@ impl Trustd {
                  [http]\nenabled = false\n[acme]\nenabled = false\n[metrics]\nlisten = \"{}\"\n\
                  {site_config}",
                 tpm.tcti(),
-                super::free_tcp()
+                std::net::SocketAddr::from(([127, 0, 0, 1], crate::testdaemon::free_port()))
             ),
         )
         .unwrap();
@@ -59,7 +64,7 @@ impl Trustd {
             _tpm: tpm,
             _dir: dir,
         };
-        let connection = appliance::dbus::connect(&Bus::Address(bus.to_owned()))
+        let connection = crate::dbus::connect(&Bus::Address(bus.to_owned()))
             .await
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -92,9 +97,15 @@ impl Drop for Trustd {
     }
 }
 
-/// The trustd binary beside this test's hubd (built with the workspace; built here if not).
+/// The workspace's trustd binary in the running test's target directory (built here if not).
 fn binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_hubd")).with_file_name("trustd");
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> → target/<profile>/trustd
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test runs from target/<profile>/deps")
+        .join("trustd");
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let built = Command::new(cargo)
