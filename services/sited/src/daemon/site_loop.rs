@@ -138,6 +138,7 @@ impl SiteLoop {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut line = self.status_line();
+        let mut sending = None;
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -167,9 +168,7 @@ impl SiteLoop {
                     let fresh = self.status_line();
                     if fresh != line {
                         tracing::info!("status: {fresh}");
-                        if let Err(error) = notifier.status(&fresh) {
-                            tracing::warn!(%error, "cannot tell systemd the status");
-                        }
+                        sending = tell_status(*notifier, &fresh, sending);
                         line = fresh;
                     }
                 }
@@ -628,6 +627,27 @@ fn log_transition(transition: &Transition) {
         "{}",
         transition.why
     );
+}
+
+/// Sends STATUS= off the loop: the notify socket is a datagram socket whose send blocks once the
+/// manager stops reading (the kernel queues ten), and the loop that drives the siren must never
+/// wait for it. While the last status is still on its way a newer one is skipped; the next
+/// change sends again.
+fn tell_status(
+    notifier: Notifier,
+    text: &str,
+    sending: Option<tokio::task::JoinHandle<()>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if sending.as_ref().is_some_and(|task| !task.is_finished()) {
+        tracing::warn!("systemd has not taken the last status line yet; this one is skipped");
+        return sending;
+    }
+    let text = text.to_owned();
+    Some(tokio::task::spawn_blocking(move || {
+        if let Err(error) = notifier.status(&text) {
+            tracing::warn!(%error, "cannot tell systemd the status");
+        }
+    }))
 }
 
 async fn sleep_until(deadline: Option<SystemTime>) {
