@@ -4,7 +4,8 @@
 //! the same for all of them, so it lives here once:
 //!
 //! - [`Notifier`] tells systemd `READY=1` only when the service really serves, keeps a `STATUS=`
-//!   line a person can read, and says `STOPPING=1` when the stop begins.
+//!   line a person can read ([`StatusLine`], sent off the main loop), and says `STOPPING=1` when
+//!   the stop begins.
 //! - [`Heartbeat`] and [`spawn_watchdog`] ping `WATCHDOG=1` only while the service's main loop
 //!   proves it is alive, so a wedged service is killed and restarted by systemd instead of lying.
 //! - [`ShutdownSignal`] / [`shutdown_token`] turn SIGTERM and SIGINT into a
@@ -19,6 +20,7 @@
 mod daemon_main;
 mod notify;
 mod shutdown;
+mod status_line;
 mod watchdog;
 
 #[cfg(test)]
@@ -27,6 +29,7 @@ mod tests;
 pub use daemon_main::{configure, run_daemon};
 pub use notify::Notifier;
 pub use shutdown::{ShutdownSignal, shutdown_token};
+pub use status_line::StatusLine;
 pub use watchdog::{Heartbeat, WatchdogVerdict, spawn_watchdog, watchdog_verdict};
 
 use std::io;

@@ -32,7 +32,7 @@ use appliance::dbus::contracts::MINING;
 use appliance::metrics::{MetricsEndpoint, register_build_info};
 use appliance::site_watch::{SiteReport, SiteWatch};
 use appliance::state::StateDir;
-use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
+use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, StatusLine, spawn_watchdog};
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -210,7 +210,7 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         &proxy_metrics,
     )
     .await?;
-    let mut line = snapshot.status_line();
+    let ready_line = snapshot.status_line();
     let (snapshots, _first_reader) = watch::channel(Arc::new(snapshot));
 
     let republish = Arc::new(Republish::default());
@@ -233,9 +233,10 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
     .await
     .context("serving org.bunkeros.Mining1 on the system bus")?;
     notifier
-        .ready(&line)
+        .ready(&ready_line)
         .context("telling systemd that minerd is ready")?;
-    tracing::info!("READY=1; status: {line}");
+    tracing::info!("READY=1; status: {ready_line}");
+    let mut line = StatusLine::new(&ready_line);
 
     let heartbeat = Heartbeat::new();
     let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
@@ -284,13 +285,7 @@ pub async fn run_on(setup: MinerdSetup, bus: Bus) -> Result<()> {
         snapshot.generation = generation;
         let fresh = snapshot.status_line();
         snapshots.send_replace(Arc::new(snapshot));
-        if fresh != line {
-            tracing::info!("status: {fresh}");
-            if let Err(error) = notifier.status(&fresh) {
-                tracing::warn!(%error, "cannot tell systemd the status");
-            }
-            line = fresh;
-        }
+        line.update(notifier, fresh);
     }
 
     tracing::info!("stopping: the proxy takes no more work");

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use appliance::audit_log::AuditLog;
 use appliance::dbus::contracts::{SITE, SiteState};
 use appliance::state::StateDir;
-use appliance::systemd::{Heartbeat, Notifier};
+use appliance::systemd::{Heartbeat, Notifier, StatusLine};
 use serde_json::json;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::sync::{mpsc, watch};
@@ -137,8 +137,7 @@ impl SiteLoop {
     ) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut line = self.status_line();
-        let mut sending = None;
+        let mut line = StatusLine::new(&self.status_line());
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -165,12 +164,7 @@ impl SiteLoop {
                 _ = ticker.tick() => {
                     heartbeat.beat();
                     self.publish(SystemTime::now()).await;
-                    let fresh = self.status_line();
-                    if fresh != line {
-                        tracing::info!("status: {fresh}");
-                        sending = tell_status(*notifier, &fresh, sending);
-                        line = fresh;
-                    }
+                    line.update(*notifier, self.status_line());
                 }
             }
         }
@@ -627,27 +621,6 @@ fn log_transition(transition: &Transition) {
         "{}",
         transition.why
     );
-}
-
-/// Sends STATUS= off the loop: the notify socket is a datagram socket whose send blocks once the
-/// manager stops reading (the kernel queues ten), and the loop that drives the siren must never
-/// wait for it. While the last status is still on its way a newer one is skipped; the next
-/// change sends again.
-fn tell_status(
-    notifier: Notifier,
-    text: &str,
-    sending: Option<tokio::task::JoinHandle<()>>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if sending.as_ref().is_some_and(|task| !task.is_finished()) {
-        tracing::warn!("systemd has not taken the last status line yet; this one is skipped");
-        return sending;
-    }
-    let text = text.to_owned();
-    Some(tokio::task::spawn_blocking(move || {
-        if let Err(error) = notifier.status(&text) {
-            tracing::warn!(%error, "cannot tell systemd the status");
-        }
-    }))
 }
 
 async fn sleep_until(deadline: Option<SystemTime>) {
