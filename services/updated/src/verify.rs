@@ -141,9 +141,12 @@ impl From<TufError> for UpdateRefused {
                 what: specifier,
                 max_size,
             },
-            e @ TufError::Transport { .. } => UpdateRefused::Unreadable {
-                detail: e.to_string(),
-            },
+            // tough's hashing reader reports a digest or length failure through the transport
+            e @ TufError::Transport { .. } => {
+                integrity_failure(&e).unwrap_or_else(|| UpdateRefused::Unreadable {
+                    detail: e.to_string(),
+                })
+            }
             e @ TufError::SystemTimeSteppedBackward { .. } => UpdateRefused::ClockWentBack {
                 detail: e.to_string(),
             },
@@ -152,6 +155,32 @@ impl From<TufError> for UpdateRefused {
             },
         }
     }
+}
+
+/// The hash or length failure inside a transport error, if that is what it is.
+fn integrity_failure(error: &TufError) -> Option<UpdateRefused> {
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        match error.downcast_ref::<TufError>() {
+            Some(TufError::HashMismatch { context, .. }) => {
+                return Some(UpdateRefused::Tampered {
+                    what: context.clone(),
+                });
+            }
+            Some(TufError::MaxSizeExceeded {
+                max_size,
+                specifier,
+                ..
+            }) => {
+                return Some(UpdateRefused::TooLong {
+                    what: specifier,
+                    max_size: *max_size,
+                });
+            }
+            _ => cause = error.source(),
+        }
+    }
+    None
 }
 
 /// A release whose metadata verified and whose image is newer than the running one.
