@@ -437,3 +437,60 @@ async fn a_malformed_state_file_is_refused_not_ignored() {
     let refused = fx.verify(&repo, &state, "0.1.0").await.unwrap_err();
     assert!(matches!(refused, UpdateRefused::State { .. }), "{refused}");
 }
+
+#[tokio::test]
+async fn a_release_signed_by_other_keys_is_refused() {
+    let fx = fixture().await;
+    // an attacker with a complete key set and root of their own, but not this image's root
+    let forger = fixture().await;
+    let forged = forger.release("forged", spec("9.0.0", 1)).await;
+    let refused = fx
+        .verify(&forged, &fx.state("a"), "0.1.0")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, UpdateRefused::Signatures { .. }),
+        "{refused}"
+    );
+    // the forged repository does verify against the forger's root: the refusal is about keys
+    forger
+        .verify(&forged, &forger.state("a"), "0.1.0")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn release_writing_refuses_too_few_keys_and_an_empty_artefact_directory() {
+    let fx = fixture().await;
+    let mut keys = fx.keys.clone();
+    keys.root.threshold = version(3);
+    let spec_root = RootSpec {
+        version: version(1),
+        expires: days_from_now(365),
+    };
+    let refused = write_root(&keys, spec_root, &fx.dir.path().join("root3"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            updated::ReleaseError::Threshold {
+                role: RoleType::Root,
+                threshold: 3,
+                keys: 2
+            }
+        ),
+        "{refused}"
+    );
+
+    let empty = fx.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = fx.dir.path().join("out");
+    let refused = write_release(&fx.root_json, &empty, &spec("0.2.0", 1), &fx.keys, &out)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, updated::ReleaseError::NoArtefacts(_)),
+        "{refused}"
+    );
+}
