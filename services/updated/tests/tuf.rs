@@ -333,6 +333,9 @@ async fn an_image_not_newer_than_the_running_one_is_refused_as_a_downgrade() {
             matches!(refused, UpdateRefused::Downgrade { offered, .. } if offered == ImageVersion::new(0, 2, 0)),
             "{running}: {refused}"
         );
+        // a refused update records nothing as seen
+        let seen = SeenVersions::load(&fx.state(running)).await.unwrap();
+        assert_eq!(seen, SeenVersions::default());
     }
 }
 
