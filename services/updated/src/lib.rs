@@ -1,0 +1,15 @@
+//! BunkerOS signed image updates (issue 7), the TUF core.
+//!
+//! A release is a TUF repository (Bottlerocket's `tough`): `repository` writes one from a
+//! directory of image artefacts and the release keys (what `make release` will call), `verify`
+//! loads one offline on the appliance against the root shipped in the running image and refuses
+//! anything that is not genuine, current and newer. Fetching over HTTPS, writing slots, boot
+//! counting and the health gate come later; this crate knows nothing of slots or D-Bus.
+
+pub mod image_version;
+pub mod repository;
+pub mod verify;
+
+pub use image_version::ImageVersion;
+pub use repository::{ReleaseError, ReleaseKeys, ReleaseSpec, RoleSigners, RootSpec};
+pub use verify::{SeenVersions, UpdateRefused, VerifiedUpdate, verify_update};
