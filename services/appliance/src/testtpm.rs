@@ -236,7 +236,7 @@ fn spawn(dir: &Path, port: u16) -> Result<Child, Attempt> {
         .spawn()
         .map_err(|e| Attempt::Failed(SwtpmError::Spawn(e)))?;
 
-    match wait_until_accepting(&mut process, port) {
+    match wait_until_accepting(&mut process, port, &state) {
         Ok(()) => Ok(process),
         Err(e) => {
             stop(&mut process);
@@ -253,12 +253,17 @@ fn spawn(dir: &Path, port: u16) -> Result<Child, Attempt> {
     }
 }
 
-/// Waits until both channels accept a connection. `Err(Some(status))` if swtpm exited,
-/// `Err(None)` on timeout.
+/// Waits until both channels accept a connection and this swtpm has written its state (so the
+/// ports answering are this process's, not another swtpm's that took them between the port
+/// check and the bind). `Err(Some(status))` if swtpm exited, `Err(None)` on timeout.
 ///
 /// The probe connections are closed at once; swtpm serves one client at a time, so it drops
 /// them before the real client connects.
-fn wait_until_accepting(process: &mut Child, port: u16) -> Result<(), Option<ExitStatus>> {
+fn wait_until_accepting(
+    process: &mut Child,
+    port: u16,
+    state: &Path,
+) -> Result<(), Option<ExitStatus>> {
     let deadline = Instant::now() + STARTUP;
     let reachable = |port: u16| {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -268,7 +273,12 @@ fn wait_until_accepting(process: &mut Child, port: u16) -> Result<(), Option<Exi
         if let Ok(Some(status)) = process.try_wait() {
             return Err(Some(status));
         }
-        if reachable(port + 1) && reachable(port) {
+        let ours = state.join("tpm2-00.permall").exists();
+        if ours && reachable(port + 1) && reachable(port) {
+            // Still running: one that lost the ports to another swtpm exits on its own.
+            if let Ok(Some(status)) = process.try_wait() {
+                return Err(Some(status));
+            }
             return Ok(());
         }
         if Instant::now() >= deadline {

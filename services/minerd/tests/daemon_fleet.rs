@@ -163,8 +163,10 @@ async fn minerd_runs_a_simulated_site_and_survives_kill_9() {
     let mining = Mining1Proxy::new(&connection).await.unwrap();
 
     // Discovered and polled: every miner up, with hashrate and power.
+    // Up after a scan, polled once a poll cycle has finished: wait for both, not only the first.
     eventually("all 8 miners polled up", || async {
-        status(&mining).await["miners"]["up"] == 8
+        let now = status(&mining).await;
+        now["miners"]["up"] == 8 && now["poll"]["last_at"].is_string()
     })
     .await;
     let now = status(&mining).await;
