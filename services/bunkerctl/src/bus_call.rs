@@ -57,3 +57,14 @@ pub fn refused(service: BusService, denied: &str, error: zbus::Error) -> anyhow:
         _ => anyhow!(error).context(format!("asking {daemon} over D-Bus")),
     }
 }
+
+/// A method's D-Bus error named `name` carrying `message`, as a service answers it (for the
+/// commands' refusal tests).
+#[cfg(test)]
+pub fn method_error(path: &str, member: &str, name: &str, message: &str) -> zbus::Error {
+    let call = zbus::message::Message::method_call(path, member)
+        .unwrap()
+        .build(&())
+        .unwrap();
+    zbus::Error::MethodError(name.try_into().unwrap(), Some(message.to_owned()), call)
+}

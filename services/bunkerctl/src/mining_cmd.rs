@@ -231,14 +231,9 @@ pub fn refused(error: zbus::Error) -> anyhow::Error {
 mod tests {
     use super::*;
     use appliance::dbus::contracts::mining_errors;
-    use zbus::message::Message;
 
     fn method_error(name: &str, message: &str) -> zbus::Error {
-        let call = Message::method_call("/org/bunkeros/Mining1", "Status")
-            .unwrap()
-            .build(&())
-            .unwrap();
-        zbus::Error::MethodError(name.try_into().unwrap(), Some(message.to_owned()), call)
+        bus_call::method_error("/org/bunkeros/Mining1", "Status", name, message)
     }
 
     #[test]

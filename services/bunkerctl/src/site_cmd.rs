@@ -274,14 +274,9 @@ pub fn refused(error: zbus::Error) -> anyhow::Error {
 mod tests {
     use super::*;
     use appliance::dbus::contracts::site_errors;
-    use zbus::message::Message;
 
     fn method_error(name: &str, message: &str) -> zbus::Error {
-        let call = Message::method_call("/org/bunkeros/Site1", "Acknowledge")
-            .unwrap()
-            .build(&())
-            .unwrap();
-        zbus::Error::MethodError(name.try_into().unwrap(), Some(message.to_owned()), call)
+        bus_call::method_error("/org/bunkeros/Site1", "Acknowledge", name, message)
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! configured in a temporary directory, and helpers to read a driver's events.
 #![allow(dead_code)] // each test file uses part of it
 
+use appliance::testdaemon::free_port;
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -208,11 +208,6 @@ fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().unwrap().port()
 }
 
 fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
