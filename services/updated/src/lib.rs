@@ -11,5 +11,7 @@ pub mod repository;
 pub mod verify;
 
 pub use image_version::ImageVersion;
-pub use repository::{ReleaseError, ReleaseKeys, ReleaseSpec, RoleSigners, RootSpec};
-pub use verify::{SeenVersions, UpdateRefused, VerifiedUpdate, verify_update};
+pub use repository::{
+    ReleaseError, ReleaseFacts, ReleaseKeys, ReleaseSpec, RoleSigners, RootSpec, is_roothash,
+};
+pub use verify::{RunningImage, SeenVersions, UpdateRefused, VerifiedUpdate, verify_update};

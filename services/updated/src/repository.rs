@@ -24,8 +24,42 @@ use tough::schema::{Role, RoleKeys, RoleType, Root, Signature, Signed, Target};
 
 use crate::ImageVersion;
 
+/// What a release is, as signed into every target's custom metadata and checked on the
+/// appliance: the image version (no downgrade), the hardware profile (no image for another
+/// machine), and the root hash of its dm-verity tree (which the UKI boots).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseFacts {
+    pub image_version: ImageVersion,
+    pub profile: String,
+    pub roothash: String,
+}
+
+impl ReleaseFacts {
+    /// The custom metadata fields carrying these facts.
+    fn custom_fields(&self) -> HashMap<String, serde_json::Value> {
+        HashMap::from([
+            (
+                IMAGE_VERSION_FIELD.to_owned(),
+                self.image_version.to_string().into(),
+            ),
+            (PROFILE_FIELD.to_owned(), self.profile.clone().into()),
+            (ROOTHASH_FIELD.to_owned(), self.roothash.clone().into()),
+        ])
+    }
+}
+
+/// Whether `text` is a dm-verity root hash as the image build writes it: 64 lowercase hex digits.
+pub fn is_roothash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The custom metadata field of every target that names the release's image version.
 pub const IMAGE_VERSION_FIELD: &str = "bunkeros_image_version";
+/// The custom metadata field that names the hardware profile the image was built for.
+pub const PROFILE_FIELD: &str = "bunkeros_profile";
+/// The custom metadata field that carries the image's dm-verity root hash (64 hex digits): the
+/// hash the UKI's command line names, from which the slot's partition UUIDs are derived.
+pub const ROOTHASH_FIELD: &str = "bunkeros_roothash";
 
 /// TUF specification version the metadata claims.
 const SPEC_VERSION: &str = "1.0.0";
@@ -55,10 +89,11 @@ pub struct RootSpec {
     pub expires: jiff::Timestamp,
 }
 
-/// One release: its image version and the versions and expiry of the metadata that sign it.
-#[derive(Debug, Clone, Copy)]
+/// One release: what it is (signed into every target) and the versions and expiry of the
+/// metadata that sign it.
+#[derive(Debug, Clone)]
 pub struct ReleaseSpec {
-    pub image_version: ImageVersion,
+    pub facts: ReleaseFacts,
     /// The version of targets, snapshot and timestamp for this release; must grow per release.
     pub metadata_version: NonZeroU64,
     pub targets_expires: jiff::Timestamp,
@@ -181,7 +216,7 @@ pub async fn write_release(
         .snapshot_expires(spec.snapshot_expires)
         .timestamp_version(spec.metadata_version)
         .timestamp_expires(spec.timestamp_expires);
-    let version = serde_json::Value::String(spec.image_version.to_string());
+    let facts = spec.facts.custom_fields();
     for path in artefacts(artefacts_dir).await? {
         let mut target = Target::from_path(&path)
             .await
@@ -189,9 +224,7 @@ pub async fn write_release(
                 path: path.clone(),
                 source: std::io::Error::other(e.to_string()),
             })?;
-        target
-            .custom
-            .insert(IMAGE_VERSION_FIELD.to_owned(), version.clone());
+        target.custom.extend(facts.clone());
         let name =
             path.file_name()
                 .and_then(|n| n.to_str())
@@ -225,7 +258,7 @@ pub async fn write_release(
             })?;
     write_file(&metadata_dir.join("root.json"), &root_bytes).await?;
     tracing::info!(
-        image_version = %spec.image_version,
+        image_version = %spec.facts.image_version,
         metadata_version = spec.metadata_version,
         out = %out_dir.display(),
         "release repository written"

@@ -18,7 +18,9 @@ use tough::schema::RoleType;
 use tough::{FilesystemTransport, Repository, RepositoryLoader, TargetName};
 
 use crate::ImageVersion;
-use crate::repository::IMAGE_VERSION_FIELD;
+use crate::repository::{
+    IMAGE_VERSION_FIELD, PROFILE_FIELD, ROOTHASH_FIELD, ReleaseFacts, is_roothash,
+};
 
 /// File in the state directory that records the highest metadata versions accepted.
 const SEEN_VERSIONS_FILE: &str = "seen-versions.json";
@@ -80,15 +82,14 @@ pub enum UpdateRefused {
         offered: ImageVersion,
         running: ImageVersion,
     },
-    #[error("target {target} carries no valid signed image version ({IMAGE_VERSION_FIELD})")]
-    NoImageVersion { target: String },
+    #[error("target {target} carries no valid signed {field}")]
+    MissingFact { target: String, field: &'static str },
     #[error(
-        "the targets disagree on the image version ({first} and {second}), so the release is malformed"
+        "the release is an image for the hardware profile {offered:?}, but this appliance runs {running:?}"
     )]
-    MixedImageVersions {
-        first: ImageVersion,
-        second: ImageVersion,
-    },
+    WrongProfile { offered: String, running: String },
+    #[error("the targets disagree on their signed {field}, so the release is malformed")]
+    MixedFacts { field: &'static str },
     #[error("the release has no target named {0:?}")]
     UnknownTarget(String),
     #[error("writing the verified target failed: {0}")]
@@ -187,19 +188,27 @@ fn integrity_failure(error: &TufError) -> Option<UpdateRefused> {
 #[derive(Debug)]
 pub struct VerifiedUpdate {
     repository: Repository,
-    image_version: ImageVersion,
+    facts: ReleaseFacts,
     versions: SeenVersions,
+}
+
+/// The running image, against which a release is judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningImage {
+    pub version: ImageVersion,
+    /// The hardware profile the image was built for (`IMAGE_ID` is `bunkeros-<profile>`).
+    pub profile: String,
 }
 
 /// Loads the repository in `repository_dir` (`metadata/`, `targets/`: a USB stick or a local
 /// directory) against `trusted_root` (the image's `root.json`), refuses rollbacks against the
-/// state in `state_dir` and a release not newer than `running`, and records the accepted
-/// versions in `state_dir`.
+/// state in `state_dir`, a release for another hardware profile and one not newer than
+/// `running`, and records the accepted versions in `state_dir`.
 pub async fn verify_update(
     trusted_root: &[u8],
     repository_dir: &Path,
     state_dir: &Path,
-    running: ImageVersion,
+    running: &RunningImage,
 ) -> Result<VerifiedUpdate, UpdateRefused> {
     let seen = SeenVersions::load(state_dir).await?;
     let datastore = state_dir.join(TUF_DATASTORE_DIR);
@@ -218,18 +227,24 @@ pub async fn verify_update(
         .await?;
     let versions = SeenVersions::of(&repository);
     versions.refuse_rollback_from(&seen)?;
-    let image_version = signed_image_version(&repository)?;
-    if image_version <= running {
+    let facts = signed_facts(&repository)?;
+    if facts.profile != running.profile {
+        return Err(UpdateRefused::WrongProfile {
+            offered: facts.profile,
+            running: running.profile.clone(),
+        });
+    }
+    if facts.image_version <= running.version {
         return Err(UpdateRefused::Downgrade {
-            offered: image_version,
-            running,
+            offered: facts.image_version,
+            running: running.version,
         });
     }
     versions.store(state_dir).await?;
-    tracing::info!(%image_version, %running, ?versions, "update verified");
+    tracing::info!(image_version = %facts.image_version, running = %running.version, ?versions, "update verified");
     Ok(VerifiedUpdate {
         repository,
-        image_version,
+        facts,
         versions,
     })
 }
@@ -237,7 +252,12 @@ pub async fn verify_update(
 impl VerifiedUpdate {
     /// The image version signed in the release's targets.
     pub fn image_version(&self) -> ImageVersion {
-        self.image_version
+        self.facts.image_version
+    }
+
+    /// What the release is (version, profile, root hash), as signed in its targets.
+    pub fn facts(&self) -> &ReleaseFacts {
+        &self.facts
     }
 
     /// The metadata versions of this release (now recorded as seen).
@@ -358,26 +378,53 @@ impl SeenVersions {
     }
 }
 
-/// The one image version every target of the release carries in its signed custom metadata.
-fn signed_image_version(repository: &Repository) -> Result<ImageVersion, UpdateRefused> {
-    let mut found: Option<ImageVersion> = None;
+/// The facts every target of the release carries in its signed custom metadata; they must agree.
+fn signed_facts(repository: &Repository) -> Result<ReleaseFacts, UpdateRefused> {
+    let mut found: Option<ReleaseFacts> = None;
     for (name, target) in repository.all_targets() {
-        let version = target
-            .custom
-            .get(IMAGE_VERSION_FIELD)
-            .and_then(|v| v.as_str())
-            .and_then(|v| v.parse::<ImageVersion>().ok())
-            .ok_or_else(|| UpdateRefused::NoImageVersion {
-                target: name.raw().to_owned(),
-            })?;
-        match found {
-            Some(first) if first != version => {
-                return Err(UpdateRefused::MixedImageVersions {
-                    first,
-                    second: version,
-                });
+        let field = |field: &'static str| {
+            target
+                .custom
+                .get(field)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| UpdateRefused::MissingFact {
+                    target: name.raw().to_owned(),
+                    field,
+                })
+        };
+        let missing = |field: &'static str| UpdateRefused::MissingFact {
+            target: name.raw().to_owned(),
+            field,
+        };
+        let facts = ReleaseFacts {
+            image_version: field(IMAGE_VERSION_FIELD)?
+                .parse::<ImageVersion>()
+                .map_err(|_| missing(IMAGE_VERSION_FIELD))?,
+            profile: field(PROFILE_FIELD)?.to_owned(),
+            roothash: Some(field(ROOTHASH_FIELD)?)
+                .filter(|hash| is_roothash(hash))
+                .ok_or_else(|| missing(ROOTHASH_FIELD))?
+                .to_owned(),
+        };
+        match &found {
+            Some(first) => {
+                if first.image_version != facts.image_version {
+                    return Err(UpdateRefused::MixedFacts {
+                        field: IMAGE_VERSION_FIELD,
+                    });
+                }
+                if first.profile != facts.profile {
+                    return Err(UpdateRefused::MixedFacts {
+                        field: PROFILE_FIELD,
+                    });
+                }
+                if first.roothash != facts.roothash {
+                    return Err(UpdateRefused::MixedFacts {
+                        field: ROOTHASH_FIELD,
+                    });
+                }
             }
-            _ => found = Some(version),
+            None => found = Some(facts),
         }
     }
     found.ok_or_else(|| UpdateRefused::Metadata {

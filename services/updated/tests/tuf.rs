@@ -11,9 +11,11 @@ use tempfile::TempDir;
 use tough::schema::RoleType;
 use updated::repository::{generate_signing_key, write_release, write_root};
 use updated::{
-    ImageVersion, ReleaseKeys, ReleaseSpec, RoleSigners, RootSpec, SeenVersions, UpdateRefused,
-    verify_update,
+    ImageVersion, ReleaseFacts, ReleaseKeys, ReleaseSpec, RoleSigners, RootSpec, RunningImage,
+    SeenVersions, UpdateRefused, verify_update,
 };
+
+const PROFILE: &str = "qemu-x86_64";
 
 const ARTEFACTS: [&str; 3] = ["bunkeros.uki.efi", "root.squashfs", "root.verity"];
 
@@ -74,11 +76,32 @@ async fn fixture() -> Fixture {
 
 fn spec(image: &str, metadata_version: u64) -> ReleaseSpec {
     ReleaseSpec {
-        image_version: image.parse().unwrap(),
+        facts: ReleaseFacts {
+            image_version: image.parse().unwrap(),
+            profile: PROFILE.to_owned(),
+            roothash: roothash_of(image),
+        },
         metadata_version: version(metadata_version),
         targets_expires: days_from_now(90),
         snapshot_expires: days_from_now(30),
         timestamp_expires: days_from_now(7),
+    }
+}
+
+/// A root hash per image version, as the build would compute it from the image's root.
+fn roothash_of(image: &str) -> String {
+    use std::fmt::Write;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, image.as_bytes());
+    digest.as_ref().iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}
+
+fn running(version: &str) -> RunningImage {
+    RunningImage {
+        version: version.parse().unwrap(),
+        profile: PROFILE.to_owned(),
     }
 }
 
@@ -95,7 +118,7 @@ impl Fixture {
     /// Writes a release of `image` with metadata version `metadata_version` into its own
     /// repository directory and returns that directory.
     async fn release(&self, label: &str, spec: ReleaseSpec) -> PathBuf {
-        let image = spec.image_version.to_string();
+        let image = spec.facts.image_version.to_string();
         let artefacts = self.dir.path().join(format!("{label}-artefacts"));
         std::fs::create_dir(&artefacts).unwrap();
         for name in ARTEFACTS {
@@ -122,9 +145,9 @@ impl Fixture {
         &self,
         repo: &Path,
         state: &Path,
-        running: &str,
+        running_version: &str,
     ) -> Result<updated::VerifiedUpdate, UpdateRefused> {
-        verify_update(&self.trusted_root(), repo, state, running.parse().unwrap()).await
+        verify_update(&self.trusted_root(), repo, state, &running(running_version)).await
     }
 }
 
@@ -171,6 +194,8 @@ async fn a_genuine_release_verifies_and_its_targets_read_back() {
     let state = fx.state("a");
     let update = fx.verify(&repo, &state, "0.1.0").await.unwrap();
     assert_eq!(update.image_version(), ImageVersion::new(0, 2, 0));
+    assert_eq!(update.facts().profile, PROFILE);
+    assert_eq!(update.facts().roothash, roothash_of("0.2.0"));
     assert_eq!(update.target_names(), ARTEFACTS.map(String::from).to_vec());
     for name in ARTEFACTS {
         let expected = artefact_bytes(name, "0.2.0");
@@ -294,14 +319,9 @@ async fn a_root_below_its_signature_threshold_is_refused() {
     let mut root: Value = serde_json::from_slice(&fx.trusted_root()).unwrap();
     root["signatures"].as_array_mut().unwrap().pop();
     let one_signature = serde_json::to_vec_pretty(&root).unwrap();
-    let refused = verify_update(
-        &one_signature,
-        &repo,
-        &fx.state("a"),
-        "0.1.0".parse().unwrap(),
-    )
-    .await
-    .unwrap_err();
+    let refused = verify_update(&one_signature, &repo, &fx.state("a"), &running("0.1.0"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(refused, UpdateRefused::TrustedRoot { .. }),
         "{refused}"
@@ -311,12 +331,32 @@ async fn a_root_below_its_signature_threshold_is_refused() {
     let first = root["signatures"][0].clone();
     root["signatures"] = Value::Array(vec![first.clone(), first]);
     let doubled = serde_json::to_vec_pretty(&root).unwrap();
-    let refused = verify_update(&doubled, &repo, &fx.state("b"), "0.1.0".parse().unwrap())
+    let refused = verify_update(&doubled, &repo, &fx.state("b"), &running("0.1.0"))
         .await
         .unwrap_err();
     assert!(
         matches!(refused, UpdateRefused::TrustedRoot { .. }),
         "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn an_image_for_another_hardware_profile_is_refused() {
+    let fx = fixture().await;
+    let mut other = spec("0.2.0", 1);
+    other.facts.profile = "pc-x86_64".to_owned();
+    let repo = fx.release("r2", other).await;
+    let state = fx.state("a");
+    let refused = fx.verify(&repo, &state, "0.1.0").await.unwrap_err();
+    assert!(
+        matches!(&refused, UpdateRefused::WrongProfile { offered, running }
+            if offered == "pc-x86_64" && running == PROFILE),
+        "{refused}"
+    );
+    // nothing was recorded as seen for a release this machine cannot take
+    assert_eq!(
+        SeenVersions::load(&state).await.unwrap(),
+        SeenVersions::default()
     );
 }
 
