@@ -29,6 +29,7 @@ mod status_view;
 mod table;
 mod terminal;
 mod time_display;
+mod update_cmd;
 
 use std::process::ExitCode;
 
@@ -71,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         cmd: site_cmd::SiteCommand,
     },
+    /// Signed image updates (updated): slots, check and install a release with progress
+    Update {
+        #[command(subcommand)]
+        cmd: update_cmd::UpdateCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Command::Hub { cmd } => hub_cmd::run(cmd),
         Command::Mining { cmd } => mining_cmd::run(cmd),
         Command::Site { cmd } => site_cmd::run(cmd),
+        Command::Update { cmd } => update_cmd::run(cmd),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("bunkerctl: {error:#}");
@@ -106,7 +113,8 @@ mod tests {
             | Command::Ca { .. }
             | Command::Hub { .. }
             | Command::Mining { .. }
-            | Command::Site { .. } => None,
+            | Command::Site { .. }
+            | Command::Update { .. } => None,
         }
     }
 

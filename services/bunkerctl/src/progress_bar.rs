@@ -47,6 +47,28 @@ impl ProgressStyle {
         }
     }
 
+    /// What to write for `done` of `total` bytes of the phase called `label` (an update's
+    /// download, write and verify): the same bar, with sizes and the percentage.
+    pub fn render_bytes(self, label: &str, done: u64, total: u64) -> String {
+        let percent = if total == 0 {
+            100
+        } else {
+            done.min(total).saturating_mul(100) / total
+        };
+        let counts = format!("{} of {} MiB, {percent}%", done >> 20, total >> 20);
+        match self {
+            ProgressStyle::Lines => format!("{label}: {counts}\n"),
+            ProgressStyle::Bar => {
+                let filled = usize::try_from(percent).unwrap_or(100) * BAR_WIDTH / 100;
+                format!(
+                    "\r{label:<13} [{}{}] {counts}\x1b[K",
+                    "#".repeat(filled),
+                    ".".repeat(BAR_WIDTH - filled)
+                )
+            }
+        }
+    }
+
     /// What ends the progress display before a summary is printed.
     pub fn finish(self) -> &'static str {
         match self {
@@ -78,6 +100,26 @@ mod tests {
             failed,
             total,
         }
+    }
+
+    #[test]
+    fn byte_progress_shows_sizes_and_percent() {
+        assert_eq!(
+            ProgressStyle::Lines.render_bytes("write-root", 80 << 20, 160 << 20),
+            "write-root: 80 of 160 MiB, 50%\n"
+        );
+        let bar = ProgressStyle::Bar.render_bytes("verify", 40 << 20, 160 << 20);
+        assert!(
+            bar.contains(&format!("[{}{}]", "#".repeat(7), ".".repeat(23))),
+            "{bar}"
+        );
+        // nothing to do, or more done than announced, never panic or pass 100 %
+        assert!(
+            ProgressStyle::Lines
+                .render_bytes("x", 0, 0)
+                .contains("100%")
+        );
+        assert!(ProgressStyle::Bar.render_bytes("x", 9, 3).contains("100%"));
     }
 
     #[test]

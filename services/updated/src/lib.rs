@@ -8,6 +8,7 @@
 
 pub mod image_version;
 pub mod repository;
+pub mod settings;
 pub mod verify;
 
 pub use image_version::ImageVersion;

@@ -563,6 +563,86 @@ pub mod hub_errors {
     ];
 }
 
+/// `org.bunkeros.Update1`, updated's interface at [`UPDATE`], as its clients call it.
+///
+/// Documents are JSON strings whose fields are only ever added; times are RFC 3339 (UTC), sizes
+/// bytes. A `source` names where a release comes from: `usb` (the removable medium labelled
+/// `BUNKERUPD`), an absolute directory path (or `dir:PATH`), or an `https://` mirror; empty means
+/// the source configured in `updated.toml`. Refusals are D-Bus errors named in
+/// [`update_errors`] whose message is a sentence for the operator. The bus policy
+/// (`/usr/share/dbus-1/system.d/org.bunkeros.Update1.conf`) lets everyone read the status and
+/// only root and `bunkeros-operators` check or install.
+#[zbus::proxy(
+    interface = "org.bunkeros.Update1",
+    default_service = "org.bunkeros.Update1",
+    default_path = "/org/bunkeros/Update1"
+)]
+pub trait Update1 {
+    /// `BootedSlot` (`s`): `a` or `b`, the slot this boot came from.
+    #[zbus(property)]
+    fn booted_slot(&self) -> zbus::Result<String>;
+
+    /// `BootedVersion` (`s`): the running image's version.
+    #[zbus(property)]
+    fn booted_version(&self) -> zbus::Result<String>;
+
+    /// `NextSlot` (`s`): the slot the next boot starts (the newest entry with tries left).
+    #[zbus(property)]
+    fn next_slot(&self) -> zbus::Result<String>;
+
+    /// `NextVersion` (`s`): the image version in the next boot's slot.
+    #[zbus(property)]
+    fn next_version(&self) -> zbus::Result<String>;
+
+    /// `Activity` (`s`): `idle`, `checking`, `installing`, `gating` (the health gate of a
+    /// new slot runs).
+    #[zbus(property)]
+    fn activity(&self) -> zbus::Result<String>;
+
+    /// `LastResult` (`s`): the last recorded result (JSON: `kind` installed, refused, failed,
+    /// blessed, fell-back; `version`, `slot`, `reason`, `at`), `{}` before the first.
+    #[zbus(property)]
+    fn last_result(&self) -> zbus::Result<String>;
+
+    /// `Progress(phase s, done t, total t)`: while installing; `phase` is `verify-metadata`,
+    /// `write-root`, `write-verity`, `verify`, `boot-entry`.
+    #[zbus(signal)]
+    fn progress(&self, phase: &str, done: u64, total: u64) -> zbus::Result<()>;
+
+    /// `InstallFinished(installed b, result s)`: an install ended; `result` as `LastResult`.
+    #[zbus(signal)]
+    fn install_finished(&self, installed: bool, result: &str) -> zbus::Result<()>;
+
+    /// The status document: `booted` {`slot`, `version`, `roothash`}, `next`, `slots` (each
+    /// slot's version and boot entry: `blessed`, `trying` with tries left, `bad`, `none`),
+    /// `activity`, `progress`, `pending`, `last_result`, `history`.
+    fn status(&self) -> zbus::Result<String>;
+
+    /// Verifies the release at `source` against this image's TUF root without installing:
+    /// what it offers and whether it would be installed or why not (JSON).
+    fn check(&self, source: &str) -> zbus::Result<String>;
+
+    /// Starts installing the release at `source` into the inactive slot; returns at once with
+    /// the release's facts (JSON); progress comes as `Progress`, the end as `InstallFinished`.
+    /// With `reboot`, the appliance reboots into the new slot once it is installed.
+    fn install(&self, source: &str, reboot: bool) -> zbus::Result<String>;
+}
+
+/// The D-Bus error names updated answers with; the message of each is a sentence.
+pub mod update_errors {
+    /// A `source` that is not one updated can read (`usb`, an absolute path, `https://`).
+    pub const INVALID_ARGUMENT: &str = "org.bunkeros.Update1.Error.InvalidArgument";
+    /// An install or check is already running.
+    pub const BUSY: &str = "org.bunkeros.Update1.Error.Busy";
+    /// The release was refused (not genuine, expired, a downgrade, another profile, ...).
+    pub const REFUSED: &str = "org.bunkeros.Update1.Error.Refused";
+    /// The release could not be read (medium missing, mirror unreachable).
+    pub const UNAVAILABLE: &str = "org.bunkeros.Update1.Error.Unavailable";
+
+    /// Every name, for tests and clients that match on them.
+    pub const ALL: [&str; 4] = [INVALID_ARGUMENT, BUSY, REFUSED, UNAVAILABLE];
+}
+
 /// The D-Bus error names minerd answers with; the message of each is a sentence.
 pub mod mining_errors {
     /// An argument is not what the method takes (a selection, action, address or note).
@@ -611,6 +691,7 @@ mod tests {
         assert_errors_under(&hub_errors::ALL, HUB.bus_name);
         assert_errors_under(&mining_errors::ALL, MINING.bus_name);
         assert_errors_under(&site_errors::ALL, SITE.bus_name);
+        assert_errors_under(&update_errors::ALL, UPDATE.bus_name);
     }
 
     #[test]

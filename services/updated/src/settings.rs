@@ -1,0 +1,241 @@
+//! updated's configuration: `updated.toml` (the image's defaults, then the site's file).
+//!
+//! ```toml
+//! [release]
+//! trusted_root = "/usr/share/bunkeros/update/root.json"  # the TUF root this image trusts
+//! source = "usb"                # where `bunkerctl update check|install` look without a source
+//!
+//! [install]
+//! boot_tries = 3                # boots a new slot gets before systemd-boot falls back
+//! esp = "/efi"                  # where the EFI system partition is mounted
+//!
+//! [health_gate]
+//! timeout_secs = 300            # how long a new slot has to become healthy
+//! units = ["trustd.service", "hubd.service", "minerd.service", "sited.service"]
+//!
+//! [metrics]
+//! listen = "127.0.0.1:9105"
+//! ```
+//!
+//! Every problem is refused before anything starts, as `FILE:LINE:COLUMN: sentence`, and
+//! updated exits with status 78.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use appliance::config::{ConfigError, ConfigPaths, DurationSecs, Invalid, Port, ServiceConfig};
+use appliance::metrics::MetricsSection;
+use serde::Deserialize;
+
+/// The service name: the config file stem, the log identifier and the state directory.
+pub const SERVICE: &str = "updated";
+
+/// Default port of the loopback metrics endpoint (DESIGN: updated 9105).
+pub const DEFAULT_METRICS_PORT: Port = Port::from_const(9105);
+
+/// `[release]`: which releases this appliance accepts and where it looks for them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseSection {
+    /// The TUF root.json the image ships: every release must verify against it.
+    pub trusted_root: PathBuf,
+    /// The default source: `usb`, an absolute directory, or an `https://` mirror.
+    pub source: String,
+}
+
+impl Default for ReleaseSection {
+    fn default() -> Self {
+        ReleaseSection {
+            trusted_root: PathBuf::from("/usr/share/bunkeros/update/root.json"),
+            source: "usb".to_owned(),
+        }
+    }
+}
+
+/// `[install]`: how a release goes into the inactive slot.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstallSection {
+    /// Boots a new slot gets (systemd-boot's counter) before it falls back: 1 to 9.
+    pub boot_tries: u8,
+    /// The mounted EFI system partition.
+    pub esp: PathBuf,
+    /// The disk holding the slots; empty: the disk of the partition labelled `root-a`.
+    pub disk: Option<PathBuf>,
+}
+
+impl Default for InstallSection {
+    fn default() -> Self {
+        InstallSection {
+            boot_tries: 3,
+            esp: PathBuf::from("/efi"),
+            disk: None,
+        }
+    }
+}
+
+/// `[health_gate]`: what a new slot must show before it is blessed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthGateSection {
+    /// How long the services have to become healthy after boot (30 s to 1 h).
+    pub timeout_secs: DurationSecs<30, 3600>,
+    /// The units that must be active and ready (a unit skipped by its condition passes).
+    pub units: Vec<String>,
+}
+
+impl Default for HealthGateSection {
+    fn default() -> Self {
+        HealthGateSection {
+            timeout_secs: DurationSecs::from_const(300),
+            units: ["trustd", "hubd", "minerd", "sited"]
+                .map(|unit| format!("{unit}.service"))
+                .to_vec(),
+        }
+    }
+}
+
+/// Everything updated reads from `updated.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatedConfig {
+    pub release: ReleaseSection,
+    pub install: InstallSection,
+    pub health_gate: HealthGateSection,
+    pub metrics: MetricsSection<{ DEFAULT_METRICS_PORT.get() }>,
+}
+
+impl ServiceConfig for UpdatedConfig {
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut problems = Vec::new();
+        if !(1..=9).contains(&self.install.boot_tries) {
+            problems.push(Invalid::new(
+                "install.boot_tries",
+                "must be 1 to 9: a new slot needs at least one boot, and more than a few only delays the fallback",
+            ));
+        }
+        if !self.release.trusted_root.is_absolute() {
+            problems.push(Invalid::new(
+                "release.trusted_root",
+                "must be an absolute path",
+            ));
+        }
+        if !self.install.esp.is_absolute() {
+            problems.push(Invalid::new("install.esp", "must be an absolute path"));
+        }
+        if self.install.disk.as_ref().is_some_and(|d| !d.is_absolute()) {
+            problems.push(Invalid::new("install.disk", "must be an absolute path"));
+        }
+        for (i, unit) in self.health_gate.units.iter().enumerate() {
+            if !is_unit_name(unit) {
+                problems.push(Invalid::new(
+                    format!("health_gate.units[{i}]"),
+                    format!("{unit:?} is not a systemd service name such as \"sited.service\""),
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// A `NAME.service` of `a-z 0-9 - _ @ .` characters.
+fn is_unit_name(unit: &str) -> bool {
+    unit.strip_suffix(".service").is_some_and(|stem| {
+        !stem.is_empty()
+            && stem.len() <= 200
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'@' | b'.'))
+    })
+}
+
+/// The loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct UpdatedSetup {
+    pub config: UpdatedConfig,
+    pub sources: String,
+}
+
+impl UpdatedSetup {
+    /// What `--check-config` prints and the journal records at start.
+    pub fn report(&self) -> String {
+        let c = &self.config;
+        let mut out = String::new();
+        let _ = writeln!(out, "configuration: {}", self.sources);
+        let _ = writeln!(
+            out,
+            "release: trusted root {}, default source {}",
+            c.release.trusted_root.display(),
+            c.release.source
+        );
+        let _ = writeln!(
+            out,
+            "install: {} boot tries, ESP at {}, disk {}",
+            c.install.boot_tries,
+            c.install.esp.display(),
+            c.install
+                .disk
+                .as_deref()
+                .map_or("(the disk of root-a)".to_owned(), |d| d
+                    .display()
+                    .to_string())
+        );
+        let _ = writeln!(
+            out,
+            "health gate: {} s for {}",
+            c.health_gate.timeout_secs.secs(),
+            c.health_gate.units.join(", ")
+        );
+        let _ = writeln!(out, "metrics: {}", c.metrics.listen);
+        out
+    }
+}
+
+/// Reads `updated.toml` (`--config` replaces the site layer).
+pub fn load(explicit: Option<&Path>) -> Result<UpdatedSetup, ConfigError> {
+    let loaded = ConfigPaths::for_service(SERVICE, explicit).load::<UpdatedConfig>()?;
+    let sources = loaded.summary();
+    Ok(UpdatedSetup {
+        config: loaded.into_inner(),
+        sources,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<UpdatedConfig, Vec<Invalid>> {
+        let config: UpdatedConfig =
+            toml::from_str(text).map_err(|e| vec![Invalid::new("toml", e.to_string())])?;
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_name_the_image_root_and_port_9105() {
+        let config = parse("").unwrap();
+        assert_eq!(config.install.boot_tries, 3);
+        assert_eq!(config.metrics.listen.to_string(), "127.0.0.1:9105");
+        assert_eq!(config.health_gate.units.len(), 4);
+        assert_eq!(config.health_gate.timeout_secs.secs(), 300);
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_key_to_fix() {
+        let problems =
+            parse("[install]\nboot_tries = 0\nesp = \"efi\"\n[health_gate]\nunits = [\"sited\"]\n")
+                .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["install.boot_tries", "install.esp", "health_gate.units[0]"]
+        );
+        assert!(parse("[install]\nboot_trys = 3\n").is_err());
+        assert!(parse("[health_gate]\ntimeout_secs = 5\n").is_err());
+        assert!(parse("[metrics]\nlisten = \"0.0.0.0:9105\"\n").is_err());
+    }
+}
