@@ -50,11 +50,9 @@ impl ProgressStyle {
     /// What to write for `done` of `total` bytes of the phase called `label` (an update's
     /// download, write and verify): the same bar, with sizes and the percentage.
     pub fn render_bytes(self, label: &str, done: u64, total: u64) -> String {
-        let percent = if total == 0 {
-            100
-        } else {
-            done.min(total).saturating_mul(100) / total
-        };
+        let percent = (done.min(total).saturating_mul(100))
+            .checked_div(total)
+            .unwrap_or(100);
         let counts = format!("{} of {} MiB, {percent}%", done >> 20, total >> 20);
         match self {
             ProgressStyle::Lines => format!("{label}: {counts}\n"),
