@@ -9,6 +9,7 @@
 pub mod image_version;
 pub mod repository;
 pub mod settings;
+pub mod update_metrics;
 pub mod verify;
 
 pub use image_version::ImageVersion;
