@@ -6,10 +6,14 @@
 //! anything that is not genuine, current and newer. Fetching over HTTPS, writing slots, boot
 //! counting and the health gate come later; this crate knows nothing of slots or D-Bus.
 
+pub mod boot_entries;
+pub mod disk_layout;
 pub mod image_version;
+pub mod install;
 pub mod repository;
 pub mod settings;
 pub mod update_metrics;
+pub mod update_state;
 pub mod verify;
 
 pub use image_version::ImageVersion;

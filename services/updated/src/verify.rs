@@ -284,6 +284,14 @@ impl VerifiedUpdate {
             .map(|(_, target)| target.length)
     }
 
+    /// The signed SHA-256 of a target, to check that a disk kept what was streamed into it.
+    pub fn target_sha256(&self, name: &str) -> Option<Vec<u8>> {
+        self.repository
+            .all_targets()
+            .find(|(target, _)| target.raw() == name)
+            .map(|(_, target)| target.hashes.sha256.to_vec())
+    }
+
     /// Streams target `name` into `sink` while tough hashes it, and returns the bytes written.
     /// tough checks the length and SHA-256 as the bytes pass; on an error the bytes already
     /// written are not genuine and the caller must discard them (the inactive slot is only made
