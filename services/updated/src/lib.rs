@@ -7,13 +7,18 @@
 //! (a directory, the update medium, an HTTPS mirror through `mirror`'s transport).
 
 pub mod boot_entries;
+pub mod booted;
+pub mod controller;
+pub mod daemon;
 pub mod disk_layout;
 pub mod image_version;
 pub mod install;
 pub mod mirror;
+pub mod reboot;
 pub mod repository;
 pub mod settings;
 pub mod source;
+pub mod update1;
 pub mod update_metrics;
 pub mod update_state;
 pub mod verify;

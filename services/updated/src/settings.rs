@@ -41,6 +41,10 @@ pub struct ReleaseSection {
     pub trusted_root: PathBuf,
     /// The default source: `usb`, an absolute directory, or an `https://` mirror.
     pub source: String,
+    /// PEM files of the CAs an HTTPS mirror's certificate must chain to (the site CA's root,
+    /// `bunkerctl ca root`; the system's roots only if their bundle is listed). Empty: no mirror
+    /// is trusted, so only the medium and directories work.
+    pub mirror_trust_anchors: Vec<PathBuf>,
 }
 
 impl Default for ReleaseSection {
@@ -48,6 +52,7 @@ impl Default for ReleaseSection {
         ReleaseSection {
             trusted_root: PathBuf::from("/usr/share/bunkeros/update/root.json"),
             source: "usb".to_owned(),
+            mirror_trust_anchors: Vec::new(),
         }
     }
 }

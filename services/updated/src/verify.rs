@@ -312,6 +312,11 @@ impl VerifiedUpdate {
         self.versions
     }
 
+    /// When the release's timestamp expires: a mirror or medium must offer a fresher one by then.
+    pub fn expires(&self) -> jiff::Timestamp {
+        self.repository.timestamp().signed.expires
+    }
+
     /// The names of the release's targets, sorted.
     pub fn target_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
