@@ -149,6 +149,37 @@ pub fn slot_uuids(roothash: &str) -> Result<(Uuid, Uuid), DiskError> {
     Ok((half(&roothash[..32]), half(&roothash[32..])))
 }
 
+/// The whole disk holding the partition labelled `esp`, as a device path: `/dev/disk/by-
+/// partlabel/esp` resolves to the partition's node (`/dev/vda1`, `/dev/nvme0n1p1`), and sysfs
+/// places each partition under its disk (`/sys/class/block/vda1` → `…/block/vda/vda1`). `dev`
+/// and `sys` are `/dev` and `/sys` on the appliance, other trees in tests.
+pub fn find_disk(dev: &Path, sys: &Path) -> Result<PathBuf, DiskError> {
+    let link = dev.join("disk/by-partlabel/esp");
+    let not_found = |detail: String| DiskError::Gpt {
+        path: link.clone(),
+        detail,
+    };
+    let partition = std::fs::canonicalize(&link)
+        .map_err(|e| not_found(format!("the ESP partition cannot be resolved: {e}")))?;
+    let name = partition
+        .file_name()
+        .ok_or_else(|| not_found(format!("{} names no device", partition.display())))?;
+    let in_sysfs = sys.join("class/block").join(name);
+    let disk = std::fs::canonicalize(&in_sysfs)
+        .map_err(|e| not_found(format!("{} cannot be resolved: {e}", in_sysfs.display())))?
+        .parent()
+        .and_then(Path::file_name)
+        .map(|disk| dev.join(disk))
+        .ok_or_else(|| not_found(format!("{} has no parent disk", in_sysfs.display())))?;
+    if !std::fs::exists(in_sysfs.join("partition")).unwrap_or(false) {
+        return Err(not_found(format!(
+            "{} is not a partition",
+            partition.display()
+        )));
+    }
+    Ok(disk)
+}
+
 impl DiskLayout {
     /// Reads the GPT of the disk at `path` (a block device, or an image file in tests) and finds
     /// both slots' partitions by name.
@@ -499,3 +530,7 @@ pub async fn partition_sha256(
     .await
     .map_err(io::Error::other)?
 }
+
+#[cfg(test)]
+#[path = "disk_layout_tests.rs"]
+mod tests;

@@ -415,10 +415,40 @@ async fn the_booted_image_is_not_installed_again() {
     appliance.assert_slot_a_untouched();
 }
 
+#[tokio::test]
+async fn a_partition_writer_fills_its_partition_and_refuses_one_byte_more() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let appliance = appliance(dir.path());
+    let layout = DiskLayout::read(&appliance.disk).unwrap();
+    let span = layout.slot(Slot::B).verity.clone();
+    let mut writer = layout.partition_writer(&span).unwrap();
+    let chunk = vec![0xa5; 64 * 1024];
+    for _ in 0..span.length / chunk.len() as u64 {
+        writer.write_all(&chunk).await.unwrap();
+    }
+    let error = writer.write_all(b"x").await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::StorageFull);
+    assert!(error.to_string().contains("root-b-verity"), "{error}");
+    assert_eq!(writer.sync().await.unwrap(), span.length);
+    assert_eq!(
+        appliance.partition_bytes("root-b-verity", span.length as usize),
+        vec![0xa5; span.length as usize]
+    );
+    let mut after = [0xffu8; 4096];
+    std::fs::File::open(&appliance.disk)
+        .unwrap()
+        .read_exact_at(&mut after, span.offset + span.length)
+        .unwrap();
+    assert_eq!(after, [0u8; 4096], "the next partition is untouched");
+}
+
 /// Environment variable naming the directory the killed child installs from.
 const CHILD_DIR: &str = "UPDATED_TEST_INSTALL_CHILD_DIR";
 /// Bytes of the large root image the killed install writes.
 const LARGE_ROOT: usize = 8 * MIB as usize;
+/// Root bytes the child writes before the parent kills it.
+const KILL_AFTER: u64 = 2 * MIB;
 
 fn large_release_artefacts() -> Vec<(&'static str, Vec<u8>)> {
     let mut artefacts = ARTEFACTS
@@ -453,9 +483,13 @@ async fn child_installs_slowly_until_killed() {
         booted_roothash: &booted,
         tries: 3,
     };
+    // Once past KILL_AFTER bytes of the root the child stalls, mid-write, until it is killed
+    // (60 s only bounds a parent that never kills it).
     let mut report = |p: Progress| {
         println!("progress {} {} {}", p.phase.name(), p.done, p.total);
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if p.phase == Phase::WriteRoot && p.done >= KILL_AFTER {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
     };
     let result = install_update(&update, &target, &mut report).await;
     println!("finished {result:?}");
@@ -491,7 +525,7 @@ async fn killed_mid_write_leaves_a_bootable_and_a_retry_succeeds() {
         assert_ne!(fields.first(), Some(&"finished"), "{line}");
         if fields.len() == 4 && fields[0] == "progress" && fields[1] == "write-root" {
             let done: u64 = fields[2].parse().unwrap();
-            if done >= 2 * MIB {
+            if done >= KILL_AFTER {
                 break done;
             }
         }
