@@ -1,8 +1,8 @@
 //! Installing a verified release into the inactive slot and making it the next boot.
 //!
 //! The steps, in the order that keeps every moment safe to lose power in:
-//! 1. refuse what cannot work before touching anything (the booted image again, a target larger
-//!    than its partition, a release without its artefacts);
+//! 1. refuse what cannot work before touching anything (the booted image again, a booted slot
+//!    not yet blessed, a target larger than its partition, a release without its artefacts);
 //! 2. remove the inactive slot's boot entry and give its partitions random UUIDs, so nothing
 //!    boots or finds the slot while it is rewritten;
 //! 3. stream `root.squashfs` and `root.verity` into the slot's partitions (tough checks length
@@ -22,7 +22,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::AsyncWrite;
 
-use crate::boot_entries::{BootEntry, Esp, EspError, SlotFacts};
+use crate::boot_entries::{BootEntry, EntryState, Esp, EspError, SlotFacts};
 use crate::disk_layout::{
     DiskError, DiskLayout, PartitionSpan, Slot, partition_sha256, slot_uuids,
 };
@@ -101,6 +101,14 @@ pub struct Installed {
 pub enum InstallError {
     #[error("the release is the image the appliance already runs (root hash {roothash})")]
     SameImage { roothash: String },
+    #[error(
+        "the booted slot {booted} is not blessed ({detail}); writing slot {inactive} now would leave no slot to fall back to"
+    )]
+    BootedNotBlessed {
+        booted: Slot,
+        inactive: Slot,
+        detail: String,
+    },
     #[error("the release has no target {0:?}, so it is not a BunkerOS image release")]
     MissingTarget(&'static str),
     #[error(
@@ -145,6 +153,7 @@ impl InstallError {
         use crate::update_state::Outcome;
         match self {
             InstallError::SameImage { .. }
+            | InstallError::BootedNotBlessed { .. }
             | InstallError::MissingTarget(_)
             | InstallError::TooLarge { .. } => Outcome::Refused,
             _ => Outcome::Failed,
@@ -166,6 +175,7 @@ pub async fn install_update(
             roothash: facts.roothash,
         });
     }
+    refuse_unless_booted_is_blessed(target)?;
     let mut layout = DiskLayout::read(target.disk)?;
     let spans = layout.slot(slot).clone();
     let root_length = fitting_length(update, ROOT_TARGET, &spans.root)?;
@@ -238,6 +248,27 @@ pub async fn install_update(
             }
             Err(error)
         }
+    }
+}
+
+/// The slot written is the fallback of the booted one; while the booted slot is still on trial
+/// (or has no entry to boot again), the inactive slot is the only known-good one and must stay.
+fn refuse_unless_booted_is_blessed(target: &InstallTarget<'_>) -> Result<(), InstallError> {
+    let refuse = |detail: String| InstallError::BootedNotBlessed {
+        booted: target.booted,
+        inactive: target.booted.other(),
+        detail,
+    };
+    match target.esp.entry(target.booted)? {
+        Some(BootEntry {
+            state: EntryState::Blessed,
+            ..
+        }) => Ok(()),
+        Some(entry) => Err(refuse(format!(
+            "its entry is {}, still counting boot tries",
+            entry.file_name
+        ))),
+        None => Err(refuse("it has no boot entry on the ESP".to_owned())),
     }
 }
 

@@ -443,6 +443,41 @@ async fn a_partition_writer_fills_its_partition_and_refuses_one_byte_more() {
     assert_eq!(after, [0u8; 4096], "the next partition is untouched");
 }
 
+#[tokio::test]
+async fn the_fallback_slot_is_not_overwritten_while_the_booted_slot_is_on_trial() {
+    let fx = fixture().await;
+    let repo = fx.release("r", spec("0.1.1", 1)).await;
+    let appliance = appliance(fx.dir.path());
+    let linux = appliance.esp.root().join("EFI/Linux");
+    std::fs::rename(
+        linux.join("bunkeros-a.efi"),
+        linux.join("bunkeros-a+2-1.efi"),
+    )
+    .unwrap();
+    let before = std::fs::read(&appliance.disk).unwrap();
+    let update = verified(&fx, &repo, "s").await;
+
+    let (result, _) = install(&update, &appliance).await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            InstallError::BootedNotBlessed {
+                booted: Slot::A,
+                inactive: Slot::B,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("bunkeros-a+2-1.efi"), "{error}");
+    assert_eq!(error.outcome(), Outcome::Refused);
+    assert!(
+        std::fs::read(&appliance.disk).unwrap() == before,
+        "the disk was not written"
+    );
+}
+
 /// Environment variable naming the directory the killed child installs from.
 const CHILD_DIR: &str = "UPDATED_TEST_INSTALL_CHILD_DIR";
 /// Bytes of the large root image the killed install writes.
