@@ -444,6 +444,39 @@ async fn a_partition_writer_fills_its_partition_and_refuses_one_byte_more() {
 }
 
 #[tokio::test]
+async fn a_disk_that_did_not_keep_the_root_is_caught_by_the_read_back() {
+    let fx = fixture().await;
+    let repo = fx.release("r", spec("0.1.1", 1)).await;
+    let appliance = appliance(fx.dir.path());
+    let update = verified(&fx, &repo, "s").await;
+    let root_b = DiskLayout::read(&appliance.disk)
+        .unwrap()
+        .slot(Slot::B)
+        .root
+        .clone();
+    let disk = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&appliance.disk)
+        .unwrap();
+    // Between the synced write and the read-back, a byte of root-b changes on the "disk".
+    let mut corrupt = |p: Progress| {
+        if p.phase == Phase::Verify && p.done == 0 {
+            disk.write_all_at(b"?", root_b.offset + 1000).unwrap();
+        }
+    };
+    let booted = roothash_of("0.1.0");
+    let error = install_update(&update, &appliance.target(&booted), &mut corrupt)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, InstallError::ReadBack { target: "root.squashfs", ref partition } if partition == "root-b"),
+        "{error}"
+    );
+    appliance.assert_no_slot_b();
+    appliance.assert_slot_a_untouched();
+}
+
+#[tokio::test]
 async fn the_fallback_slot_is_not_overwritten_while_the_booted_slot_is_on_trial() {
     let fx = fixture().await;
     let repo = fx.release("r", spec("0.1.1", 1)).await;
