@@ -8,9 +8,8 @@
 //! what makes a written slot findable, and giving them random values first makes sure no UKI
 //! finds a slot while it is being rewritten.
 //!
-//! The partition table is changed in two steps, backup then primary, each synced before the
-//! next: a power cut leaves at least one header whose CRCs match its entries (the old table or
-//! the new one), and firmware and kernel fall back to the backup when the primary is invalid.
+//! The partition table is changed one GPT copy at a time, each synced before the next, so a
+//! power cut always leaves one intact copy (see `disk_layout_gpt.rs`).
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -21,9 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use gpt::GptConfig;
 use gpt::disk::LogicalBlockSize;
-use gpt::header::Header;
 use gpt::partition::Partition;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
@@ -31,6 +28,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::repository::is_roothash;
+use gpt_table::GptTable;
 
 /// Bytes gathered before one positioned write into a partition.
 pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -91,7 +89,9 @@ impl fmt::Display for Slot {
 pub enum DiskError {
     #[error("the disk {path} could not be opened: {source}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("the disk {path} has no valid GPT (both headers must be intact): {detail}")]
+    #[error(
+        "the disk {path} has no intact GPT (neither the primary nor the backup copy): {detail}"
+    )]
     Gpt { path: PathBuf, detail: String },
     #[error("the disk {path} has no partition named {label:?}")]
     MissingPartition { path: PathBuf, label: String },
@@ -184,12 +184,8 @@ impl DiskLayout {
     /// Reads the GPT of the disk at `path` (a block device, or an image file in tests) and finds
     /// both slots' partitions by name.
     pub fn read(path: &Path) -> Result<DiskLayout, DiskError> {
-        let disk = GptConfig::new()
-            .only_valid_headers(true)
-            .open(path)
-            .map_err(|e| gpt_error(path, e))?;
-        let partitions = disk.partitions();
-        let lb_size = *disk.logical_block_size();
+        let table = GptTable::read(path)?;
+        let (partitions, lb_size) = (&table.partitions, table.lb_size);
         let slot = |slot: Slot| -> Result<SlotPartitions, DiskError> {
             Ok(SlotPartitions {
                 root: find_span(path, partitions, &slot.root_label(), lb_size)?,
@@ -234,60 +230,22 @@ impl DiskLayout {
             path: self.path.clone(),
             detail,
         };
-        let disk = GptConfig::new()
-            .only_valid_headers(true)
-            .open(&self.path)
-            .map_err(|e| gpt_error(&self.path, e))?;
-        let lb_size = *disk.logical_block_size();
-        let mut partitions = disk.partitions().clone();
-        if !is_dense(&partitions) {
+        let mut table = GptTable::read(&self.path)?;
+        if !table.is_dense() {
             return Err(DiskError::SparseTable {
                 path: self.path.clone(),
             });
         }
         let spans = self.slot(slot).clone();
         for (span, uuid) in [(&spans.root, root), (&spans.verity, verity)] {
-            let entry = partitions
+            let entry = table
+                .partitions
                 .get_mut(&span.number)
                 .filter(|entry| entry.name == span.label)
                 .ok_or_else(|| write_error(format!("partition {} moved", span.label)))?;
             entry.part_guid = uuid;
         }
-        let mut backup = disk
-            .backup_header()
-            .map_err(|e| write_error(e.to_string()))?
-            .clone();
-        let mut primary = disk
-            .primary_header()
-            .map_err(|e| write_error(e.to_string()))?
-            .clone();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(|source| DiskError::Open {
-                path: self.path.clone(),
-                source,
-            })?;
-        let changed = [spans.root.number, spans.verity.number];
-        write_table_copy(
-            &mut file,
-            &mut backup,
-            &partitions,
-            &changed,
-            lb_size,
-            false,
-        )
-        .map_err(write_error)?;
-        write_table_copy(
-            &mut file,
-            &mut primary,
-            &partitions,
-            &changed,
-            lb_size,
-            true,
-        )
-        .map_err(write_error)?;
+        table.write(&self.path).map_err(write_error)?;
         *self = DiskLayout::read(&self.path)?;
         tracing::info!(slot = %slot, %root, %verity, disk = %self.path.display(), "slot partition UUIDs set");
         Ok(())
@@ -305,42 +263,6 @@ impl DiskLayout {
             })?;
         Ok(PartitionWriter::new(file, span.clone()))
     }
-}
-
-/// Writes the changed entries into one copy of the partition array, then that copy's header
-/// (gpt computes both CRCs from what is on the disk), then syncs.
-fn write_table_copy(
-    file: &mut File,
-    header: &mut Header,
-    partitions: &std::collections::BTreeMap<u32, Partition>,
-    changed: &[u32],
-    lb_size: LogicalBlockSize,
-    primary: bool,
-) -> Result<(), String> {
-    for number in changed {
-        partitions[number]
-            .write_to_device(
-                file,
-                u64::from(number - 1),
-                header.part_start,
-                lb_size,
-                header.part_size,
-            )
-            .map_err(|e| e.to_string())?;
-    }
-    let written = if primary {
-        header.write_primary(file, lb_size)
-    } else {
-        header.write_backup(file, lb_size)
-    };
-    written.map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())
-}
-
-/// Whether the used entries are numbered 1..=n without gaps (gpt reads them so; an entry's
-/// number is its index in the array plus one, and that is where this module writes it back).
-fn is_dense(partitions: &std::collections::BTreeMap<u32, Partition>) -> bool {
-    partitions.keys().copied().eq(1..=partitions.len() as u32)
 }
 
 fn find_span(
@@ -371,19 +293,6 @@ fn find_span(
         length: partition.bytes_len(lb_size).map_err(bad)?,
         uuid: partition.part_guid,
     })
-}
-
-fn gpt_error(path: &Path, error: gpt::GptError) -> DiskError {
-    match error {
-        gpt::GptError::Io(source) if source.kind() == io::ErrorKind::NotFound => DiskError::Open {
-            path: path.to_owned(),
-            source,
-        },
-        other => DiskError::Gpt {
-            path: path.to_owned(),
-            detail: other.to_string(),
-        },
-    }
 }
 
 /// Streams bytes into one partition: gathered into a buffer of [`WRITE_BUFFER_BYTES`], each full
@@ -530,6 +439,9 @@ pub async fn partition_sha256(
     .await
     .map_err(io::Error::other)?
 }
+
+#[path = "disk_layout_gpt.rs"]
+mod gpt_table;
 
 #[cfg(test)]
 #[path = "disk_layout_tests.rs"]

@@ -511,6 +511,69 @@ async fn the_fallback_slot_is_not_overwritten_while_the_booted_slot_is_on_trial(
     );
 }
 
+/// The byte offsets of the primary and backup partition arrays (from their headers).
+fn gpt_array_offsets(disk: &Path) -> [u64; 2] {
+    let file = std::fs::File::open(disk).unwrap();
+    let mut primary = [0u8; 512];
+    file.read_exact_at(&mut primary, 512).unwrap();
+    let backup_lba = u64::from_le_bytes(primary[32..40].try_into().unwrap());
+    let mut backup = [0u8; 512];
+    file.read_exact_at(&mut backup, backup_lba * 512).unwrap();
+    [primary, backup].map(|header| u64::from_le_bytes(header[72..80].try_into().unwrap()) * 512)
+}
+
+fn gpt_arrays(disk: &Path) -> [Vec<u8>; 2] {
+    let file = std::fs::File::open(disk).unwrap();
+    gpt_array_offsets(disk).map(|offset| {
+        let mut array = vec![0u8; 128 * 128];
+        file.read_exact_at(&mut array, offset).unwrap();
+        array
+    })
+}
+
+/// Tears one GPT copy as a power cut during its array write would: a byte of the `data` entry
+/// (the sixth) changes, so that copy's array CRC no longer matches its header.
+fn tear_gpt_copy(disk: &Path, copy: usize) {
+    let offset = gpt_array_offsets(disk)[copy] + 5 * 128 + 60;
+    let file = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    file.write_all_at(b"X", offset).unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_gpt_copy_is_read_around_and_healed_by_the_install() {
+    for (copy, name) in [(0, "primary"), (1, "backup")] {
+        let fx = fixture().await;
+        let repo = fx.release("r", spec("0.1.1", 1)).await;
+        let appliance = appliance(fx.dir.path());
+        tear_gpt_copy(&appliance.disk, copy);
+        let [primary, backup] = gpt_arrays(&appliance.disk);
+        assert_ne!(primary, backup, "{name} torn");
+        if copy == 0 {
+            assert!(
+                GptConfig::new().open(&appliance.disk).is_err(),
+                "gpt alone refuses it"
+            );
+        }
+        let update = verified(&fx, &repo, "s").await;
+
+        let (result, _) = install(&update, &appliance).await;
+        result.unwrap();
+
+        let [primary, backup] = gpt_arrays(&appliance.disk);
+        assert_eq!(primary, backup, "both copies rewritten after a torn {name}");
+        GptConfig::new()
+            .only_valid_headers(true)
+            .open(&appliance.disk)
+            .unwrap();
+        let (root_uuid, _) = uuid_strings(&roothash_of("0.1.1"));
+        assert_eq!(
+            partuuids_on_disk(&appliance.disk, "root-b"),
+            [root_uuid.clone(), root_uuid]
+        );
+        appliance.assert_slot_a_untouched();
+    }
+}
+
 /// Environment variable naming the directory the killed child installs from.
 const CHILD_DIR: &str = "UPDATED_TEST_INSTALL_CHILD_DIR";
 /// Bytes of the large root image the killed install writes.
