@@ -110,6 +110,8 @@ pub enum InstallError {
         inactive: Slot,
         detail: String,
     },
+    #[error("a new slot needs at least one boot try; 0 would mark it bad before it ever boots")]
+    NoTries,
     #[error("the release has no target {0:?}, so it is not a BunkerOS image release")]
     MissingTarget(&'static str),
     #[error(
@@ -155,6 +157,7 @@ impl InstallError {
         match self {
             InstallError::SameImage { .. }
             | InstallError::BootedNotBlessed { .. }
+            | InstallError::NoTries
             | InstallError::MissingTarget(_)
             | InstallError::TooLarge { .. } => Outcome::Refused,
             _ => Outcome::Failed,
@@ -211,6 +214,9 @@ async fn plan(update: &VerifiedUpdate, target: &InstallTarget<'_>) -> Result<Pla
         return Err(InstallError::SameImage {
             roothash: facts.roothash.clone(),
         });
+    }
+    if target.tries == 0 {
+        return Err(InstallError::NoTries);
     }
     refuse_unless_booted_is_blessed(target).await?;
     let disk = target.disk.to_owned();
