@@ -295,17 +295,22 @@ fn find_span(
     })
 }
 
-/// Streams bytes into one partition: gathered into a buffer of [`WRITE_BUFFER_BYTES`], each full
-/// buffer written at its position on a blocking thread. Writing past the partition's end fails
-/// before any of those bytes reach the disk. Call [`PartitionWriter::sync`] before anything
-/// refers to the data.
+/// Streams bytes into one partition: gathered into buffers of [`WRITE_BUFFER_BYTES`], each full
+/// buffer written at its position on a blocking thread while the next one fills (two buffers,
+/// so reading and hashing the target overlap the disk write). Writing past the partition's end
+/// fails before any of those bytes reach the disk. Call [`PartitionWriter::sync`] before
+/// anything refers to the data.
 pub struct PartitionWriter {
     file: Arc<File>,
     span: PartitionSpan,
-    /// Bytes already handed to the disk, from the partition's start.
+    /// Bytes on the disk (written, not necessarily synced), from the partition's start.
     written: u64,
+    /// The buffer being filled.
     buffer: Vec<u8>,
-    in_flight: Option<JoinHandle<io::Result<Vec<u8>>>>,
+    /// The buffer being written, and its length.
+    in_flight: Option<(JoinHandle<io::Result<Vec<u8>>>, u64)>,
+    /// A written buffer, kept for reuse.
+    spare: Option<Vec<u8>>,
 }
 
 impl PartitionWriter {
@@ -316,6 +321,7 @@ impl PartitionWriter {
             written: 0,
             buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
             in_flight: None,
+            spare: None,
         }
     }
 
@@ -324,12 +330,13 @@ impl PartitionWriter {
         &self.span
     }
 
-    /// Bytes accepted so far (written or buffered).
+    /// Bytes accepted so far (written, being written, or buffered).
     pub fn accepted(&self) -> u64 {
-        self.written + self.buffer.len() as u64
+        let in_flight = self.in_flight.as_ref().map_or(0, |(_, length)| *length);
+        self.written + in_flight + self.buffer.len() as u64
     }
 
-    /// Flushes the buffer and waits until the disk holds every byte (fsync of the disk).
+    /// Flushes the buffers and waits until the disk holds every byte (fsync of the disk).
     pub async fn sync(mut self) -> io::Result<u64> {
         tokio::io::AsyncWriteExt::flush(&mut self).await?;
         let file = Arc::clone(&self.file);
@@ -339,27 +346,34 @@ impl PartitionWriter {
         Ok(self.written)
     }
 
-    /// Waits for the write in flight, if any, and takes its buffer back.
+    /// Waits for the write in flight, if any, and keeps its buffer for reuse.
     fn poll_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(handle) = self.in_flight.as_mut() {
+        if let Some((handle, length)) = self.in_flight.as_mut() {
             let result = ready!(Pin::new(handle).poll(cx));
+            self.written += *length;
             self.in_flight = None;
             let mut buffer = result.map_err(io::Error::other)??;
-            self.written += buffer.len() as u64;
             buffer.clear();
-            self.buffer = buffer;
+            self.spare = Some(buffer);
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Starts writing the buffer at its position on a blocking thread.
+    /// Starts writing the filled buffer at its position on a blocking thread; only called with
+    /// no write in flight, so the position is right after the bytes written.
     fn start_write(&mut self) {
-        let buffer = std::mem::take(&mut self.buffer);
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_BUFFER_BYTES));
+        let buffer = std::mem::replace(&mut self.buffer, next);
+        let length = buffer.len() as u64;
         let file = Arc::clone(&self.file);
         let position = self.span.offset + self.written;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+        let handle = tokio::task::spawn_blocking(move || {
             file.write_all_at(&buffer, position).map(|()| buffer)
-        }));
+        });
+        self.in_flight = Some((handle, length));
     }
 }
 
@@ -370,7 +384,6 @@ impl AsyncWrite for PartitionWriter {
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_in_flight(cx))?;
         if this.accepted() + bytes.len() as u64 > this.span.length {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::StorageFull,
@@ -380,10 +393,14 @@ impl AsyncWrite for PartitionWriter {
                 ),
             )));
         }
+        if this.buffer.len() == WRITE_BUFFER_BYTES {
+            ready!(this.poll_in_flight(cx))?;
+            this.start_write();
+        }
         let room = WRITE_BUFFER_BYTES - this.buffer.len();
         let taken = room.min(bytes.len());
         this.buffer.extend_from_slice(&bytes[..taken]);
-        if this.buffer.len() == WRITE_BUFFER_BYTES {
+        if this.buffer.len() == WRITE_BUFFER_BYTES && this.in_flight.is_none() {
             this.start_write();
         }
         Poll::Ready(Ok(taken))
