@@ -185,6 +185,22 @@ impl Esp {
         Ok(first)
     }
 
+    /// The slot systemd-boot will boot next, as its boot counting orders entries: those with
+    /// tries left or blessed before those marked bad, and among each the newer image version
+    /// (from the slots' facts; a slot without facts counts as oldest) first.
+    pub fn next_boot(&self) -> Result<Option<Slot>, EspError> {
+        let mut candidates = Vec::new();
+        for entry in self.entries()? {
+            let version = self.slot_facts(entry.slot)?.map(|(_, version)| version);
+            let bad = matches!(entry.state, EntryState::Bad { .. });
+            candidates.push((!bad, version, entry.slot));
+        }
+        Ok(candidates
+            .into_iter()
+            .max_by_key(|(good, version, _)| (*good, *version))
+            .map(|(_, _, slot)| slot))
+    }
+
     /// The root hash and version recorded for `slot`, if both files are there.
     pub fn slot_facts(&self, slot: Slot) -> Result<Option<(String, ImageVersion)>, EspError> {
         let dir = self.facts_dir(slot);

@@ -94,3 +94,45 @@ async fn a_fact_file_name_that_leaves_the_directory_is_refused_and_nothing_is_bo
     assert_eq!(esp.entries().unwrap(), vec![]);
     assert!(!dir.path().join("bunkeros/escape").exists());
 }
+
+fn esp_with(entries: &[&str], versions: &[(Slot, &str)]) -> (tempfile::TempDir, Esp) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let linux = dir.path().join(LINUX_DIR);
+    fs::create_dir_all(&linux).unwrap();
+    for name in entries {
+        fs::write(linux.join(name), b"uki").unwrap();
+    }
+    let esp = Esp::new(dir.path());
+    for (slot, version) in versions {
+        let facts = esp.facts_dir(*slot);
+        fs::create_dir_all(&facts).unwrap();
+        fs::write(facts.join("roothash"), "ab".repeat(32)).unwrap();
+        fs::write(facts.join("version"), version).unwrap();
+    }
+    (dir, esp)
+}
+
+#[test]
+fn the_next_boot_is_the_newest_slot_not_marked_bad() {
+    let versions = [(Slot::A, "0.1.0"), (Slot::B, "0.1.1")];
+    for (entries, next) in [
+        (&["bunkeros-a.efi", "bunkeros-b+3.efi"][..], Some(Slot::B)),
+        (&["bunkeros-a.efi", "bunkeros-b+1-2.efi"][..], Some(Slot::B)),
+        (&["bunkeros-a.efi", "bunkeros-b.efi"][..], Some(Slot::B)),
+        (&["bunkeros-a.efi", "bunkeros-b+0-3.efi"][..], Some(Slot::A)),
+        (&["bunkeros-a.efi"][..], Some(Slot::A)),
+        (&[][..], None),
+    ] {
+        let (_dir, esp) = esp_with(entries, &versions);
+        assert_eq!(esp.next_boot().unwrap(), next, "{entries:?}");
+    }
+    let (_dir, esp) = esp_with(
+        &["bunkeros-a.efi", "bunkeros-b+3.efi"],
+        &[(Slot::B, "0.1.1")],
+    );
+    assert_eq!(
+        esp.next_boot().unwrap(),
+        Some(Slot::B),
+        "a slot without facts is oldest"
+    );
+}

@@ -8,9 +8,8 @@
 //! what makes a written slot findable, and giving them random values first makes sure no UKI
 //! finds a slot while it is being rewritten.
 //!
-//! The partition table is changed in two steps, backup then primary, each synced before the
-//! next: a power cut leaves at least one header whose CRCs match its entries (the old table or
-//! the new one), and firmware and kernel fall back to the backup when the primary is invalid.
+//! The partition table is changed one GPT copy at a time, each synced before the next, so a
+//! power cut always leaves one intact copy (see `disk_layout_gpt.rs`).
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -21,9 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use gpt::GptConfig;
 use gpt::disk::LogicalBlockSize;
-use gpt::header::Header;
 use gpt::partition::Partition;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
@@ -31,6 +28,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::repository::is_roothash;
+use gpt_table::GptTable;
 
 /// Bytes gathered before one positioned write into a partition.
 pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -91,7 +89,9 @@ impl fmt::Display for Slot {
 pub enum DiskError {
     #[error("the disk {path} could not be opened: {source}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("the disk {path} has no valid GPT (both headers must be intact): {detail}")]
+    #[error(
+        "the disk {path} has no intact GPT (neither the primary nor the backup copy): {detail}"
+    )]
     Gpt { path: PathBuf, detail: String },
     #[error("the disk {path} has no partition named {label:?}")]
     MissingPartition { path: PathBuf, label: String },
@@ -149,16 +149,43 @@ pub fn slot_uuids(roothash: &str) -> Result<(Uuid, Uuid), DiskError> {
     Ok((half(&roothash[..32]), half(&roothash[32..])))
 }
 
+/// The whole disk holding the partition labelled `esp`, as a device path: `/dev/disk/by-
+/// partlabel/esp` resolves to the partition's node (`/dev/vda1`, `/dev/nvme0n1p1`), and sysfs
+/// places each partition under its disk (`/sys/class/block/vda1` → `…/block/vda/vda1`). `dev`
+/// and `sys` are `/dev` and `/sys` on the appliance, other trees in tests.
+pub fn find_disk(dev: &Path, sys: &Path) -> Result<PathBuf, DiskError> {
+    let link = dev.join("disk/by-partlabel/esp");
+    let not_found = |detail: String| DiskError::Gpt {
+        path: link.clone(),
+        detail,
+    };
+    let partition = std::fs::canonicalize(&link)
+        .map_err(|e| not_found(format!("the ESP partition cannot be resolved: {e}")))?;
+    let name = partition
+        .file_name()
+        .ok_or_else(|| not_found(format!("{} names no device", partition.display())))?;
+    let in_sysfs = sys.join("class/block").join(name);
+    let disk = std::fs::canonicalize(&in_sysfs)
+        .map_err(|e| not_found(format!("{} cannot be resolved: {e}", in_sysfs.display())))?
+        .parent()
+        .and_then(Path::file_name)
+        .map(|disk| dev.join(disk))
+        .ok_or_else(|| not_found(format!("{} has no parent disk", in_sysfs.display())))?;
+    if !std::fs::exists(in_sysfs.join("partition")).unwrap_or(false) {
+        return Err(not_found(format!(
+            "{} is not a partition",
+            partition.display()
+        )));
+    }
+    Ok(disk)
+}
+
 impl DiskLayout {
     /// Reads the GPT of the disk at `path` (a block device, or an image file in tests) and finds
     /// both slots' partitions by name.
     pub fn read(path: &Path) -> Result<DiskLayout, DiskError> {
-        let disk = GptConfig::new()
-            .only_valid_headers(true)
-            .open(path)
-            .map_err(|e| gpt_error(path, e))?;
-        let partitions = disk.partitions();
-        let lb_size = *disk.logical_block_size();
+        let table = GptTable::read(path)?;
+        let (partitions, lb_size) = (&table.partitions, table.lb_size);
         let slot = |slot: Slot| -> Result<SlotPartitions, DiskError> {
             Ok(SlotPartitions {
                 root: find_span(path, partitions, &slot.root_label(), lb_size)?,
@@ -203,60 +230,22 @@ impl DiskLayout {
             path: self.path.clone(),
             detail,
         };
-        let disk = GptConfig::new()
-            .only_valid_headers(true)
-            .open(&self.path)
-            .map_err(|e| gpt_error(&self.path, e))?;
-        let lb_size = *disk.logical_block_size();
-        let mut partitions = disk.partitions().clone();
-        if !is_dense(&partitions) {
+        let mut table = GptTable::read(&self.path)?;
+        if !table.is_dense() {
             return Err(DiskError::SparseTable {
                 path: self.path.clone(),
             });
         }
         let spans = self.slot(slot).clone();
         for (span, uuid) in [(&spans.root, root), (&spans.verity, verity)] {
-            let entry = partitions
+            let entry = table
+                .partitions
                 .get_mut(&span.number)
                 .filter(|entry| entry.name == span.label)
                 .ok_or_else(|| write_error(format!("partition {} moved", span.label)))?;
             entry.part_guid = uuid;
         }
-        let mut backup = disk
-            .backup_header()
-            .map_err(|e| write_error(e.to_string()))?
-            .clone();
-        let mut primary = disk
-            .primary_header()
-            .map_err(|e| write_error(e.to_string()))?
-            .clone();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(|source| DiskError::Open {
-                path: self.path.clone(),
-                source,
-            })?;
-        let changed = [spans.root.number, spans.verity.number];
-        write_table_copy(
-            &mut file,
-            &mut backup,
-            &partitions,
-            &changed,
-            lb_size,
-            false,
-        )
-        .map_err(write_error)?;
-        write_table_copy(
-            &mut file,
-            &mut primary,
-            &partitions,
-            &changed,
-            lb_size,
-            true,
-        )
-        .map_err(write_error)?;
+        table.write(&self.path).map_err(write_error)?;
         *self = DiskLayout::read(&self.path)?;
         tracing::info!(slot = %slot, %root, %verity, disk = %self.path.display(), "slot partition UUIDs set");
         Ok(())
@@ -274,42 +263,6 @@ impl DiskLayout {
             })?;
         Ok(PartitionWriter::new(file, span.clone()))
     }
-}
-
-/// Writes the changed entries into one copy of the partition array, then that copy's header
-/// (gpt computes both CRCs from what is on the disk), then syncs.
-fn write_table_copy(
-    file: &mut File,
-    header: &mut Header,
-    partitions: &std::collections::BTreeMap<u32, Partition>,
-    changed: &[u32],
-    lb_size: LogicalBlockSize,
-    primary: bool,
-) -> Result<(), String> {
-    for number in changed {
-        partitions[number]
-            .write_to_device(
-                file,
-                u64::from(number - 1),
-                header.part_start,
-                lb_size,
-                header.part_size,
-            )
-            .map_err(|e| e.to_string())?;
-    }
-    let written = if primary {
-        header.write_primary(file, lb_size)
-    } else {
-        header.write_backup(file, lb_size)
-    };
-    written.map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())
-}
-
-/// Whether the used entries are numbered 1..=n without gaps (gpt reads them so; an entry's
-/// number is its index in the array plus one, and that is where this module writes it back).
-fn is_dense(partitions: &std::collections::BTreeMap<u32, Partition>) -> bool {
-    partitions.keys().copied().eq(1..=partitions.len() as u32)
 }
 
 fn find_span(
@@ -342,30 +295,22 @@ fn find_span(
     })
 }
 
-fn gpt_error(path: &Path, error: gpt::GptError) -> DiskError {
-    match error {
-        gpt::GptError::Io(source) if source.kind() == io::ErrorKind::NotFound => DiskError::Open {
-            path: path.to_owned(),
-            source,
-        },
-        other => DiskError::Gpt {
-            path: path.to_owned(),
-            detail: other.to_string(),
-        },
-    }
-}
-
-/// Streams bytes into one partition: gathered into a buffer of [`WRITE_BUFFER_BYTES`], each full
-/// buffer written at its position on a blocking thread. Writing past the partition's end fails
-/// before any of those bytes reach the disk. Call [`PartitionWriter::sync`] before anything
-/// refers to the data.
+/// Streams bytes into one partition: gathered into buffers of [`WRITE_BUFFER_BYTES`], each full
+/// buffer written at its position on a blocking thread while the next one fills (two buffers,
+/// so reading and hashing the target overlap the disk write). Writing past the partition's end
+/// fails before any of those bytes reach the disk. Call [`PartitionWriter::sync`] before
+/// anything refers to the data.
 pub struct PartitionWriter {
     file: Arc<File>,
     span: PartitionSpan,
-    /// Bytes already handed to the disk, from the partition's start.
+    /// Bytes on the disk (written, not necessarily synced), from the partition's start.
     written: u64,
+    /// The buffer being filled.
     buffer: Vec<u8>,
-    in_flight: Option<JoinHandle<io::Result<Vec<u8>>>>,
+    /// The buffer being written, and its length.
+    in_flight: Option<(JoinHandle<io::Result<Vec<u8>>>, u64)>,
+    /// A written buffer, kept for reuse.
+    spare: Option<Vec<u8>>,
 }
 
 impl PartitionWriter {
@@ -376,6 +321,7 @@ impl PartitionWriter {
             written: 0,
             buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
             in_flight: None,
+            spare: None,
         }
     }
 
@@ -384,12 +330,13 @@ impl PartitionWriter {
         &self.span
     }
 
-    /// Bytes accepted so far (written or buffered).
+    /// Bytes accepted so far (written, being written, or buffered).
     pub fn accepted(&self) -> u64 {
-        self.written + self.buffer.len() as u64
+        let in_flight = self.in_flight.as_ref().map_or(0, |(_, length)| *length);
+        self.written + in_flight + self.buffer.len() as u64
     }
 
-    /// Flushes the buffer and waits until the disk holds every byte (fsync of the disk).
+    /// Flushes the buffers and waits until the disk holds every byte (fsync of the disk).
     pub async fn sync(mut self) -> io::Result<u64> {
         tokio::io::AsyncWriteExt::flush(&mut self).await?;
         let file = Arc::clone(&self.file);
@@ -399,27 +346,34 @@ impl PartitionWriter {
         Ok(self.written)
     }
 
-    /// Waits for the write in flight, if any, and takes its buffer back.
+    /// Waits for the write in flight, if any, and keeps its buffer for reuse.
     fn poll_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(handle) = self.in_flight.as_mut() {
+        if let Some((handle, length)) = self.in_flight.as_mut() {
             let result = ready!(Pin::new(handle).poll(cx));
+            self.written += *length;
             self.in_flight = None;
             let mut buffer = result.map_err(io::Error::other)??;
-            self.written += buffer.len() as u64;
             buffer.clear();
-            self.buffer = buffer;
+            self.spare = Some(buffer);
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Starts writing the buffer at its position on a blocking thread.
+    /// Starts writing the filled buffer at its position on a blocking thread; only called with
+    /// no write in flight, so the position is right after the bytes written.
     fn start_write(&mut self) {
-        let buffer = std::mem::take(&mut self.buffer);
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_BUFFER_BYTES));
+        let buffer = std::mem::replace(&mut self.buffer, next);
+        let length = buffer.len() as u64;
         let file = Arc::clone(&self.file);
         let position = self.span.offset + self.written;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+        let handle = tokio::task::spawn_blocking(move || {
             file.write_all_at(&buffer, position).map(|()| buffer)
-        }));
+        });
+        self.in_flight = Some((handle, length));
     }
 }
 
@@ -430,7 +384,6 @@ impl AsyncWrite for PartitionWriter {
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_in_flight(cx))?;
         if this.accepted() + bytes.len() as u64 > this.span.length {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::StorageFull,
@@ -440,10 +393,14 @@ impl AsyncWrite for PartitionWriter {
                 ),
             )));
         }
+        if this.buffer.len() == WRITE_BUFFER_BYTES {
+            ready!(this.poll_in_flight(cx))?;
+            this.start_write();
+        }
         let room = WRITE_BUFFER_BYTES - this.buffer.len();
         let taken = room.min(bytes.len());
         this.buffer.extend_from_slice(&bytes[..taken]);
-        if this.buffer.len() == WRITE_BUFFER_BYTES {
+        if this.buffer.len() == WRITE_BUFFER_BYTES && this.in_flight.is_none() {
             this.start_write();
         }
         Poll::Ready(Ok(taken))
@@ -465,7 +422,9 @@ impl AsyncWrite for PartitionWriter {
 }
 
 /// Reads `length` bytes of a partition from its start and returns their SHA-256, to check that
-/// the disk kept what was written.
+/// the disk kept what was written. The span is first dropped from the page cache (the writes
+/// were synced, so its pages are clean and the kernel may discard them): the read then comes
+/// from the device, not from the memory the bytes were written from.
 pub async fn partition_sha256(
     disk: &Path,
     span: &PartitionSpan,
@@ -475,6 +434,12 @@ pub async fn partition_sha256(
     let offset = span.offset;
     tokio::task::spawn_blocking(move || {
         let file = File::open(&disk)?;
+        rustix::fs::fadvise(
+            &file,
+            offset,
+            std::num::NonZeroU64::new(length),
+            rustix::fs::Advice::DontNeed,
+        )?;
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut buffer = vec![0u8; WRITE_BUFFER_BYTES];
         let mut done = 0u64;
@@ -491,3 +456,10 @@ pub async fn partition_sha256(
     .await
     .map_err(io::Error::other)?
 }
+
+#[path = "disk_layout_gpt.rs"]
+mod gpt_table;
+
+#[cfg(test)]
+#[path = "disk_layout_tests.rs"]
+mod tests;

@@ -1,8 +1,8 @@
 //! Installing a verified release into the inactive slot and making it the next boot.
 //!
 //! The steps, in the order that keeps every moment safe to lose power in:
-//! 1. refuse what cannot work before touching anything (the booted image again, a target larger
-//!    than its partition, a release without its artefacts);
+//! 1. refuse what cannot work before touching anything (the booted image again, a booted slot
+//!    not yet blessed, a target larger than its partition, a release without its artefacts);
 //! 2. remove the inactive slot's boot entry and give its partitions random UUIDs, so nothing
 //!    boots or finds the slot while it is rewritten;
 //! 3. stream `root.squashfs` and `root.verity` into the slot's partitions (tough checks length
@@ -21,10 +21,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::AsyncWrite;
+use uuid::Uuid;
 
-use crate::boot_entries::{BootEntry, Esp, EspError, SlotFacts};
+use crate::boot_entries::{BootEntry, EntryState, Esp, EspError, SlotFacts};
 use crate::disk_layout::{
-    DiskError, DiskLayout, PartitionSpan, Slot, partition_sha256, slot_uuids,
+    DiskError, DiskLayout, PartitionSpan, Slot, SlotPartitions, partition_sha256, slot_uuids,
 };
 use crate::repository::ReleaseFacts;
 use crate::verify::{UpdateRefused, VerifiedUpdate};
@@ -101,6 +102,16 @@ pub struct Installed {
 pub enum InstallError {
     #[error("the release is the image the appliance already runs (root hash {roothash})")]
     SameImage { roothash: String },
+    #[error(
+        "the booted slot {booted} is not blessed ({detail}); writing slot {inactive} now would leave no slot to fall back to"
+    )]
+    BootedNotBlessed {
+        booted: Slot,
+        inactive: Slot,
+        detail: String,
+    },
+    #[error("a new slot needs at least one boot try; 0 would mark it bad before it ever boots")]
+    NoTries,
     #[error("the release has no target {0:?}, so it is not a BunkerOS image release")]
     MissingTarget(&'static str),
     #[error(
@@ -145,6 +156,8 @@ impl InstallError {
         use crate::update_state::Outcome;
         match self {
             InstallError::SameImage { .. }
+            | InstallError::BootedNotBlessed { .. }
+            | InstallError::NoTries
             | InstallError::MissingTarget(_)
             | InstallError::TooLarge { .. } => Outcome::Refused,
             _ => Outcome::Failed,
@@ -159,85 +172,155 @@ pub async fn install_update(
     target: &InstallTarget<'_>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Installed, InstallError> {
-    let facts = update.facts().clone();
-    let slot = target.booted.other();
-    if facts.roothash == target.booted_roothash {
-        return Err(InstallError::SameImage {
-            roothash: facts.roothash,
-        });
-    }
-    let mut layout = DiskLayout::read(target.disk)?;
-    let spans = layout.slot(slot).clone();
-    let root_length = fitting_length(update, ROOT_TARGET, &spans.root)?;
-    let verity_length = fitting_length(update, VERITY_TARGET, &spans.verity)?;
-    let uki_length = update
-        .target_length(UKI_TARGET)
-        .ok_or(InstallError::MissingTarget(UKI_TARGET))?;
-    let (root_uuid, verity_uuid) = slot_uuids(&facts.roothash)?;
-    tracing::info!(slot = %slot, version = %facts.image_version, "installing release into the inactive slot");
-
-    target.esp.remove_slot(slot)?;
-    let result = async {
-        layout.randomise_slot_uuids(slot)?;
-        write_target(
-            update,
-            &layout,
-            ROOT_TARGET,
-            &spans.root,
-            Phase::WriteRoot,
-            root_length,
-            progress,
-        )
-        .await?;
-        write_target(
-            update,
-            &layout,
-            VERITY_TARGET,
-            &spans.verity,
-            Phase::WriteVerity,
-            verity_length,
-            progress,
-        )
-        .await?;
-        let total = root_length + verity_length;
-        progress(Progress {
-            phase: Phase::Verify,
-            done: 0,
-            total,
-        });
-        check_read_back(update, target.disk, ROOT_TARGET, &spans.root, root_length).await?;
-        progress(Progress {
-            phase: Phase::Verify,
-            done: root_length,
-            total,
-        });
-        check_read_back(
-            update,
-            target.disk,
-            VERITY_TARGET,
-            &spans.verity,
-            verity_length,
-        )
-        .await?;
-        progress(Progress {
-            phase: Phase::Verify,
-            done: total,
-            total,
-        });
-        layout.set_slot_uuids(slot, root_uuid, verity_uuid)?;
-        let entry = install_boot_entry(update, target, slot, uki_length, progress).await?;
-        Ok(entry)
-    }
-    .await;
-    match result {
-        Ok(entry) => Ok(Installed { slot, entry, facts }),
+    let plan = plan(update, target).await?;
+    let slot = plan.slot;
+    tracing::info!(slot = %slot, version = %update.facts().image_version, "installing release into the inactive slot");
+    let esp = target.esp.clone();
+    blocking(move || esp.remove_slot(slot)).await?;
+    match write_slot(update, target, plan, progress).await {
+        Ok(entry) => Ok(Installed {
+            slot,
+            entry,
+            facts: update.facts().clone(),
+        }),
         Err(error) => {
             tracing::warn!(slot = %slot, %error, "install failed; the inactive slot is left without a boot entry");
-            if let Err(cleanup) = target.esp.remove_slot(slot) {
+            let esp = target.esp.clone();
+            if let Err(cleanup) = blocking(move || esp.remove_slot(slot)).await {
                 tracing::warn!(slot = %slot, error = %cleanup, "could not remove the failed slot's boot entry");
             }
             Err(error)
         }
+    }
+}
+
+/// What an install will write where, decided before anything is written.
+struct Plan {
+    slot: Slot,
+    layout: DiskLayout,
+    spans: SlotPartitions,
+    root_length: u64,
+    verity_length: u64,
+    uki_length: u64,
+    root_uuid: Uuid,
+    verity_uuid: Uuid,
+}
+
+/// Refuses what cannot or must not be installed, touching nothing, and plans the rest.
+async fn plan(update: &VerifiedUpdate, target: &InstallTarget<'_>) -> Result<Plan, InstallError> {
+    let facts = update.facts();
+    let slot = target.booted.other();
+    if facts.roothash == target.booted_roothash {
+        return Err(InstallError::SameImage {
+            roothash: facts.roothash.clone(),
+        });
+    }
+    if target.tries == 0 {
+        return Err(InstallError::NoTries);
+    }
+    refuse_unless_booted_is_blessed(target).await?;
+    let disk = target.disk.to_owned();
+    let layout = blocking(move || DiskLayout::read(&disk)).await?;
+    let spans = layout.slot(slot).clone();
+    let (root_uuid, verity_uuid) = slot_uuids(&facts.roothash)?;
+    Ok(Plan {
+        slot,
+        root_length: fitting_length(update, ROOT_TARGET, &spans.root)?,
+        verity_length: fitting_length(update, VERITY_TARGET, &spans.verity)?,
+        uki_length: update
+            .target_length(UKI_TARGET)
+            .ok_or(InstallError::MissingTarget(UKI_TARGET))?,
+        layout,
+        spans,
+        root_uuid,
+        verity_uuid,
+    })
+}
+
+/// Steps 2 to 6 of the module doc, once the slot's boot entry is gone.
+async fn write_slot(
+    update: &VerifiedUpdate,
+    target: &InstallTarget<'_>,
+    plan: Plan,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<BootEntry, InstallError> {
+    let Plan {
+        slot,
+        layout,
+        spans,
+        root_length,
+        verity_length,
+        uki_length,
+        root_uuid,
+        verity_uuid,
+    } = plan;
+    let layout = blocking(move || {
+        let mut layout = layout;
+        layout.randomise_slot_uuids(slot).map(|()| layout)
+    })
+    .await?;
+    let root = (ROOT_TARGET, &spans.root, root_length);
+    let verity = (VERITY_TARGET, &spans.verity, verity_length);
+    write_target(update, &layout, root, Phase::WriteRoot, progress).await?;
+    write_target(update, &layout, verity, Phase::WriteVerity, progress).await?;
+    let total = root_length + verity_length;
+    let mut verified = 0;
+    progress(Progress {
+        phase: Phase::Verify,
+        done: 0,
+        total,
+    });
+    for (name, span, length) in [root, verity] {
+        check_read_back(update, target.disk, name, span, length).await?;
+        verified += length;
+        progress(Progress {
+            phase: Phase::Verify,
+            done: verified,
+            total,
+        });
+    }
+    blocking(move || {
+        let mut layout = layout;
+        layout.set_slot_uuids(slot, root_uuid, verity_uuid)
+    })
+    .await?;
+    install_boot_entry(update, target, slot, uki_length, progress).await
+}
+
+/// Runs blocking disk or ESP work (opens, small writes, fsyncs) off the async threads.
+async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, InstallError>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    InstallError: From<E>,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(result?),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// The slot written is the fallback of the booted one; while the booted slot is still on trial
+/// (or has no entry to boot again), the inactive slot is the only known-good one and must stay.
+async fn refuse_unless_booted_is_blessed(target: &InstallTarget<'_>) -> Result<(), InstallError> {
+    let refuse = |detail: String| InstallError::BootedNotBlessed {
+        booted: target.booted,
+        inactive: target.booted.other(),
+        detail,
+    };
+    let (esp, booted) = (target.esp.clone(), target.booted);
+    match blocking(move || esp.entry(booted)).await? {
+        Some(BootEntry {
+            state: EntryState::Blessed,
+            ..
+        }) => Ok(()),
+        Some(entry) => Err(refuse(format!(
+            "its entry is {}, still counting boot tries",
+            entry.file_name
+        ))),
+        None => Err(refuse("it has no boot entry on the ESP".to_owned())),
     }
 }
 
@@ -264,10 +347,8 @@ fn fitting_length(
 async fn write_target(
     update: &VerifiedUpdate,
     layout: &DiskLayout,
-    name: &'static str,
-    span: &PartitionSpan,
+    (name, span, total): (&'static str, &PartitionSpan, u64),
     phase: Phase,
-    total: u64,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(), InstallError> {
     let write_error = |source| InstallError::Write {

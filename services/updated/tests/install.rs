@@ -415,10 +415,171 @@ async fn the_booted_image_is_not_installed_again() {
     appliance.assert_slot_a_untouched();
 }
 
+#[tokio::test]
+async fn a_partition_writer_fills_its_partition_and_refuses_one_byte_more() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let appliance = appliance(dir.path());
+    let layout = DiskLayout::read(&appliance.disk).unwrap();
+    let span = layout.slot(Slot::B).verity.clone();
+    let mut writer = layout.partition_writer(&span).unwrap();
+    let chunk = vec![0xa5; 64 * 1024];
+    for _ in 0..span.length / chunk.len() as u64 {
+        writer.write_all(&chunk).await.unwrap();
+    }
+    let error = writer.write_all(b"x").await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::StorageFull);
+    assert!(error.to_string().contains("root-b-verity"), "{error}");
+    assert_eq!(writer.sync().await.unwrap(), span.length);
+    assert_eq!(
+        appliance.partition_bytes("root-b-verity", span.length as usize),
+        vec![0xa5; span.length as usize]
+    );
+    let mut after = [0xffu8; 4096];
+    std::fs::File::open(&appliance.disk)
+        .unwrap()
+        .read_exact_at(&mut after, span.offset + span.length)
+        .unwrap();
+    assert_eq!(after, [0u8; 4096], "the next partition is untouched");
+}
+
+#[tokio::test]
+async fn a_disk_that_did_not_keep_the_root_is_caught_by_the_read_back() {
+    let fx = fixture().await;
+    let repo = fx.release("r", spec("0.1.1", 1)).await;
+    let appliance = appliance(fx.dir.path());
+    let update = verified(&fx, &repo, "s").await;
+    let root_b = DiskLayout::read(&appliance.disk)
+        .unwrap()
+        .slot(Slot::B)
+        .root
+        .clone();
+    let disk = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&appliance.disk)
+        .unwrap();
+    // Between the synced write and the read-back, a byte of root-b changes on the "disk".
+    let mut corrupt = |p: Progress| {
+        if p.phase == Phase::Verify && p.done == 0 {
+            disk.write_all_at(b"?", root_b.offset + 1000).unwrap();
+        }
+    };
+    let booted = roothash_of("0.1.0");
+    let error = install_update(&update, &appliance.target(&booted), &mut corrupt)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, InstallError::ReadBack { target: "root.squashfs", ref partition } if partition == "root-b"),
+        "{error}"
+    );
+    appliance.assert_no_slot_b();
+    appliance.assert_slot_a_untouched();
+}
+
+#[tokio::test]
+async fn the_fallback_slot_is_not_overwritten_while_the_booted_slot_is_on_trial() {
+    let fx = fixture().await;
+    let repo = fx.release("r", spec("0.1.1", 1)).await;
+    let appliance = appliance(fx.dir.path());
+    let linux = appliance.esp.root().join("EFI/Linux");
+    std::fs::rename(
+        linux.join("bunkeros-a.efi"),
+        linux.join("bunkeros-a+2-1.efi"),
+    )
+    .unwrap();
+    let before = std::fs::read(&appliance.disk).unwrap();
+    let update = verified(&fx, &repo, "s").await;
+
+    let (result, _) = install(&update, &appliance).await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            InstallError::BootedNotBlessed {
+                booted: Slot::A,
+                inactive: Slot::B,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("bunkeros-a+2-1.efi"), "{error}");
+    assert_eq!(error.outcome(), Outcome::Refused);
+    assert!(
+        std::fs::read(&appliance.disk).unwrap() == before,
+        "the disk was not written"
+    );
+}
+
+/// The byte offsets of the primary and backup partition arrays (from their headers).
+fn gpt_array_offsets(disk: &Path) -> [u64; 2] {
+    let file = std::fs::File::open(disk).unwrap();
+    let mut primary = [0u8; 512];
+    file.read_exact_at(&mut primary, 512).unwrap();
+    let backup_lba = u64::from_le_bytes(primary[32..40].try_into().unwrap());
+    let mut backup = [0u8; 512];
+    file.read_exact_at(&mut backup, backup_lba * 512).unwrap();
+    [primary, backup].map(|header| u64::from_le_bytes(header[72..80].try_into().unwrap()) * 512)
+}
+
+fn gpt_arrays(disk: &Path) -> [Vec<u8>; 2] {
+    let file = std::fs::File::open(disk).unwrap();
+    gpt_array_offsets(disk).map(|offset| {
+        let mut array = vec![0u8; 128 * 128];
+        file.read_exact_at(&mut array, offset).unwrap();
+        array
+    })
+}
+
+/// Tears one GPT copy as a power cut during its array write would: a byte of the `data` entry
+/// (the sixth) changes, so that copy's array CRC no longer matches its header.
+fn tear_gpt_copy(disk: &Path, copy: usize) {
+    let offset = gpt_array_offsets(disk)[copy] + 5 * 128 + 60;
+    let file = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    file.write_all_at(b"X", offset).unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_gpt_copy_is_read_around_and_healed_by_the_install() {
+    for (copy, name) in [(0, "primary"), (1, "backup")] {
+        let fx = fixture().await;
+        let repo = fx.release("r", spec("0.1.1", 1)).await;
+        let appliance = appliance(fx.dir.path());
+        tear_gpt_copy(&appliance.disk, copy);
+        let [primary, backup] = gpt_arrays(&appliance.disk);
+        assert_ne!(primary, backup, "{name} torn");
+        if copy == 0 {
+            assert!(
+                GptConfig::new().open(&appliance.disk).is_err(),
+                "gpt alone refuses it"
+            );
+        }
+        let update = verified(&fx, &repo, "s").await;
+
+        let (result, _) = install(&update, &appliance).await;
+        result.unwrap();
+
+        let [primary, backup] = gpt_arrays(&appliance.disk);
+        assert_eq!(primary, backup, "both copies rewritten after a torn {name}");
+        GptConfig::new()
+            .only_valid_headers(true)
+            .open(&appliance.disk)
+            .unwrap();
+        let (root_uuid, _) = uuid_strings(&roothash_of("0.1.1"));
+        assert_eq!(
+            partuuids_on_disk(&appliance.disk, "root-b"),
+            [root_uuid.clone(), root_uuid]
+        );
+        appliance.assert_slot_a_untouched();
+    }
+}
+
 /// Environment variable naming the directory the killed child installs from.
 const CHILD_DIR: &str = "UPDATED_TEST_INSTALL_CHILD_DIR";
 /// Bytes of the large root image the killed install writes.
 const LARGE_ROOT: usize = 8 * MIB as usize;
+/// Root bytes the child writes before the parent kills it.
+const KILL_AFTER: u64 = 2 * MIB;
 
 fn large_release_artefacts() -> Vec<(&'static str, Vec<u8>)> {
     let mut artefacts = ARTEFACTS
@@ -453,9 +614,13 @@ async fn child_installs_slowly_until_killed() {
         booted_roothash: &booted,
         tries: 3,
     };
+    // Once past KILL_AFTER bytes of the root the child stalls, mid-write, until it is killed
+    // (60 s only bounds a parent that never kills it).
     let mut report = |p: Progress| {
         println!("progress {} {} {}", p.phase.name(), p.done, p.total);
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if p.phase == Phase::WriteRoot && p.done >= KILL_AFTER {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
     };
     let result = install_update(&update, &target, &mut report).await;
     println!("finished {result:?}");
@@ -491,7 +656,7 @@ async fn killed_mid_write_leaves_a_bootable_and_a_retry_succeeds() {
         assert_ne!(fields.first(), Some(&"finished"), "{line}");
         if fields.len() == 4 && fields[0] == "progress" && fields[1] == "write-root" {
             let done: u64 = fields[2].parse().unwrap();
-            if done >= 2 * MIB {
+            if done >= KILL_AFTER {
                 break done;
             }
         }
