@@ -90,11 +90,18 @@ impl HealthGate {
 
     /// Runs rounds until all checks pass in one, or the timeout ends (the last round decides).
     pub async fn run(&self) -> Verdict {
+        self.run_observed(|_, _| {}).await
+    }
+
+    /// Like [`run`](Self::run), handing each round and the time since the start to `on_round`
+    /// first (for `Update1`'s progress while the gate waits).
+    pub async fn run_observed(&self, mut on_round: impl FnMut(&Round, Duration)) -> Verdict {
         let started = Instant::now();
         let deadline = started + self.settings.timeout.as_duration();
         let mut last_failures = Vec::new();
         loop {
             let round = self.round().await;
+            on_round(&round, started.elapsed());
             let after_secs = started.elapsed().as_secs();
             if let (true, Some(signature)) = (round.all_passed(), round.signature.clone()) {
                 return Verdict::Healthy {

@@ -209,3 +209,44 @@ fn an_unhealthy_verdict_records_its_failed_checks_by_name() {
     let back: Verdict = serde_json::from_value(json).unwrap();
     assert_eq!(back, verdict);
 }
+
+#[test]
+fn a_service_missing_from_the_bus_passes_only_when_it_is_not_expected_to_run() {
+    let mut skipped = unit("inactive", "dead", "success");
+    skipped.unit = "hubd.service".to_owned();
+    skipped.condition_result = false;
+    let pass = absent_service(
+        "hub-links",
+        "hubd",
+        "org.bunkeros.Hub1",
+        &[skipped],
+        "not a hub",
+    );
+    assert_eq!(
+        pass,
+        Check::pass(
+            "hub-links",
+            "not a hub: hubd.service is not configured here (skipped by its condition)"
+        )
+    );
+    let mut running = unit("active", "running", "success");
+    running.unit = "hubd.service".to_owned();
+    assert!(
+        !absent_service(
+            "hub-links",
+            "hubd",
+            "org.bunkeros.Hub1",
+            &[running],
+            "not a hub"
+        )
+        .passed
+    );
+    // Not a unit the gate checks: the settings do not expect it.
+    let unlisted = absent_service("hub-links", "hubd", "org.bunkeros.Hub1", &[], "not a hub");
+    assert!(unlisted.passed);
+    assert!(
+        unlisted
+            .sentence
+            .ends_with("hubd.service is not a unit the gate checks")
+    );
+}

@@ -65,7 +65,7 @@ async fn sign_statement(
         .status()
         .await
         .map_err(|e| format!("Status() failed: {e}"))?;
-    let key = usable_key(&status)?;
+    let (key, public_key) = usable_key(&status)?;
     let digest = statement_digest(boot.as_str());
     let signature = trust
         .sign_audit_digest(sign_as, &digest)
@@ -78,31 +78,26 @@ async fn sign_statement(
         boot_id: boot.as_str().to_owned(),
         service: sign_as.to_owned(),
         digest: hex::encode(digest),
-        public_key: key_hex(&status),
+        public_key,
         key_id: key.id().to_owned(),
         signature: hex::encode(signature),
     })
 }
 
-/// The CA key of a status in which trustd can sign, or why it cannot.
+/// The CA key (and its hex as trustd wrote it) of a status in which trustd can sign, or why it
+/// cannot.
 ///
 /// `ready` and `lockdown` sign audit statements (trustd keeps signing its audit trail in
 /// lockdown; the site's lockdown is the `site-state` check's to judge). `sealed` (the TPM
 /// refuses the key under this boot's measurements) and `initialised` (no usable CA) do not.
-fn usable_key(status: &str) -> Result<TrustedKey, String> {
+fn usable_key(status: &str) -> Result<(TrustedKey, String), String> {
     let status: TrustStatus = serde_json::from_str(status)
         .map_err(|e| format!("its status is not the document the contract describes: {e}"))?;
     if status.state != "ready" && status.state != "lockdown" {
         let reason = status.reason.as_deref().unwrap_or("no reason given");
         return Err(format!("its CA is {}: {reason}", status.state));
     }
-    TrustedKey::from_sec1_hex(&status.public_key)
-        .map_err(|e| format!("its status shows no usable CA public key ({e})"))
-}
-
-/// The `public_key` field as trustd wrote it (already checked by [`usable_key`]).
-fn key_hex(status: &str) -> String {
-    serde_json::from_str::<TrustStatus>(status)
-        .map(|status| status.public_key.trim().to_owned())
-        .unwrap_or_default()
+    let key = TrustedKey::from_sec1_hex(&status.public_key)
+        .map_err(|e| format!("its status shows no usable CA public key ({e})"))?;
+    Ok((key, status.public_key.trim().to_owned()))
 }

@@ -164,7 +164,6 @@ impl StandInSystemd {
     }
 
     /// Changes a unit's state, as systemd would.
-    #[allow(dead_code)]
     pub fn set(&self, unit: &str, state: UnitState) {
         let (_, shared) = self.units.iter().find(|(name, _)| name == unit).unwrap();
         *shared.lock().unwrap() = state;
