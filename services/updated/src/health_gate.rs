@@ -6,7 +6,7 @@
 //! - every configured BunkerOS service unit is active (READY), or skipped by its condition
 //!   (not configured on this appliance) — `unit:<name>`, see [`units`];
 //! - trustd is ready and its CA key really signs the gate's statement for this boot, verified
-//!   against the CA key of its status — `trustd-signs`, see [`trustd_signs`];
+//!   against the CA key of its status — `trustd-signs`;
 //! - every configured hub link is up, or this appliance is not a hub — `hub-links`;
 //! - the site is neither critical nor in lockdown — `site-state`.
 //!

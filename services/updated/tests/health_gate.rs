@@ -8,6 +8,7 @@ mod stand_ins;
 use std::time::Duration;
 
 use appliance::audit_log::TrustedKey;
+use appliance::config::DurationSecs;
 use appliance::dbus::contracts::{SiteState, Trust1Proxy};
 use appliance::dbus::testbus::TestBus;
 use appliance::dbus::testsite::StandInSite;
@@ -86,7 +87,7 @@ impl Appliance {
 
     fn settings(&self, timeout_secs: u64) -> HealthGateSettings {
         HealthGateSettings {
-            timeout: serde_json::from_value(timeout_secs.into()).unwrap(),
+            timeout: DurationSecs::new(timeout_secs).expect("a timeout the settings accept"),
             bless_boot: self.commands.path("systemd-bless-boot"),
             systemctl: self.commands.path("systemctl"),
             ..HealthGateSettings::default()
