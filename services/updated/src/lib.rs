@@ -11,6 +11,7 @@ pub mod booted;
 pub mod controller;
 pub mod daemon;
 pub mod disk_layout;
+pub mod health_gate;
 pub mod image_version;
 pub mod install;
 pub mod mirror;
