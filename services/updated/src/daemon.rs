@@ -7,11 +7,11 @@
 //! only keeps the watchdog fed and the slots' view fresh (the health gate and
 //! systemd-bless-boot rename entries behind updated's back).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use appliance::config::{root_from_env, rooted};
 use appliance::dbus::Bus;
 use appliance::dbus::contracts::UPDATE;
@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use crate::boot_entries::Esp;
 use crate::booted::Booted;
 use crate::controller::Controller;
+use crate::disk_layout::find_disk;
 use crate::settings::{SERVICE, UpdatedSetup};
 use crate::update_metrics::UpdateMetrics;
 use crate::update_state::{BootVerdict, BootedSystem, UpdateStateStore};
@@ -58,7 +59,11 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
     let esp = Esp::new(rooted(root, &config.install.esp));
     let disk = match &config.install.disk {
         Some(disk) => rooted(root, disk),
-        None => system_disk(root).context("finding the disk that holds the slots")?,
+        None => find_disk(
+            &rooted(root, Path::new("/dev")),
+            &rooted(root, Path::new("/sys")),
+        )
+        .context("finding the disk that holds the slots")?,
     };
     tracing::info!(
         slot = %booted.slot,
@@ -182,24 +187,4 @@ fn status_line(controller: &Controller) -> String {
         "running BunkerOS {} from slot {}; {next}",
         booted.image.version, booted.slot
     )
-}
-
-/// The disk holding the partition labelled `root-a` (`/dev/vda` for `/dev/vda2`).
-fn system_disk(root: Option<&Path>) -> Result<PathBuf> {
-    let label = rooted(root, Path::new("/dev/disk/by-partlabel/root-a"));
-    let partition =
-        std::fs::canonicalize(&label).with_context(|| format!("resolving {}", label.display()))?;
-    let name = partition
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{} has no device name", partition.display()))?;
-    let sysfs = rooted(root, &Path::new("/sys/class/block").join(name));
-    let device =
-        std::fs::canonicalize(&sysfs).with_context(|| format!("resolving {}", sysfs.display()))?;
-    let disk = device
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{} has no parent disk", device.display()))?;
-    Ok(rooted(root, &Path::new("/dev").join(disk)))
 }
