@@ -201,7 +201,12 @@ pub const SLOT_A_ROOT: &[u8] = b"slot a root file system, version 0.1.0";
 pub const SLOT_A_VERITY: &[u8] = b"slot a verity tree";
 
 pub fn make_disk(path: &Path) {
-    let total: u64 = PARTITIONS.iter().map(|(_, size)| size).sum::<u64>() + 2 * MIB;
+    make_disk_with(path, &PARTITIONS);
+}
+
+/// A GPT disk image at `path` with `partitions` (name, bytes) in order.
+pub fn make_disk_with(path: &Path, partitions: &[(&str, u64)]) {
+    let total: u64 = partitions.iter().map(|(_, size)| size).sum::<u64>() + 2 * MIB;
     let mut file = std::fs::OpenOptions::new()
         .create_new(true)
         .read(true)
@@ -216,7 +221,7 @@ pub fn make_disk(path: &Path) {
         .writable(true)
         .create_from_device(file, None)
         .unwrap();
-    for (name, size) in PARTITIONS {
+    for &(name, size) in partitions {
         let kind = if name == "esp" {
             partition_types::EFI
         } else {
