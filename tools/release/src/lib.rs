@@ -14,7 +14,8 @@
 //! [`pcr_policy`] (PCR values from the command line, the signed policy, the file it goes to) →
 //! [`tuf_keys`] (the TUF role keys and `keys.toml`) → [`tuf_root`] (the signed `root.json`) →
 //! [`image_build`] (what an image build is, checked) → [`release_repo`] (what a repository
-//! already holds) → [`publish`] (one build into a repository) → [`refresh_timestamp`].
+//! already holds) → [`publish`] (one build into a repository) → [`refresh_timestamp`] →
+//! [`verify_repo`] (the appliance's verification, run before a repository ships).
 
 pub mod image_build;
 pub mod pcr_policy;
@@ -24,6 +25,7 @@ pub mod release_key;
 pub mod release_repo;
 pub mod tuf_keys;
 pub mod tuf_root;
+pub mod verify_repo;
 
 use std::path::PathBuf;
 
@@ -79,6 +81,14 @@ pub enum ReleaseError {
         /// The repository directory as given.
         repo: PathBuf,
         /// What is wrong.
+        reason: String,
+    },
+    /// The repository does not verify as an appliance verifies it.
+    #[error("the repository {} does not verify: {reason}", repo.display())]
+    Verify {
+        /// The repository directory as given.
+        repo: PathBuf,
+        /// The appliance's refusal.
         reason: String,
     },
     /// Writing or signing the TUF metadata failed.

@@ -9,9 +9,11 @@ use bunkeros_release::pcr_policy::{self, parse_pcr_assignment};
 use bunkeros_release::publish::{self, Expiry, Published};
 use bunkeros_release::refresh_timestamp::{self, Refreshed};
 use bunkeros_release::release_key::ReleaseKey;
+use bunkeros_release::verify_repo::{self, NO_IMAGE};
 use bunkeros_release::{tuf_keys, tuf_root};
 use clap::{Parser, Subcommand};
 use trustd::tpm::PcrValue;
+use updated::{ImageVersion, RunningImage};
 
 /// The release signing tool of the BunkerOS image build.
 #[derive(Debug, Parser)]
@@ -89,6 +91,21 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = Expiry::default().timestamp_days)]
         timestamp_days: u32,
     },
+    /// Verify a repository as an appliance would (fresh state) against the root the images carry
+    VerifyRepo {
+        /// The TUF root the appliances trust (an image build's tuf-root.json)
+        #[arg(long, value_name = "ROOT.json")]
+        root: PathBuf,
+        /// The repository directory
+        #[arg(long, value_name = "REPO")]
+        repo: PathBuf,
+        /// The appliance's hardware profile
+        #[arg(long, value_name = "NAME")]
+        profile: String,
+        /// The image version the appliance runs (the release must be newer)
+        #[arg(long, value_name = "VERSION", default_value_t = NO_IMAGE)]
+        running: ImageVersion,
+    },
     /// Re-sign a repository's timestamp.json (next version, same snapshot) so it does not expire
     RefreshTimestamp {
         /// The TUF key directory (only the timestamp keys are read)
@@ -163,6 +180,35 @@ fn run(command: Command) -> Result<(), ReleaseError> {
             let keys = tuf_keys::load(&keys)?;
             let refreshed = block_on(refresh_timestamp::refresh(&keys, &repo, days))?;
             print_refreshed(&repo, &refreshed);
+        }
+        Command::VerifyRepo {
+            root,
+            repo,
+            profile,
+            running,
+        } => {
+            let running = RunningImage {
+                version: running,
+                profile,
+            };
+            let verified = block_on(verify_repo::verify(&root, &repo, &running))?;
+            let facts = &verified.facts;
+            println!(
+                "{}: verifies against {}: image {} for {}, roothash {}",
+                repo.display(),
+                root.display(),
+                facts.image_version,
+                facts.profile,
+                facts.roothash,
+            );
+            let seen = verified.versions;
+            println!(
+                "    metadata: root {}, targets {}, snapshot {}, timestamp {}",
+                seen.root, seen.targets, seen.snapshot, seen.timestamp
+            );
+            for (name, length) in &verified.targets {
+                println!("    {name} ({length} bytes)");
+            }
         }
     }
     Ok(())

@@ -242,6 +242,33 @@ async fn releases_accumulate_in_one_repository_and_verify() {
         artefact_bytes("root.squashfs", "0.1.1")
     );
     assert_eq!(second.versions().timestamp, 2);
+
+    // The same check from the command line, before a repository ships.
+    let verify_args = |running: &'static str| {
+        vec![
+            "verify-repo",
+            "--root",
+            text(&fixture.root),
+            "--repo",
+            text(&fixture.repo),
+            "--profile",
+            PROFILE,
+            "--running",
+            running,
+        ]
+    };
+    let printed = succeeds(&verify_args("0.1.0"));
+    assert!(printed.contains("image 0.1.1 for qemu-x86_64"), "{printed}");
+    assert!(
+        printed.contains("metadata: root 1, targets 2, snapshot 2, timestamp 2"),
+        "{printed}"
+    );
+    assert!(printed.contains("root.squashfs (11300 bytes)"), "{printed}");
+    let error = refused(&verify_args("0.1.1"));
+    assert!(
+        error.contains("not newer than the running 0.1.1"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
