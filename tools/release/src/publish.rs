@@ -125,7 +125,7 @@ fn admit(state: &RepoState, build: &ImageBuild, root_bytes: &[u8]) -> Result<(),
         && existing != root_bytes
     {
         return Err(
-            "its metadata/root.json is not the given root: the repository was published under other keys"
+            "its metadata/root.json differs from the given root: the repository was published under another root"
                 .to_owned(),
         );
     }

@@ -272,7 +272,7 @@ async fn releases_accumulate_in_one_repository_and_verify() {
 }
 
 #[tokio::test]
-async fn a_version_not_newer_than_the_repository_is_refused() {
+async fn an_older_version_or_another_root_is_refused() {
     let fixture = Fixture::new();
     fixture.publish("0.1.1");
     let before = fixture.tree();
@@ -287,6 +287,20 @@ async fn a_version_not_newer_than_the_repository_is_refused() {
         );
         assert_eq!(fixture.tree(), before, "nothing written");
     }
+
+    // Another key set's root: its releases would not verify against the images' root.
+    let other = Fixture::new();
+    let image = fixture.image("0.2.0");
+    let mut args = fixture.publish_args(&image);
+    args[4] = text(&other.keys);
+    args[6] = text(&other.root);
+    let error = refused(&args);
+    assert!(
+        error.contains("the repository was published under another root"),
+        "{error}"
+    );
+    assert_eq!(fixture.tree(), before, "nothing written");
+
     let update = fixture.verify(&fixture.state("a"), "0.1.0").await.unwrap();
     assert_eq!(update.facts().image_version.to_string(), "0.1.1");
 }
