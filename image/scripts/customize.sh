@@ -73,9 +73,14 @@ step "enable units"
 systemctl --root="$root" enable tmp.mount bunkeros-slot.service bunkeros-console.service \
     bunkeros-selftest.service >/dev/null
 # Services are enabled as their binaries land in the image.
-for service in trustd hubd minerd sited; do
+for service in trustd hubd minerd sited updated; do
     if [[ -x $root/usr/bin/$service ]]; then systemctl --root="$root" enable "$service.service" >/dev/null; fi
 done
+# The health gate of a newly installed slot: required by boot-complete.target, which only a
+# boot-counted boot pulls in (systemd-bless-boot's generator).
+if [[ -x $root/usr/bin/updated ]]; then
+    systemctl --root="$root" enable updated-health-gate.service >/dev/null
+fi
 if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
     systemctl --root="$root" enable poolsim.service minersim-a.service minersim-b.service >/dev/null
 fi
