@@ -80,6 +80,8 @@ fi
 if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then
     systemctl --root="$root" enable sitesim.service >/dev/null
 fi
+# The update medium is mounted when a stick labelled BUNKERUPD appears (its device wants it).
+systemctl --root="$root" enable 'run-bunkeros-update\x2dmedium.mount' >/dev/null
 systemctl --root="$root" set-default multi-user.target >/dev/null
 
 step "hardening: no logins"
