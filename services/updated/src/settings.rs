@@ -10,7 +10,7 @@
 //! esp = "/efi"                  # where the EFI system partition is mounted
 //!
 //! [health_gate]
-//! timeout_secs = 300            # how long a new slot has to become healthy
+//! timeout = 300                 # seconds a new slot has to become healthy
 //! units = ["trustd.service", "hubd.service", "minerd.service", "sited.service"]
 //!
 //! [metrics]
@@ -23,9 +23,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use appliance::config::{ConfigError, ConfigPaths, DurationSecs, Invalid, Port, ServiceConfig};
+use appliance::config::{ConfigError, ConfigPaths, Invalid, Port, ServiceConfig};
 use appliance::metrics::MetricsSection;
 use serde::Deserialize;
+
+use crate::health_gate::HealthGateSettings;
 
 /// The service name: the config file stem, the log identifier and the state directory.
 pub const SERVICE: &str = "updated";
@@ -41,6 +43,10 @@ pub struct ReleaseSection {
     pub trusted_root: PathBuf,
     /// The default source: `usb`, an absolute directory, or an `https://` mirror.
     pub source: String,
+    /// PEM files of the CAs an HTTPS mirror's certificate must chain to (the site CA's root,
+    /// `bunkerctl ca root`; the system's roots only if their bundle is listed). Empty: no mirror
+    /// is trusted, so only the medium and directories work.
+    pub mirror_trust_anchors: Vec<PathBuf>,
 }
 
 impl Default for ReleaseSection {
@@ -48,6 +54,7 @@ impl Default for ReleaseSection {
         ReleaseSection {
             trusted_root: PathBuf::from("/usr/share/bunkeros/update/root.json"),
             source: "usb".to_owned(),
+            mirror_trust_anchors: Vec::new(),
         }
     }
 }
@@ -74,34 +81,14 @@ impl Default for InstallSection {
     }
 }
 
-/// `[health_gate]`: what a new slot must show before it is blessed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthGateSection {
-    /// How long the services have to become healthy after boot (30 s to 1 h).
-    pub timeout_secs: DurationSecs<30, 3600>,
-    /// The units that must be active and ready (a unit skipped by its condition passes).
-    pub units: Vec<String>,
-}
-
-impl Default for HealthGateSection {
-    fn default() -> Self {
-        HealthGateSection {
-            timeout_secs: DurationSecs::from_const(300),
-            units: ["trustd", "hubd", "minerd", "sited"]
-                .map(|unit| format!("{unit}.service"))
-                .to_vec(),
-        }
-    }
-}
-
 /// Everything updated reads from `updated.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpdatedConfig {
     pub release: ReleaseSection,
     pub install: InstallSection,
-    pub health_gate: HealthGateSection,
+    /// `[health_gate]`: what a new slot must show before it is blessed (see `health_gate`).
+    pub health_gate: HealthGateSettings,
     pub metrics: MetricsSection<{ DEFAULT_METRICS_PORT.get() }>,
 }
 
@@ -126,13 +113,8 @@ impl ServiceConfig for UpdatedConfig {
         if self.install.disk.as_ref().is_some_and(|d| !d.is_absolute()) {
             problems.push(Invalid::new("install.disk", "must be an absolute path"));
         }
-        for (i, unit) in self.health_gate.units.iter().enumerate() {
-            if !is_unit_name(unit) {
-                problems.push(Invalid::new(
-                    format!("health_gate.units[{i}]"),
-                    format!("{unit:?} is not a systemd service name such as \"sited.service\""),
-                ));
-            }
+        if let Err(gate) = self.health_gate.validate() {
+            problems.extend(gate);
         }
         if problems.is_empty() {
             Ok(())
@@ -140,17 +122,6 @@ impl ServiceConfig for UpdatedConfig {
             Err(problems)
         }
     }
-}
-
-/// A `NAME.service` of `a-z 0-9 - _ @ .` characters.
-fn is_unit_name(unit: &str) -> bool {
-    unit.strip_suffix(".service").is_some_and(|stem| {
-        !stem.is_empty()
-            && stem.len() <= 200
-            && stem
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'@' | b'.'))
-    })
 }
 
 /// The loaded configuration and where it came from.
@@ -187,7 +158,7 @@ impl UpdatedSetup {
         let _ = writeln!(
             out,
             "health gate: {} s for {}",
-            c.health_gate.timeout_secs.secs(),
+            c.health_gate.timeout.secs(),
             c.health_gate.units.join(", ")
         );
         let _ = writeln!(out, "metrics: {}", c.metrics.listen);
@@ -221,7 +192,7 @@ mod tests {
         assert_eq!(config.install.boot_tries, 3);
         assert_eq!(config.metrics.listen.to_string(), "127.0.0.1:9105");
         assert_eq!(config.health_gate.units.len(), 4);
-        assert_eq!(config.health_gate.timeout_secs.secs(), 300);
+        assert_eq!(config.health_gate.timeout.secs(), 300);
     }
 
     #[test]
@@ -235,7 +206,7 @@ mod tests {
             ["install.boot_tries", "install.esp", "health_gate.units[0]"]
         );
         assert!(parse("[install]\nboot_trys = 3\n").is_err());
-        assert!(parse("[health_gate]\ntimeout_secs = 5\n").is_err());
+        assert!(parse("[health_gate]\ntimeout = 7200\n").is_err());
         assert!(parse("[metrics]\nlisten = \"0.0.0.0:9105\"\n").is_err());
     }
 }

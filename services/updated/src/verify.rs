@@ -18,9 +18,11 @@ use tough::schema::RoleType;
 use tough::{FilesystemTransport, Repository, RepositoryLoader, TargetName};
 
 use crate::ImageVersion;
+use crate::mirror::FetchFailed;
 use crate::repository::{
     IMAGE_VERSION_FIELD, PROFILE_FIELD, ROOTHASH_FIELD, ReleaseFacts, is_roothash,
 };
+use crate::source::{ReleaseSource, SourceError, check_directory, check_medium};
 
 /// File in the state directory that records the highest metadata versions accepted.
 const SEEN_VERSIONS_FILE: &str = "seen-versions.json";
@@ -96,10 +98,15 @@ pub enum UpdateRefused {
     Sink(std::io::Error),
     #[error("the state file {path} is unreadable or malformed: {detail}")]
     State { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 impl From<TufError> for UpdateRefused {
     fn from(error: TufError) -> UpdateRefused {
+        if let Some(refusal) = mirror_failure(&error) {
+            return refusal;
+        }
         match error {
             TufError::ExpiredMetadata { role, .. } => UpdateRefused::Expired { role },
             TufError::OlderMetadata {
@@ -184,6 +191,22 @@ fn integrity_failure(error: &TufError) -> Option<UpdateRefused> {
     None
 }
 
+/// The mirror's failure inside a tough error (a transport error somewhere in its causes).
+fn mirror_failure(error: &TufError) -> Option<UpdateRefused> {
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(failed) = error.downcast_ref::<FetchFailed>() {
+            return Some(UpdateRefused::Source(SourceError::Mirror {
+                url: failed.url.clone(),
+                tries: failed.tries,
+                failure: failed.failure.clone(),
+            }));
+        }
+        cause = error.source();
+    }
+    None
+}
+
 /// A release whose metadata verified and whose image is newer than the running one.
 #[derive(Debug)]
 pub struct VerifiedUpdate {
@@ -210,6 +233,19 @@ pub async fn verify_update(
     state_dir: &Path,
     running: &RunningImage,
 ) -> Result<VerifiedUpdate, UpdateRefused> {
+    let source = ReleaseSource::Directory(repository_dir.to_owned());
+    verify_update_from(&source, trusted_root, state_dir, running).await
+}
+
+/// Loads the release repository at `source` (a directory, the update medium, an HTTPS mirror)
+/// against `trusted_root` (the image's `root.json`), and judges it as [`verify_update`] does.
+/// The returned update streams its targets from the same source.
+pub async fn verify_update_from(
+    source: &ReleaseSource,
+    trusted_root: &[u8],
+    state_dir: &Path,
+    running: &RunningImage,
+) -> Result<VerifiedUpdate, UpdateRefused> {
     let seen = SeenVersions::load(state_dir).await?;
     let datastore = state_dir.join(TUF_DATASTORE_DIR);
     tokio::fs::create_dir_all(&datastore)
@@ -218,13 +254,24 @@ pub async fn verify_update(
             path: datastore.clone(),
             detail: e.to_string(),
         })?;
-    let metadata_url = directory_url(&repository_dir.join("metadata"))?;
-    let targets_url = directory_url(&repository_dir.join("targets"))?;
-    let repository = RepositoryLoader::new(&trusted_root, metadata_url, targets_url)
-        .transport(FilesystemTransport)
-        .datastore(datastore)
-        .load()
-        .await?;
+    let repository = match source {
+        ReleaseSource::Directory(directory) => {
+            check_directory(directory)?;
+            load_local(trusted_root, directory, datastore).await?
+        }
+        ReleaseSource::Removable(mount_point) => {
+            check_medium(mount_point)?;
+            load_local(trusted_root, mount_point, datastore).await?
+        }
+        ReleaseSource::Mirror(mirror) => {
+            RepositoryLoader::new(&trusted_root, mirror.metadata_url(), mirror.targets_url())
+                .transport(mirror.transport())
+                .datastore(datastore)
+                .load()
+                .await?
+        }
+    };
+    tracing::debug!(%source, "release metadata loaded");
     let versions = SeenVersions::of(&repository);
     versions.refuse_rollback_from(&seen)?;
     let facts = signed_facts(&repository)?;
@@ -265,6 +312,11 @@ impl VerifiedUpdate {
         self.versions
     }
 
+    /// When the release's timestamp expires: a mirror or medium must offer a fresher one by then.
+    pub fn expires(&self) -> jiff::Timestamp {
+        self.repository.timestamp().signed.expires
+    }
+
     /// The names of the release's targets, sorted.
     pub fn target_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -282,6 +334,14 @@ impl VerifiedUpdate {
             .all_targets()
             .find(|(target, _)| target.raw() == name)
             .map(|(_, target)| target.length)
+    }
+
+    /// The signed SHA-256 of a target, to check that a disk kept what was streamed into it.
+    pub fn target_sha256(&self, name: &str) -> Option<Vec<u8>> {
+        self.repository
+            .all_targets()
+            .find(|(target, _)| target.raw() == name)
+            .map(|(_, target)| target.hashes.sha256.to_vec())
     }
 
     /// Streams target `name` into `sink` while tough hashes it, and returns the bytes written.
@@ -430,6 +490,23 @@ fn signed_facts(repository: &Repository) -> Result<ReleaseFacts, UpdateRefused> 
     found.ok_or_else(|| UpdateRefused::Metadata {
         detail: "the release has no targets".to_owned(),
     })
+}
+
+/// Loads the repository in a local directory (`metadata/`, `targets/`).
+async fn load_local(
+    trusted_root: &[u8],
+    directory: &Path,
+    datastore: PathBuf,
+) -> Result<Repository, UpdateRefused> {
+    let metadata_url = directory_url(&directory.join("metadata"))?;
+    let targets_url = directory_url(&directory.join("targets"))?;
+    Ok(
+        RepositoryLoader::new(&trusted_root, metadata_url, targets_url)
+            .transport(FilesystemTransport)
+            .datastore(datastore)
+            .load()
+            .await?,
+    )
 }
 
 fn directory_url(path: &Path) -> Result<url::Url, UpdateRefused> {

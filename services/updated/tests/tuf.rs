@@ -2,170 +2,20 @@
 //! offline against its root as the appliance does, and every way the issue names of handing
 //! the appliance something that is not a genuine, current, newer release.
 
-use std::num::NonZeroU64;
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
-use tempfile::TempDir;
 use tough::schema::RoleType;
-use updated::repository::{generate_signing_key, write_release, write_root};
-use updated::{
-    ImageVersion, ReleaseFacts, ReleaseKeys, ReleaseSpec, RoleSigners, RootSpec, RunningImage,
-    SeenVersions, UpdateRefused, verify_update,
+use updated::repository::{write_release, write_root};
+use updated::{ImageVersion, RootSpec, SeenVersions, UpdateRefused, verify_update};
+
+use support::{
+    ARTEFACTS, PROFILE, artefact_bytes, days_from_now, fixture, roothash_of, running, spec,
+    target_file, version,
 };
-
-const PROFILE: &str = "qemu-x86_64";
-
-const ARTEFACTS: [&str; 3] = ["bunkeros.uki.efi", "root.squashfs", "root.verity"];
-
-struct Fixture {
-    dir: TempDir,
-    keys: ReleaseKeys,
-    root_json: PathBuf,
-}
-
-fn version(n: u64) -> NonZeroU64 {
-    NonZeroU64::new(n).unwrap()
-}
-
-fn days_from_now(days: i64) -> Timestamp {
-    Timestamp::now()
-        .checked_add(SignedDuration::from_hours(24 * days))
-        .unwrap()
-}
-
-fn signers(dir: &Path, role: &str, count: usize, threshold: u64) -> RoleSigners {
-    let key_files = (0..count)
-        .map(|i| {
-            let path = dir.join(format!("{role}-{i}.pk8"));
-            generate_signing_key(&path).unwrap();
-            path
-        })
-        .collect();
-    RoleSigners {
-        key_files,
-        threshold: version(threshold),
-    }
-}
-
-/// Release keys (root: 2 of 2, the online roles one key each) and a signed root.json.
-async fn fixture() -> Fixture {
-    let dir = TempDir::new().unwrap();
-    let key_dir = dir.path().join("keys");
-    std::fs::create_dir(&key_dir).unwrap();
-    let keys = ReleaseKeys {
-        root: signers(&key_dir, "root", 2, 2),
-        targets: signers(&key_dir, "targets", 1, 1),
-        snapshot: signers(&key_dir, "snapshot", 1, 1),
-        timestamp: signers(&key_dir, "timestamp", 1, 1),
-    };
-    let root_spec = RootSpec {
-        version: version(1),
-        expires: days_from_now(365),
-    };
-    let root_json = write_root(&keys, root_spec, &dir.path().join("root"))
-        .await
-        .unwrap();
-    Fixture {
-        dir,
-        keys,
-        root_json,
-    }
-}
-
-fn spec(image: &str, metadata_version: u64) -> ReleaseSpec {
-    ReleaseSpec {
-        facts: ReleaseFacts {
-            image_version: image.parse().unwrap(),
-            profile: PROFILE.to_owned(),
-            roothash: roothash_of(image),
-        },
-        metadata_version: version(metadata_version),
-        targets_expires: days_from_now(90),
-        snapshot_expires: days_from_now(30),
-        timestamp_expires: days_from_now(7),
-    }
-}
-
-/// A root hash per image version, as the build would compute it from the image's root.
-fn roothash_of(image: &str) -> String {
-    use std::fmt::Write;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, image.as_bytes());
-    digest.as_ref().iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
-}
-
-fn running(version: &str) -> RunningImage {
-    RunningImage {
-        version: version.parse().unwrap(),
-        profile: PROFILE.to_owned(),
-    }
-}
-
-/// The bytes of an artefact of a release: distinct per artefact and per image version.
-fn artefact_bytes(name: &str, image: &str) -> Vec<u8> {
-    let seed = format!("{name} {image} ");
-    seed.bytes()
-        .cycle()
-        .take(40_000 + name.len() * 1_000)
-        .collect()
-}
-
-impl Fixture {
-    /// Writes a release of `image` with metadata version `metadata_version` into its own
-    /// repository directory and returns that directory.
-    async fn release(&self, label: &str, spec: ReleaseSpec) -> PathBuf {
-        let image = spec.facts.image_version.to_string();
-        let artefacts = self.dir.path().join(format!("{label}-artefacts"));
-        std::fs::create_dir(&artefacts).unwrap();
-        for name in ARTEFACTS {
-            std::fs::write(artefacts.join(name), artefact_bytes(name, &image)).unwrap();
-        }
-        let repo = self.dir.path().join(label);
-        write_release(&self.root_json, &artefacts, &spec, &self.keys, &repo)
-            .await
-            .unwrap();
-        repo
-    }
-
-    fn trusted_root(&self) -> Vec<u8> {
-        std::fs::read(&self.root_json).unwrap()
-    }
-
-    fn state(&self, label: &str) -> PathBuf {
-        let state = self.dir.path().join(format!("{label}-state"));
-        std::fs::create_dir_all(&state).unwrap();
-        state
-    }
-
-    async fn verify(
-        &self,
-        repo: &Path,
-        state: &Path,
-        running_version: &str,
-    ) -> Result<updated::VerifiedUpdate, UpdateRefused> {
-        verify_update(&self.trusted_root(), repo, state, &running(running_version)).await
-    }
-}
-
-/// The file of a target in a repository (consistent snapshots: `<sha256>.<name>`).
-fn target_file(repo: &Path, name: &str) -> PathBuf {
-    let suffix = format!(".{name}");
-    std::fs::read_dir(repo.join("targets"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| {
-            path.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .ends_with(&suffix)
-        })
-        .unwrap()
-}
 
 fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
     let mut value: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();

@@ -1,0 +1,190 @@
+//! The daemon's life: learn what runs, settle what became of the last install, serve, stop.
+//!
+//! Start: state directory → the running image and booted slot ([`Booted`]) → the image's TUF
+//! root → the ESP's boot entries, and what they say about a pending install (blessed, still
+//! being tried, or fallen back: recorded with its reason) → metrics → `org.bunkeros.Update1`
+//! on the system bus → `READY=1`. Installs run as tasks of the [`Controller`]; the main loop
+//! only keeps the watchdog fed and the slots' view fresh (the health gate and
+//! systemd-bless-boot rename entries behind updated's back).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use appliance::config::{root_from_env, rooted};
+use appliance::dbus::Bus;
+use appliance::dbus::contracts::UPDATE;
+use appliance::metrics::{MetricsEndpoint, register_build_info};
+use appliance::state::StateDir;
+use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
+use prometheus_client::registry::Registry;
+
+use crate::boot_entries::Esp;
+use crate::booted::Booted;
+use crate::controller::Controller;
+use crate::disk_layout::find_disk;
+use crate::settings::{SERVICE, UpdatedSetup};
+use crate::update_metrics::UpdateMetrics;
+use crate::update_state::{BootVerdict, BootedSystem, UpdateStateStore};
+use crate::update1::Update1;
+
+/// The slots' view is read again this often (the gate and systemd-bless-boot rename entries).
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs updated until SIGTERM or SIGINT, on the system bus.
+pub async fn run(setup: UpdatedSetup) -> Result<()> {
+    run_on(setup, Bus::System).await
+}
+
+/// [`run`] on `bus` (tests use a private bus); `$BUNKEROS_ROOT` stands in for `/`.
+pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
+    let notifier = Notifier::new();
+    let shutdown = ShutdownSignal::install(notifier).context("installing the stop handlers")?;
+    let cancel = shutdown.token();
+    let state = StateDir::from_env(SERVICE).context("opening updated's state directory")?;
+    let root = root_from_env();
+    let root = root.as_deref();
+    let config = setup.config;
+
+    let booted = Booted::read(root.unwrap_or(Path::new("/")))
+        .context("reading the running image and its slot")?;
+    let trusted_root_path = rooted(root, &config.release.trusted_root);
+    let trusted_root = std::fs::read(&trusted_root_path).with_context(|| {
+        format!(
+            "reading the image's TUF root {}",
+            trusted_root_path.display()
+        )
+    })?;
+    let esp = Esp::new(rooted(root, &config.install.esp));
+    let disk = match &config.install.disk {
+        Some(disk) => rooted(root, disk),
+        None => find_disk(
+            &rooted(root, Path::new("/dev")),
+            &rooted(root, Path::new("/sys")),
+        )
+        .context("finding the disk that holds the slots")?,
+    };
+    tracing::info!(
+        slot = %booted.slot,
+        version = %booted.image.version,
+        disk = %disk.display(),
+        "running"
+    );
+
+    let store = UpdateStateStore::new(state.clone());
+    let mut registry = Registry::default();
+    register_build_info(&mut registry, SERVICE, env!("CARGO_PKG_VERSION"));
+    let metrics = UpdateMetrics::register(&mut registry);
+    settle_last_install(&store, &esp, &booted, &metrics);
+
+    let endpoint = MetricsEndpoint::bind(config.metrics.listen.get(), Arc::new(registry))
+        .await
+        .context("starting the metrics endpoint (metrics.listen)")?;
+    tracing::info!("serving metrics on {}", endpoint.local_addr());
+    tokio::spawn(endpoint.serve(cancel.clone()));
+
+    let controller = Arc::new(Controller::new(
+        config,
+        booted,
+        esp,
+        disk,
+        trusted_root,
+        state.path().to_owned(),
+        store,
+        metrics,
+    ));
+    let connection = appliance::dbus::serve(
+        &bus,
+        UPDATE.bus_name,
+        UPDATE.object_path,
+        Update1::new(Arc::clone(&controller)),
+    )
+    .await
+    .context("serving org.bunkeros.Update1 on the system bus")?;
+    let iface = connection
+        .object_server()
+        .interface::<_, Update1>(UPDATE.object_path)
+        .await
+        .context("finding the served Update1 object")?;
+    controller.attach(iface);
+
+    let line = status_line(&controller);
+    notifier
+        .ready(&line)
+        .context("telling systemd that updated is ready")?;
+    tracing::info!("READY=1; status: {line}");
+
+    let heartbeat = Heartbeat::new();
+    let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
+    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = refresh.tick() => {
+                controller.refresh_slots();
+                heartbeat.beat();
+            }
+        }
+    }
+    tracing::info!("stopping");
+    drop(connection);
+    if let Some(task) = watchdog {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+/// Records what became of a pending install now that the appliance booted (blessed, or fell
+/// back with the reason), so the status says it from the first moment.
+fn settle_last_install(
+    store: &UpdateStateStore,
+    esp: &Esp,
+    booted: &Booted,
+    metrics: &UpdateMetrics,
+) {
+    let entries = match esp.entries() {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the boot entries on the ESP");
+            return;
+        }
+    };
+    let system = BootedSystem {
+        slot: booted.slot,
+        roothash: booted.roothash.clone(),
+        version: booted.image.version,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match store.reconcile_after_boot(&system, &entries) {
+        Ok(BootVerdict::NothingPending) => {}
+        Ok(BootVerdict::AwaitingGate { slot, version }) => {
+            tracing::info!(%slot, %version, "the new slot is on trial: the health gate decides");
+        }
+        Ok(BootVerdict::MarkedBad { reason }) => tracing::warn!("{reason}"),
+        Ok(BootVerdict::Blessed { slot, version }) => {
+            tracing::info!(%slot, %version, "the new slot was blessed");
+            metrics.record_result("blessed", now);
+        }
+        Ok(BootVerdict::FellBack { reason }) => {
+            tracing::warn!("fell back: {reason}");
+            metrics.record_result("fell-back", now);
+        }
+        Err(error) => tracing::error!(%error, "cannot settle the last install"),
+    }
+}
+
+fn status_line(controller: &Controller) -> String {
+    let booted = controller.booted();
+    let view = controller.view();
+    let next = view.next.map_or_else(
+        || "no next boot entry".to_owned(),
+        |next| format!("next boot slot {}", next.slot),
+    );
+    format!(
+        "running BunkerOS {} from slot {}; {next}",
+        booted.image.version, booted.slot
+    )
+}

@@ -1,0 +1,85 @@
+//! `updated health-gate`: the health gate of a newly booted slot, as
+//! `updated-health-gate.service` runs it before `boot-complete.target`.
+//!
+//! On a boot whose UKI carries no boot counter (a blessed slot) there is nothing to judge and
+//! it exits at once. Otherwise it runs [`HealthGate`], records the verdict (the update state's
+//! last result: blessed, or fell back with every failed check's sentence; the whole verdict with
+//! trustd's signature in `health-gate.json`, the evidence a rollout reports), then acts:
+//! `systemd-bless-boot good`, or `bad` and an orderly reboot into the previous slot. Exit status
+//! 0 only when healthy, so `boot-complete.target` (and systemd's own blessing) waits on it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use appliance::config::{root_from_env, rooted};
+use appliance::state::StateDir;
+
+use crate::boot_entries::{EntryState, Esp};
+use crate::booted::Booted;
+use crate::health_gate::{BootId, HealthGate, bless};
+use crate::settings::{SERVICE, UpdatedSetup};
+use crate::update_state::UpdateStateStore;
+
+/// The last verdict of the health gate, in updated's state directory.
+pub const VERDICT_FILE: &str = "health-gate.json";
+
+/// Runs the gate; `Ok(true)` when the booted slot is healthy (or was not on trial).
+pub async fn run(setup: UpdatedSetup) -> Result<bool> {
+    let root = root_from_env();
+    let root = root.as_deref();
+    let config = setup.config;
+    let booted = Booted::read(root.unwrap_or(Path::new("/")))
+        .context("reading the running image and its slot")?;
+    let esp = Esp::new(rooted(root, &config.install.esp));
+    let entry = esp
+        .entry(booted.slot)
+        .context("reading the booted slot's boot entry")?;
+    let on_trial = matches!(
+        entry.as_ref().map(|e| e.state),
+        Some(EntryState::Trying { .. })
+    );
+    if !on_trial {
+        tracing::info!(slot = %booted.slot, "the booted slot is not on trial: nothing to judge");
+        return Ok(true);
+    }
+    tracing::info!(
+        slot = %booted.slot,
+        version = %booted.image.version,
+        timeout_s = config.health_gate.timeout.secs(),
+        "the booted slot is on trial: judging its health"
+    );
+    let state = StateDir::from_env(SERVICE).context("opening updated's state directory")?;
+    let connection = appliance::dbus::system_bus()
+        .await
+        .context("connecting to the system bus")?;
+    let boot = BootId::read().context("reading this boot's id")?;
+    let gate = HealthGate::new(connection, config.health_gate.clone(), boot);
+    let verdict = gate.run().await;
+    let healthy = verdict.is_healthy();
+    let sentence = if healthy {
+        format!(
+            "slot {} ({}) passed its health gate, {}",
+            booted.slot,
+            booted.image.version,
+            verdict.summary()
+        )
+    } else {
+        format!(
+            "slot {} ({}) failed its health gate and was marked bad; the appliance reboots into the previous slot. {}",
+            booted.slot,
+            booted.image.version,
+            verdict.summary()
+        )
+    };
+    state
+        .write_json(VERDICT_FILE, &verdict)
+        .context("recording the health gate's verdict")?;
+    UpdateStateStore::new(state)
+        .record_gate(&sentence, healthy)
+        .context("recording the health gate's result")?;
+    match bless(&config.health_gate, &verdict).await {
+        Ok(blessing) => tracing::info!(?blessing, "{sentence}"),
+        Err(error) => tracing::error!(%error, "{sentence}"),
+    }
+    Ok(healthy)
+}

@@ -1,0 +1,129 @@
+//! `org.bunkeros.Update1` at `/org/bunkeros/Update1`: the object served on the system bus.
+//!
+//! The contract (what each member means, which errors exist) is
+//! `appliance::dbus::contracts::Update1`; this is the server side, a thin layer over
+//! [`Controller`]: properties read its view, methods check their arguments and delegate.
+
+use std::sync::Arc;
+
+use zbus::object_server::SignalEmitter;
+
+use crate::controller::Controller;
+
+/// Longest `source` accepted: a path or URL, not a document.
+const MAX_SOURCE_LEN: usize = 4096;
+
+/// A refusal, as the D-Bus error updated answers with (names in `update_errors`).
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.bunkeros.Update1.Error")]
+pub enum UpdateError {
+    /// A failure of zbus itself.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    InvalidArgument(String),
+    Busy(String),
+    Refused(String),
+    Unavailable(String),
+}
+
+impl UpdateError {
+    /// The sentence for the operator.
+    pub fn sentence(&self) -> String {
+        match self {
+            UpdateError::ZBus(error) => error.to_string(),
+            UpdateError::InvalidArgument(s)
+            | UpdateError::Busy(s)
+            | UpdateError::Refused(s)
+            | UpdateError::Unavailable(s) => s.clone(),
+        }
+    }
+}
+
+/// The object served at `/org/bunkeros/Update1`.
+pub struct Update1 {
+    controller: Arc<Controller>,
+}
+
+impl Update1 {
+    pub fn new(controller: Arc<Controller>) -> Update1 {
+        Update1 { controller }
+    }
+}
+
+fn checked_source(source: &str) -> Result<&str, UpdateError> {
+    if source.len() > MAX_SOURCE_LEN || source.chars().any(char::is_control) {
+        return Err(UpdateError::InvalidArgument(format!(
+            "a source is a path or URL of at most {MAX_SOURCE_LEN} printable characters"
+        )));
+    }
+    Ok(source)
+}
+
+#[zbus::interface(name = "org.bunkeros.Update1")]
+impl Update1 {
+    #[zbus(property)]
+    fn booted_slot(&self) -> String {
+        self.controller.booted().slot.name().to_owned()
+    }
+
+    #[zbus(property)]
+    fn booted_version(&self) -> String {
+        self.controller.booted().image.version.to_string()
+    }
+
+    #[zbus(property)]
+    fn next_slot(&self) -> String {
+        self.controller
+            .view()
+            .next
+            .map_or_else(String::new, |next| next.slot.name().to_owned())
+    }
+
+    #[zbus(property)]
+    fn next_version(&self) -> String {
+        self.controller
+            .view()
+            .next
+            .and_then(|next| next.version)
+            .map_or_else(String::new, |v| v.to_string())
+    }
+
+    #[zbus(property)]
+    fn activity(&self) -> String {
+        self.controller.view().activity.to_owned()
+    }
+
+    #[zbus(property)]
+    fn last_result(&self) -> String {
+        self.controller.last_result()
+    }
+
+    fn status(&self) -> String {
+        self.controller.status_document()
+    }
+
+    async fn check(&self, source: String) -> Result<String, UpdateError> {
+        self.controller.check(checked_source(&source)?).await
+    }
+
+    async fn install(&self, source: String, reboot: bool) -> Result<String, UpdateError> {
+        self.controller
+            .install(checked_source(&source)?, reboot)
+            .await
+    }
+
+    #[zbus(signal)]
+    pub async fn progress(
+        emitter: &SignalEmitter<'_>,
+        phase: &str,
+        done: u64,
+        total: u64,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn install_finished(
+        emitter: &SignalEmitter<'_>,
+        installed: bool,
+        result: &str,
+    ) -> zbus::Result<()>;
+}
