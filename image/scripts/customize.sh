@@ -46,6 +46,7 @@ put 0644 "${BUNKER_PROFILE_FILE:?}" /usr/share/bunkeros/profile.toml
 for c in "$img"/config/*.toml; do put 0644 "$c" "/usr/share/bunkeros/$(basename "$c")"; done
 for d in "$img"/dbus-1/*.conf; do put 0644 "$d" "/usr/share/dbus-1/system.d/$(basename "$d")"; done
 for x in "$img"/libexec/*; do put 0755 "$x" "/usr/libexec/bunkeros/$(basename "$x")"; done
+for r in "$img"/udev/*.rules; do put 0644 "$r" "/usr/lib/udev/rules.d/$(basename "$r")"; done
 if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
     step "simulation ([simulation] miners): minersim, poolsim and minerd's site layer for them"
     for u in "$img"/sim/units/*; do put 0644 "$u" "/usr/lib/systemd/system/$(basename "$u")"; done
@@ -80,8 +81,6 @@ fi
 if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then
     systemctl --root="$root" enable sitesim.service >/dev/null
 fi
-# The update medium is mounted when a stick labelled BUNKERUPD appears (its device wants it).
-systemctl --root="$root" enable 'run-bunkeros-update\x2dmedium.mount' >/dev/null
 systemctl --root="$root" set-default multi-user.target >/dev/null
 
 step "hardening: no logins"
