@@ -34,13 +34,22 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct -- image hardware services 
 # trustd's CA key stays usable on every image the release key signed. A development key is made
 # on first use; a production build points RELEASE_KEY at the release key, kept offline.
 RELEASE_KEY ?= build/keys/release-key.pem
-BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh --release-key $(RELEASE_KEY)
+# The TUF keys that sign releases (TUF_KEYS/keys.toml names each role's key files and threshold)
+# and the TUF root every image trusts for its updates. DEVELOPMENT keys and root are made on
+# first use; a production build points TUF_KEYS at the online keys (targets, snapshot,
+# timestamp) and TUF_ROOT at the root.json the offline root keys signed.
+TUF_KEYS ?= build/keys/tuf
+TUF_ROOT ?= $(TUF_KEYS)/root.json
+# Where `make release` publishes: one TUF repository per profile, accumulating releases.
+RELEASE_REPO ?= build/release/$(PROFILE)
+RELEASE_TOOL := target/release/bunkeros-release
+BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh --release-key $(RELEASE_KEY) --tuf-root $(TUF_ROOT)
 
 # Release binaries go into the image: strip build paths so they do not depend on where we build.
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build release image image-lock image-verify run test test-rust pyasic-venv test-boot test-update test-reproducible test-image-faults disk-check lint fuzz bench bench-deps clean
+.PHONY: help deps build binaries release image image-lock image-verify run test test-rust pyasic-venv test-boot test-update test-reproducible test-image-faults disk-check lint fuzz bench bench-deps clean
 
 help:
 	@echo "BunkerOS: make run | make test"
@@ -48,6 +57,8 @@ help:
 	@echo "  make test          format and lint checks, all Rust tests, the image build, the boot and update tests"
 	@echo "  make deps          install the Debian packages the build and tests need (only the missing ones)"
 	@echo "  make image         build the disk image for PROFILE=$(PROFILE) into $(IMAGE_DIR)/"
+	@echo "  make release       build the image and publish it as a signed TUF release into $(RELEASE_REPO)/"
+	@echo "  make binaries      the release binaries (target/release) that go into the image"
 	@echo "  make image-verify  build the image twice and compare: both sha256 sums are printed"
 	@echo "  make image-lock    re-resolve image/packages.list into image/packages.lock"
 	@echo "  make bench         benchmarks, as ratios against a baseline measured in the same run"
@@ -67,7 +78,7 @@ deps:
 build: deps
 	$(CARGO) build --workspace --locked
 
-release: deps
+binaries: deps
 	@echo "==> release binaries (target/release)"
 	RUSTFLAGS="$(RELEASE_RUSTFLAGS)" $(CARGO) build --workspace --release --locked
 
@@ -76,14 +87,29 @@ build/keys/release-key.pem:
 	@mkdir -p $(@D) && chmod 0700 $(@D)
 	@(umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $@.tmp) && mv $@.tmp $@
 
-image: release $(RELEASE_KEY)
+# Made once (file targets: only when missing); an existing key set or root is never replaced.
+$(TUF_KEYS)/keys.toml: | binaries
+	@echo "==> no TUF keys: making DEVELOPMENT TUF keys at $(TUF_KEYS) (production: TUF_KEYS=<dir>, TUF_ROOT=<root.json>)"
+	$(RELEASE_TOOL) tuf-keys --dir $(TUF_KEYS)
+
+$(TUF_ROOT): | $(TUF_KEYS)/keys.toml binaries
+	@echo "==> no TUF root: signing a DEVELOPMENT TUF root at $@ with the keys in $(TUF_KEYS)"
+	$(RELEASE_TOOL) tuf-root --keys $(TUF_KEYS) --out $@
+
+# An image build published as a TUF release: the artefacts an appliance installs into its other
+# slot, signed by the TUF keys, under the root the image carries.
+release: image $(TUF_ROOT)
+	@echo "==> release of $(IMAGE_DIR) into $(RELEASE_REPO)"
+	$(RELEASE_TOOL) publish --image-dir $(IMAGE_DIR) --keys $(TUF_KEYS) --root $(TUF_ROOT) --repo $(RELEASE_REPO)
+
+image: binaries $(RELEASE_KEY) $(TUF_ROOT)
 	@echo "==> image for profile $(PROFILE)"
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out $(IMAGE_DIR)
 
-image-lock: release $(RELEASE_KEY)
+image-lock: binaries $(RELEASE_KEY) $(TUF_ROOT)
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out $(IMAGE_DIR) --refresh-lock
 
-image-verify: release $(RELEASE_KEY)
+image-verify: binaries $(RELEASE_KEY) $(TUF_ROOT)
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/first --force
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/second --force
 	@a=$$(sha256sum < build/verify/first/bunkeros.img | cut -d' ' -f1); \
@@ -125,8 +151,8 @@ $(VENV)/.pyasic-$(PYASIC_VERSION):
 	@touch $@
 
 # The image build's own faults: a missing tool, a bad profile, a step failing midway.
-test-image-faults: release $(RELEASE_KEY)
-	$(SUDO) env RELEASE_KEY=$(RELEASE_KEY) python3 tests/image/build_faults_test.py
+test-image-faults: binaries $(RELEASE_KEY) $(TUF_ROOT)
+	$(SUDO) env RELEASE_KEY=$(RELEASE_KEY) TUF_ROOT=$(TUF_ROOT) python3 tests/image/build_faults_test.py
 
 test-boot: image
 	python3 tests/boot/boot_test.py $(IMAGE_DIR) build/test/boot

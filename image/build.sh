@@ -1,14 +1,15 @@
 #!/bin/bash
 # Build the BunkerOS disk image for one hardware profile.
 #
-#   image/build.sh --release-key KEY [--profile FILE] [--out DIR] [--force] [--refresh-lock]
+#   image/build.sh --release-key KEY --tuf-root ROOT [--profile FILE] [--out DIR] [--force] [--refresh-lock]
 #
 # Needs root (mmdebstrap chroots), the release binaries in target/release (make image builds them),
-# the host tools that `make deps` installs, and the release signing key KEY (PKCS#8 PEM, P-256),
-# which signs the image's PCR 11 prediction; only its public half goes into the image. Writes the
-# finished image and its companions into OUT (default build/image/<profile>) only when every step
-# succeeded: a failed build leaves nothing under the final name. When OUT already holds an image
-# built from the same inputs (image/, the profile, the binaries, the release key, SOURCE_DATE_EPOCH),
+# the host tools that `make deps` installs, the release signing key KEY (PKCS#8 PEM, P-256),
+# which signs the image's PCR 11 prediction (only its public half goes into the image), and the
+# signed TUF root.json ROOT that the image trusts for its updates. Writes the finished image and
+# its companions into OUT (default build/image/<profile>) only when every step succeeded: a failed
+# build leaves nothing under the final name. When OUT already holds an image built from the same
+# inputs (image/, the profile, the binaries, the release key, the TUF root, SOURCE_DATE_EPOCH),
 # nothing is rebuilt unless --force is given.
 # See the README's "The image" for the layout.
 set -euo pipefail
@@ -18,14 +19,16 @@ out=
 mode=locked
 force=0
 release_key=
+tuf_root=
 while (($#)); do
     case "$1" in
     --profile) profile_file=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
     --release-key) release_key=$(realpath -m "$2"); shift 2 ;;
+    --tuf-root) tuf_root=$(realpath -m "$2"); shift 2 ;;
     --refresh-lock) mode=refresh; force=1; shift ;;
     --force) force=1; shift ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "image/build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -62,6 +65,8 @@ for tool in "$bunkerctl" "$release_tool"; do
 done
 [[ -n $release_key ]] || { echo "error: no release key: pass --release-key KEY (make image passes RELEASE_KEY)" >&2; exit 2; }
 [[ -r $release_key ]] || { echo "error: cannot read the release key $release_key" >&2; exit 1; }
+[[ -n $tuf_root ]] || { echo "error: no TUF root: pass --tuf-root ROOT.json (make image passes TUF_ROOT)" >&2; exit 2; }
+[[ -r $tuf_root ]] || { echo "error: cannot read the TUF root $tuf_root" >&2; exit 1; }
 
 # The profile: validated by the same code the appliance uses, exported as BUNKER_* variables.
 profile_env=$("$bunkerctl" profile env "$profile_file") || exit 78
@@ -90,6 +95,11 @@ mkdir -p "$work"
     { echo "error: the release key $release_key is unusable (see above)" >&2; exit 1; }
 export BUNKER_RELEASE_KEY=$release_key BUNKER_RELEASE_TOOL=$release_tool
 export BUNKER_RELEASE_PUBKEY=$work/release-key.pem
+# The TUF root the image trusts for updates: one that is not a valid, current, self-signed root
+# would leave every appliance built with it unable to take any update, so it stops the build here.
+"$release_tool" check-tuf-root --root "$tuf_root" >/dev/null ||
+    { echo "error: the TUF root $tuf_root is unusable (see above)" >&2; exit 1; }
+export BUNKER_TUF_ROOT=$tuf_root
 inputs=$( (cd "$repo" && find image -type f -print0 | sort -z | xargs -0 sha256sum
     sha256sum "$profile_file" target/release/{trustd,bunkerctl,bunkeros-release}
     for b in hubd minerd sited updated; do
@@ -98,6 +108,7 @@ inputs=$( (cd "$repo" && find image -type f -print0 | sort -z | xargs -0 sha256s
     if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then sha256sum target/release/{minersim,poolsim}; fi
     if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then sha256sum target/release/sitesim; fi
     sha256sum <"$BUNKER_RELEASE_PUBKEY"
+    sha256sum <"$BUNKER_TUF_ROOT"
     echo "$SOURCE_DATE_EPOCH $BUNKER_VERSION $mode") | sha256sum | cut -d' ' -f1)
 if ((!force)) && [[ -f $out/bunkeros.img ]] && grep -qx "inputs=$inputs" "$out/build-info" 2>/dev/null; then
     echo "==> $out/bunkeros.img is up to date (same inputs); --force rebuilds"
@@ -149,6 +160,7 @@ echo "==> disk image"
 zstd -q -3 -T0 -f "$staging/bunkeros.img" -o "$staging/bunkeros.img.zst"
 cp "$profile_file" "$staging/profile.toml"
 cp "$BUNKER_RELEASE_PUBKEY" "$staging/release-key.pem"
+cp "$BUNKER_TUF_ROOT" "$staging/tuf-root.json"
 (cd "$staging" && sha256sum bunkeros.img bunkeros.img.zst bunkeros.uki.efi root.squashfs root.verity >SHA256SUMS)
 cat >"$staging/build-info" <<INFO
 inputs=$inputs

@@ -64,6 +64,9 @@ kver=$(ls "$root/lib/modules" | sort -V | tail -1)
 cmdline="console=${BUNKER_CONSOLE},115200 roothash=${roothash} root=/dev/mapper/root ro"
 cmdline+=" systemd.verity_root_data=PARTUUID=${root_uuid} systemd.verity_root_hash=PARTUUID=${verity_uuid}"
 cmdline+=" systemd.verity_root_options=panic-on-corruption"
+# A kernel that panics (dm-verity found corruption, say) reboots after 30 s instead of hanging:
+# systemd-boot's tries counter then falls back to the other slot. A profile may set its own.
+cmdline+=" panic=30"
 if [[ -n "${BUNKER_EXTRA_CMDLINE:-}" ]]; then cmdline+=" ${BUNKER_EXTRA_CMDLINE}"; fi
 printf '%s' "$cmdline" >"$work/cmdline"
 cp "$root/usr/lib/os-release" "$work/os-release"
@@ -91,16 +94,19 @@ step "PCR 11 policy signed by the release key (deterministic ECDSA: same inputs,
 "${BUNKER_RELEASE_TOOL:?}" sign-pcr-policy --key "${BUNKER_RELEASE_KEY:?}" \
     --pcr "11=$(cat "$work/pcr11.expected")" --out "$work/pcr11.policy.json"
 
-step "EFI system partition: systemd-boot + the slot A UKI, its root hash and signed PCR 11 policy"
+step "EFI system partition: systemd-boot + the slot A UKI, its version, root hash and signed PCR 11 policy"
 cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi "$work/esp/EFI/BOOT/BOOTX64.EFI"
 # What the appliance needs to know of each slot travels with it on the ESP (/efi/bunkeros/<slot>/):
 # it cannot live in the root, whose hash is part of what PCR 11 measures. bunkeros-slot.service
 # finds the booted slot by its root hash and publishes these under /run/bunkeros/slot/.
 mkdir -p "$work/esp/bunkeros/a"
 printf '%s\n' "$roothash" >"$work/esp/bunkeros/a/roothash"
+printf '%s\n' "${BUNKER_VERSION:?}" >"$work/esp/bunkeros/a/version"
 cp "$work/pcr11.json" "$work/pcr11.expected" "$work/pcr11.policy.json" "$work/esp/bunkeros/a/"
-# No menu, no editor: the kernel command line is the one measured into the UKI.
-printf 'timeout 0\neditor no\ndefault bunkeros-a.efi\n' >"$work/esp/loader/loader.conf"
+# No menu, no editor: the kernel command line is the one measured into the UKI. `default` is a
+# glob over both slots' UKIs: systemd-boot boots the newest version among the entries with tries
+# left, so an installed slot B boots next and one marked bad (0 tries) falls back to A.
+printf 'timeout 0\neditor no\ndefault bunkeros-*\n' >"$work/esp/loader/loader.conf"
 find "$work/esp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 truncate -s "${BUNKER_ESP_MIB}M" "$work/esp.img"
 mkfs.vfat -F 32 -n ESP -i 0b0e5e5a --invariant "$work/esp.img" >/dev/null

@@ -5,7 +5,7 @@
 #
 # Environment: BUNKER_IMAGE_DIR (this repository's image/), BUNKER_BIN_DIR (release binaries),
 # BUNKER_PROFILE_FILE, BUNKER_VERSION, BUNKER_MANIFEST (where to write the installed package list),
-# BUNKER_RELEASE_PUBKEY (the release key's public half, PEM),
+# BUNKER_RELEASE_PUBKEY (the release key's public half, PEM), BUNKER_TUF_ROOT (the signed TUF root.json),
 # SOURCE_DATE_EPOCH, and the profile's BUNKER_* variables.
 set -euo pipefail
 root=$1
@@ -61,6 +61,8 @@ if [[ ${BUNKER_SIMULATE_SITE:-0} == 1 ]]; then
 fi
 # The release key's public half: trustd's `authorized` CA policy accepts the PCR policies it signed.
 put 0644 "${BUNKER_RELEASE_PUBKEY:?}" /usr/share/bunkeros/release-key.pem
+# The TUF root this image trusts: updated verifies every release against it (and its successors).
+put 0644 "${BUNKER_TUF_ROOT:?}" /usr/share/bunkeros/update/root.json
 put 0644 "$img/fstab" /etc/fstab
 # /etc is read-only on the appliance: create the system users now, not at first boot.
 systemd-sysusers --root="$root"

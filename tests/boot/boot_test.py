@@ -12,7 +12,8 @@ IMAGE_DIR is an image build's output (bunkeros.img, pcr11.expected, ...). Two bo
    (it loads, the release key's signature over the build's PCR 11 verifies in it, but without the
    boot's PCR values the TPM refuses the authorization);
 2. the same image with one byte of the root squashfs flipped: it must not boot (dm-verity with
-   panic-on-corruption), and the console must say why.
+   panic-on-corruption, then the reboot panic=N asks for, which ends QEMU under -no-reboot), and the
+   console must say why.
 
 Each check prints PASS or FAIL; on any failure the serial logs are printed in full. The last line
 is "boot test: N passed, M failed". Exit status 0 only when nothing failed.
@@ -535,7 +536,12 @@ def judge_corrupted_boot(c, seconds, status, console, selftest):
             block.group(0) if block else "no dm-verity corruption message on the console")
     c.check("corrupted root: the kernel panicked on it (panic-on-corruption)",
             "Kernel panic - not syncing: dm-verity device corrupted" in console)
-    c.check("corrupted root: the machine stopped instead of booting on (panic, no reboot)",
+    # The kernel command line's panic=N makes a panic reboot (so that systemd-boot's tries counter
+    # can fall back to the other slot); QEMU runs with -no-reboot, so that reboot ends it.
+    reboot = re.search(r"Rebooting in \d+ seconds", console)
+    c.check("corrupted root: the panic reboots the machine instead of hanging (panic=N)", reboot is not None,
+            reboot.group(0) if reboot else "no 'Rebooting in N seconds' after the panic")
+    c.check("corrupted root: the machine stopped instead of booting on (the reboot ends QEMU)",
             status != 124, f"QEMU exited after {seconds:.0f} s with status {status}")
 
 

@@ -3,15 +3,19 @@
 
   build_faults_test.py
 
-Runs image/build.sh (it needs root, target/release/bunkerctl and bunkeros-release, and the release
-key in $RELEASE_KEY or build/keys/release-key.pem, as `make image` does) with:
+Runs image/build.sh (it needs root, target/release/bunkerctl and bunkeros-release, the release
+key in $RELEASE_KEY or build/keys/release-key.pem and the TUF root in $TUF_ROOT or
+build/keys/tuf/root.json, as `make image` does) with:
 1. a host tool missing from PATH: the error names the tool and its Debian package, exit 1;
 2. a bad hardware profile: the profile's file:line error, exit 78;
 3. a release key that is not a P-256 private key: refused before anything is built;
-4. a step that fails midway (mmdebstrap exits 1): the build fails, nothing exists under the final
+4. a TUF root that is not a signed root (here: a root whose signature was altered): refused
+   before anything is built;
+5. a step that fails midway (mmdebstrap exits 1): the build fails, nothing exists under the final
    name and no partial directory is left behind.
 The last line is "image build faults: N passed, M failed".
 """
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "image" / "build.sh"
 PROFILE = REPO / "hardware" / "profiles" / "qemu-x86_64.toml"
 RELEASE_KEY = Path(os.environ.get("RELEASE_KEY") or REPO / "build" / "keys" / "release-key.pem").resolve()
+TUF_ROOT = Path(os.environ.get("TUF_ROOT") or REPO / "build" / "keys" / "tuf" / "root.json").resolve()
 
 
 def tool_dir(tmp, name, leave_out=(), replace=None):
@@ -48,10 +53,10 @@ def tool_dir(tmp, name, leave_out=(), replace=None):
     return bin_dir
 
 
-def run_build(path_dir, out, profile=PROFILE, release_key=RELEASE_KEY):
+def run_build(path_dir, out, profile=PROFILE, release_key=RELEASE_KEY, tuf_root=TUF_ROOT):
     env = dict(os.environ, PATH=str(path_dir))
-    return subprocess.run(["bash", str(BUILD), "--release-key", str(release_key), "--profile", str(profile),
-                           "--out", str(out), "--force"],
+    return subprocess.run(["bash", str(BUILD), "--release-key", str(release_key), "--tuf-root", str(tuf_root),
+                           "--profile", str(profile), "--out", str(out), "--force"],
                           env=env, capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
@@ -92,6 +97,17 @@ def main():
         check("bad release key: refused with the key's path", r.returncode != 0 and str(not_a_key) in r.stderr,
               f"exit {r.returncode}: {r.stderr.strip()[:200]}")
         check("bad release key: nothing under the final name", leftovers(out) == [], str(leftovers(out)))
+
+        # A genuine root with one byte of its first signature changed: valid JSON, wrong signature.
+        forged_root = Path(tmp) / "forged-root.json"
+        root = json.loads(TUF_ROOT.read_text())
+        sig = root["signatures"][0]["sig"]
+        root["signatures"][0]["sig"] = ("1" if sig[0] != "1" else "2") + sig[1:]
+        forged_root.write_text(json.dumps(root))
+        r = run_build(tool_dir(tmp, "bad-tuf-root"), out, tuf_root=forged_root)
+        check("bad TUF root: refused with the root's path", r.returncode != 0 and str(forged_root) in r.stderr,
+              f"exit {r.returncode}: {r.stderr.strip()[:200]}")
+        check("bad TUF root: nothing under the final name", leftovers(out) == [], str(leftovers(out)))
 
         failing = {"mmdebstrap": 'echo "E: simulated download failure" >&2; exit 1'}
         r = run_build(tool_dir(tmp, "failing-mmdebstrap", replace=failing), out)

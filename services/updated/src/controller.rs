@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use appliance::state::StateDir;
 use serde_json::{Value as Json, json};
 use zbus::object_server::InterfaceRef;
 
@@ -315,6 +316,9 @@ impl Controller {
         let (installed, result) = match result {
             Ok(installed) => {
                 let recorded = self.store.record_installed(&installed);
+                if let Ok(state) = StateDir::open(&self.state_dir) {
+                    crate::daemon::mark_installed_this_boot(&state);
+                }
                 if let Err(error) = &recorded {
                     tracing::error!(%error, "cannot record the install");
                 }

@@ -24,10 +24,14 @@ use crate::boot_entries::Esp;
 use crate::booted::Booted;
 use crate::controller::Controller;
 use crate::disk_layout::find_disk;
+use crate::health_gate::BootId;
 use crate::settings::{SERVICE, UpdatedSetup};
 use crate::update_metrics::UpdateMetrics;
 use crate::update_state::{BootVerdict, BootedSystem, UpdateStateStore};
 use crate::update1::Update1;
+
+/// The boot id during which the pending install was written.
+const INSTALL_BOOT_FILE: &str = "install-boot-id";
 
 /// The slots' view is read again this often (the gate and systemd-bless-boot rename entries).
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
@@ -76,7 +80,7 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
     let mut registry = Registry::default();
     register_build_info(&mut registry, SERVICE, env!("CARGO_PKG_VERSION"));
     let metrics = UpdateMetrics::register(&mut registry);
-    settle_last_install(&store, &esp, &booted, &metrics);
+    settle_last_install(&store, &state, &esp, &booted, &metrics);
 
     let endpoint = MetricsEndpoint::bind(config.metrics.listen.get(), Arc::new(registry))
         .await
@@ -139,10 +143,17 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
 /// back with the reason), so the status says it from the first moment.
 fn settle_last_install(
     store: &UpdateStateStore,
+    state: &StateDir,
     esp: &Esp,
     booted: &Booted,
     metrics: &UpdateMetrics,
 ) {
+    // A restart of updated is not a reboot: the slot installed during this boot has not had its
+    // chance to boot yet, so there is nothing to settle.
+    if installed_this_boot(state) {
+        tracing::info!("the pending install was made during this boot: it starts at the next boot");
+        return;
+    }
     let entries = match esp.entries() {
         Ok(entries) => entries,
         Err(error) => {
@@ -173,6 +184,29 @@ fn settle_last_install(
             metrics.record_result("fell-back", now);
         }
         Err(error) => tracing::error!(%error, "cannot settle the last install"),
+    }
+}
+
+/// Whether the pending install (if any) was written during the current boot.
+fn installed_this_boot(state: &StateDir) -> bool {
+    let Ok(boot) = BootId::read() else {
+        return false;
+    };
+    matches!(
+        state.read(INSTALL_BOOT_FILE),
+        Ok(Some(bytes)) if bytes == boot.as_str().as_bytes()
+    )
+}
+
+/// Records that an install was written during the current boot (see [`installed_this_boot`]).
+pub fn mark_installed_this_boot(state: &StateDir) {
+    let written = BootId::read().map_err(|e| e.to_string()).and_then(|boot| {
+        state
+            .write_atomic(INSTALL_BOOT_FILE, boot.as_str().as_bytes())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(error) = written {
+        tracing::warn!(%error, "cannot record the boot an install was made in");
     }
 }
 

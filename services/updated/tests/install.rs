@@ -10,31 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use gpt::GptConfig;
-use gpt::mbr::ProtectiveMBR;
-use gpt::partition_types;
 use updated::boot_entries::{EntryState, Esp};
-use updated::disk_layout::{DiskLayout, Slot, slot_uuids};
+use updated::disk_layout::{DiskLayout, Slot};
 use updated::install::{InstallError, InstallTarget, Phase, Progress, install_update};
 use updated::update_state::Outcome;
 use updated::{UpdateRefused, VerifiedUpdate};
 
-use support::{ARTEFACTS, Fixture, artefact_bytes, fixture, roothash_of, spec, target_file};
-
-const MIB: u64 = 1 << 20;
-
-/// The image's partitions, in assemble.sh's order, with small sizes.
-const PARTITIONS: [(&str, u64); 6] = [
-    ("esp", MIB),
-    ("root-a", 2 * MIB),
-    ("root-a-verity", MIB),
-    ("root-b", 10 * MIB),
-    ("root-b-verity", MIB),
-    ("data", MIB),
-];
-
-/// The booted image's bytes in slot A.
-const SLOT_A_ROOT: &[u8] = b"slot a root file system, version 0.1.0";
-const SLOT_A_VERITY: &[u8] = b"slot a verity tree";
+use support::{
+    ARTEFACTS, Fixture, MIB, SLOT_A_ROOT, SLOT_A_VERITY, artefact_bytes, fixture, roothash_of,
+    slot_a_appliance, spec, target_file,
+};
 
 /// A disk image and an ESP with slot A installed (blessed entry, facts, UUIDs from its hash).
 struct Appliance {
@@ -42,54 +27,11 @@ struct Appliance {
     esp: Esp,
 }
 
-fn make_disk(path: &Path) {
-    let total: u64 = PARTITIONS.iter().map(|(_, size)| size).sum::<u64>() + 2 * MIB;
-    let mut file = std::fs::OpenOptions::new()
-        .create_new(true)
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    file.set_len(total).unwrap();
-    ProtectiveMBR::with_lb_size(u32::try_from(total / 512 - 1).unwrap())
-        .overwrite_lba0(&mut file)
-        .unwrap();
-    let mut disk = GptConfig::new()
-        .writable(true)
-        .create_from_device(file, None)
-        .unwrap();
-    for (name, size) in PARTITIONS {
-        let kind = if name == "esp" {
-            partition_types::EFI
-        } else {
-            partition_types::LINUX_FS
-        };
-        disk.add_partition(name, size, kind, 0, None).unwrap();
-    }
-    disk.write().unwrap().sync_all().unwrap();
-}
-
 fn appliance(dir: &Path) -> Appliance {
-    let disk = dir.join("disk.img");
-    make_disk(&disk);
-    let mut layout = DiskLayout::read(&disk).unwrap();
-    let slot_a = layout.slot(Slot::A).clone();
-    let file = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
-    file.write_all_at(SLOT_A_ROOT, slot_a.root.offset).unwrap();
-    file.write_all_at(SLOT_A_VERITY, slot_a.verity.offset)
-        .unwrap();
-    let (root, verity) = slot_uuids(&roothash_of("0.1.0")).unwrap();
-    layout.set_slot_uuids(Slot::A, root, verity).unwrap();
-
-    let esp_dir = dir.join("esp");
-    std::fs::create_dir_all(esp_dir.join("EFI/Linux")).unwrap();
-    std::fs::write(esp_dir.join("EFI/Linux/bunkeros-a.efi"), b"slot a uki").unwrap();
-    std::fs::create_dir_all(esp_dir.join("bunkeros/a")).unwrap();
-    std::fs::write(esp_dir.join("bunkeros/a/roothash"), roothash_of("0.1.0")).unwrap();
-    std::fs::write(esp_dir.join("bunkeros/a/version"), "0.1.0").unwrap();
+    let (disk, esp) = slot_a_appliance(dir);
     Appliance {
         disk,
-        esp: Esp::new(esp_dir),
+        esp: Esp::new(esp),
     }
 }
 

@@ -1,11 +1,18 @@
 //! Shared fixtures of updated's integration tests: release keys, a signed root, releases of
-//! made-up artefacts, and verifying them as the appliance does.
+//! made-up artefacts, and verifying them as the appliance does; a GPT disk image and an ESP with
+//! slot A installed.
 
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
 use std::num::NonZeroU64;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use gpt::GptConfig;
+use gpt::mbr::ProtectiveMBR;
+use gpt::partition_types;
+use updated::disk_layout::{DiskLayout, Slot, slot_uuids};
 
 use jiff::{SignedDuration, Timestamp};
 use tempfile::TempDir;
@@ -176,4 +183,74 @@ pub fn target_file(repo: &Path, name: &str) -> PathBuf {
                 .ends_with(&suffix)
         })
         .unwrap()
+}
+pub const MIB: u64 = 1 << 20;
+
+/// The image's partitions, in assemble.sh's order, with small sizes.
+pub const PARTITIONS: [(&str, u64); 6] = [
+    ("esp", MIB),
+    ("root-a", 2 * MIB),
+    ("root-a-verity", MIB),
+    ("root-b", 10 * MIB),
+    ("root-b-verity", MIB),
+    ("data", MIB),
+];
+
+/// The booted image's bytes in slot A.
+pub const SLOT_A_ROOT: &[u8] = b"slot a root file system, version 0.1.0";
+pub const SLOT_A_VERITY: &[u8] = b"slot a verity tree";
+
+pub fn make_disk(path: &Path) {
+    make_disk_with(path, &PARTITIONS);
+}
+
+/// A GPT disk image at `path` with `partitions` (name, bytes) in order.
+pub fn make_disk_with(path: &Path, partitions: &[(&str, u64)]) {
+    let total: u64 = partitions.iter().map(|(_, size)| size).sum::<u64>() + 2 * MIB;
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    file.set_len(total).unwrap();
+    ProtectiveMBR::with_lb_size(u32::try_from(total / 512 - 1).unwrap())
+        .overwrite_lba0(&mut file)
+        .unwrap();
+    let mut disk = GptConfig::new()
+        .writable(true)
+        .create_from_device(file, None)
+        .unwrap();
+    for &(name, size) in partitions {
+        let kind = if name == "esp" {
+            partition_types::EFI
+        } else {
+            partition_types::LINUX_FS
+        };
+        disk.add_partition(name, size, kind, 0, None).unwrap();
+    }
+    disk.write().unwrap().sync_all().unwrap();
+}
+
+/// A GPT disk image (`dir/disk.img`) with the image's six partitions and slot A installed, and
+/// an ESP directory (`dir/esp`) with slot A's blessed entry and facts: the disk and the ESP.
+pub fn slot_a_appliance(dir: &Path) -> (PathBuf, PathBuf) {
+    let disk = dir.join("disk.img");
+    make_disk(&disk);
+    let mut layout = DiskLayout::read(&disk).unwrap();
+    let slot_a = layout.slot(Slot::A).clone();
+    let file = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    file.write_all_at(SLOT_A_ROOT, slot_a.root.offset).unwrap();
+    file.write_all_at(SLOT_A_VERITY, slot_a.verity.offset)
+        .unwrap();
+    let (root, verity) = slot_uuids(&roothash_of("0.1.0")).unwrap();
+    layout.set_slot_uuids(Slot::A, root, verity).unwrap();
+
+    let esp_dir = dir.join("esp");
+    std::fs::create_dir_all(esp_dir.join("EFI/Linux")).unwrap();
+    std::fs::write(esp_dir.join("EFI/Linux/bunkeros-a.efi"), b"slot a uki").unwrap();
+    std::fs::create_dir_all(esp_dir.join("bunkeros/a")).unwrap();
+    std::fs::write(esp_dir.join("bunkeros/a/roothash"), roothash_of("0.1.0")).unwrap();
+    std::fs::write(esp_dir.join("bunkeros/a/version"), "0.1.0").unwrap();
+    (disk, esp_dir)
 }
