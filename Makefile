@@ -49,12 +49,12 @@ BUILD_IMAGE := $(SUDO) env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) image/build.sh
 RELEASE_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/usr/src/bunkeros \
 	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/usr/src/cargo
 
-.PHONY: help deps build binaries release image image-lock image-verify run test test-rust pyasic-venv test-boot test-reproducible test-image-faults disk-check lint fuzz bench bench-deps clean
+.PHONY: help deps build binaries release image image-lock image-verify run test test-rust pyasic-venv test-boot test-update test-reproducible test-image-faults disk-check lint fuzz bench bench-deps clean
 
 help:
 	@echo "BunkerOS: make run | make test"
 	@echo "  make run           build what is missing and boot the appliance in QEMU with a software TPM"
-	@echo "  make test          format and lint checks, all Rust tests, the image build and the boot test"
+	@echo "  make test          format and lint checks, all Rust tests, the image build, the boot and update tests"
 	@echo "  make deps          install the Debian packages the build and tests need (only the missing ones)"
 	@echo "  make image         build the disk image for PROFILE=$(PROFILE) into $(IMAGE_DIR)/"
 	@echo "  make release       build the image and publish it as a signed TUF release into $(RELEASE_REPO)/"
@@ -157,6 +157,14 @@ test-image-faults: binaries $(RELEASE_KEY) $(TUF_ROOT)
 test-boot: image
 	python3 tests/boot/boot_test.py $(IMAGE_DIR) build/test/boot
 
+# Signed A/B updates of one QEMU machine (tests/update/update_test.py): builds B and C from the same
+# inputs as the image (versions +1 and +2; C with another release key), publishes them as TUF
+# releases onto a USB stick image, and boots five times: refusals and a power cut mid-write, the
+# retry, B blessed, C failing its health gate, the fallback to B.
+test-update: image $(TUF_ROOT)
+	python3 tests/update/update_test.py $(IMAGE_DIR) build/test/update --release-key $(RELEASE_KEY) \
+		--tuf-keys $(TUF_KEYS) --tuf-root $(TUF_ROOT) --profile $(PROFILE_FILE)
+
 # A second build from the same inputs must give the same bytes as the one the boot test booted.
 test-reproducible: image
 	$(BUILD_IMAGE) --profile $(PROFILE_FILE) --out build/verify/again --force
@@ -165,7 +173,7 @@ test-reproducible: image
 	if [ "$$a" = "$$b" ]; then echo "reproducible: the two builds are bit-identical"; \
 	else echo "reproducible: the builds DIFFER"; diff <(cd $(IMAGE_DIR) && sha256sum *) <(cd build/verify/again && sha256sum *) || true; exit 1; fi
 
-test: disk-check lint test-rust test-image-faults test-reproducible test-boot
+test: disk-check lint test-rust test-image-faults test-reproducible test-boot test-update
 
 # `make test` is one full run, not an edit loop: cargo's incremental cache (as large as the build
 # itself) buys nothing there, so its builds go without it.

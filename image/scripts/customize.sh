@@ -46,6 +46,7 @@ put 0644 "${BUNKER_PROFILE_FILE:?}" /usr/share/bunkeros/profile.toml
 for c in "$img"/config/*.toml; do put 0644 "$c" "/usr/share/bunkeros/$(basename "$c")"; done
 for d in "$img"/dbus-1/*.conf; do put 0644 "$d" "/usr/share/dbus-1/system.d/$(basename "$d")"; done
 for x in "$img"/libexec/*; do put 0755 "$x" "/usr/libexec/bunkeros/$(basename "$x")"; done
+for r in "$img"/udev/*.rules; do put 0644 "$r" "/usr/lib/udev/rules.d/$(basename "$r")"; done
 if [[ ${BUNKER_SIMULATE_MINERS:-0} == 1 ]]; then
     step "simulation ([simulation] miners): minersim, poolsim and minerd's site layer for them"
     for u in "$img"/sim/units/*; do put 0644 "$u" "/usr/lib/systemd/system/$(basename "$u")"; done

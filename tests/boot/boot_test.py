@@ -31,9 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-VM = REPO / "tests" / "vm" / "vm.sh"
-BOOT_TIMEOUT_S = int(os.environ.get("BUNKER_BOOT_TIMEOUT", "900"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vmtest import Checks, boot, facts, first, json_fact  # noqa: E402  (tests/vmtest.py)
+
 MAX_EXPOSURE = 2.0
 # trustd's STATUS= line once it issues: the image's CA key policy is `authorized` (PCR 11 signed by
 # the release key, PCR 7 fixed at enrolment).
@@ -43,68 +43,6 @@ SITE_BUDGET_W = 550000
 NO_CAPABILITIES = ["CapPrm:", "0000000000000000", "CapEff:", "0000000000000000", "CapAmb:", "0000000000000000"]
 TRUSTD_READY = "ready: issuing as bunker BunkerOS Site CA (policy authorized 7+11)"
 HUBD_READY = "hub selftest-1 (CH): 0/0 links up, 0 hubs trusted, transit offered"
-
-
-class Checks:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"PASS {name}" + (f": {detail}" if detail else ""))
-        else:
-            self.failed += 1
-            print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-        sys.stdout.flush()
-        return ok
-
-
-def boot(image, log_dir, name, selftest=True, tpm_state=None):
-    """Boot once, headless; return (seconds, console text, selftest text)."""
-    console = log_dir / f"{name}.console.log"
-    result = log_dir / f"{name}.selftest.log"
-    for f in (console, result):
-        f.unlink(missing_ok=True)
-    cmd = [str(VM), "--image", str(image), "--console-log", str(console), "--timeout", str(BOOT_TIMEOUT_S)]
-    if tpm_state:
-        cmd += ["--tpm-state", str(tpm_state)]
-    if selftest:
-        cmd += ["--selftest", "--selftest-log", str(result)]
-    print(f"--- boot '{name}': {' '.join(cmd)}")
-    sys.stdout.flush()
-    started = time.monotonic()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL)
-    seconds = time.monotonic() - started
-    print(f"--- boot '{name}' ended after {seconds:.0f} s (exit {proc.returncode})")
-
-    def read(p):
-        return p.read_text(errors="replace") if p.exists() else ""
-
-    return seconds, proc.returncode, read(console), read(result)
-
-
-def facts(selftest_text):
-    """'key: value' lines of the self-test, between its markers; repeated keys keep every value."""
-    out = {}
-    inside = False
-    for line in selftest_text.splitlines():
-        line = line.rstrip("\r")
-        if "=== BUNKEROS SELFTEST BEGIN ===" in line:
-            inside = True
-            continue
-        if "=== BUNKEROS SELFTEST END ===" in line:
-            break
-        if inside and ": " in line and not line.startswith(" "):
-            key, _, value = line.partition(": ")
-            out.setdefault(key.strip(), []).append(value.strip())
-    return out
-
-
-def first(f, key):
-    values = f.get(key) or [""]
-    return values[0]
 
 
 def judge_normal_boot(c, image_dir, seconds, console, selftest):
@@ -277,14 +215,6 @@ def judge_minerd(c, f):
             "1 miners, 1 ok, 0 failed" in first(f, "mining-reboot"), first(f, "mining-reboot"))
     c.check("minerd's audit log verifies (bunkerctl mining audit verify)",
             first(f, "mining-audit").endswith("verifies"), first(f, "mining-audit"))
-
-
-def json_fact(f, key):
-    """A fact that is one JSON document; None when the guest printed something else."""
-    try:
-        return json.loads(first(f, key))
-    except json.JSONDecodeError:
-        return None
 
 
 def relay_states(f, key):
@@ -626,7 +556,7 @@ def main():
 
     guest_tpm = log_dir / "normal-tpm"
     shutil.rmtree(guest_tpm, ignore_errors=True)
-    seconds, _, console, selftest = boot(image, log_dir, "normal", tpm_state=guest_tpm)
+    seconds, _, console, selftest, _ = boot(image, log_dir, "normal", tpm_state=guest_tpm)
     judge_normal_boot(c, image_dir, seconds, console, selftest)
     judge_key_blob(c, image_dir, facts(selftest), guest_tpm, log_dir)
     normal_failed = c.failed
@@ -634,7 +564,7 @@ def main():
     corrupted = log_dir / "corrupted.img"
     offset, byte = flip_root_byte(image, corrupted)
     print(f"--- flipped bit 0 of byte {offset} (was {byte:#04x}) in root-a")
-    seconds, status, bad_console, bad_selftest = boot(corrupted, log_dir, "corrupted")
+    seconds, status, bad_console, bad_selftest, _ = boot(corrupted, log_dir, "corrupted")
     corrupted.unlink(missing_ok=True)
     judge_corrupted_boot(c, seconds, status, bad_console, bad_selftest)
 

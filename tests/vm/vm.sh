@@ -2,7 +2,8 @@
 # Boot a BunkerOS disk image in QEMU (q35, OVMF, virtio disk) with a software TPM 2.0 (swtpm).
 #
 #   vm.sh --image IMG [--interactive] [--overlay QCOW2] [--tpm-state DIR]
-#         [--console-log FILE] [--selftest-log FILE] [--selftest] [--timeout SECONDS]
+#         [--console-log FILE] [--selftest-log FILE] [--selftest | --selftest-value VALUE]
+#         [--usb IMG] [--pidfile FILE] [--timeout SECONDS]
 #
 # --interactive   serial console on this terminal (make run); otherwise headless (tests)
 # --overlay       keep the guest's writes in this qcow2 overlay (created if missing or older than
@@ -11,11 +12,15 @@
 #                 without it a fresh TPM is made in a temporary directory
 # --selftest      pass the SMBIOS credential that enables the image's boot self-test unit, whose
 #                 results go to the second serial port (--selftest-log)
+# --selftest-value  the same with this value: it names the test step (`1` is the boot test,
+#                 `update-*` a step of the update test)
+# --usb           attach this disk image as a read-only USB stick (qemu-xhci + usb-storage)
+# --pidfile       QEMU writes its PID here (a test kills it to cut the power)
 #
 # Accelerator: KVM when it can run firmware here, else TCG (BUNKER_ACCEL=kvm|tcg overrides).
 # swtpm and the temporary directory are cleaned up when QEMU exits, however it exits.
 set -euo pipefail
-image= interactive=0 overlay= tpm_state= console_log= selftest_log= selftest=0 timeout_s=0
+image= interactive=0 overlay= tpm_state= console_log= selftest_log= selftest= timeout_s=0 usb= pidfile=
 while (($#)); do
     case "$1" in
     --image) image=$(realpath "$2"); shift 2 ;;
@@ -25,6 +30,9 @@ while (($#)); do
     --console-log) console_log=$(realpath -m "$2"); shift 2 ;;
     --selftest-log) selftest_log=$(realpath -m "$2"); shift 2 ;;
     --selftest) selftest=1; shift ;;
+    --selftest-value) selftest=$2; shift 2 ;;
+    --usb) usb=$(realpath "$2"); shift 2 ;;
+    --pidfile) pidfile=$(realpath -m "$2"); shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     *) echo "vm.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -88,8 +96,18 @@ if ((interactive)); then
 else
     args+=(-display none -monitor none -serial "file:${console_log:-/dev/null}")
 fi
-if ((selftest)); then
-    args+=(-serial "file:${selftest_log:-/dev/null}" -smbios "type=11,value=io.systemd.credential:bunkeros.selftest=1")
+if [[ -n $selftest ]]; then
+    [[ $selftest =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "vm.sh: --selftest-value takes letters, digits, '.', '_' and '-'" >&2; exit 2; }
+    args+=(-serial "file:${selftest_log:-/dev/null}" -smbios "type=11,value=io.systemd.credential:bunkeros.selftest=$selftest")
+fi
+if [[ -n $usb ]]; then
+    [[ -f $usb ]] || { echo "vm.sh: no USB stick image at '$usb'" >&2; exit 1; }
+    args+=(-device qemu-xhci,id=xhci
+        -drive "if=none,id=usbstick,format=raw,file=$usb,readonly=on"
+        -device usb-storage,bus=xhci.0,drive=usbstick,removable=on)
+fi
+if [[ -n $pidfile ]]; then
+    args+=(-pidfile "$pidfile")
 fi
 
 status=0
