@@ -130,3 +130,7 @@ impl<'a> Reader<'a> {
         self.take(usize::from(size), what)
     }
 }
+
+#[cfg(test)]
+#[path = "attest_tests.rs"]
+mod tests;
