@@ -19,7 +19,7 @@ pub const SITE_DOMAIN: &str = "bunker.test";
 /// A running trustd, ended (by its PID) when dropped.
 pub struct Trustd {
     child: Option<Child>,
-    _tpm: Swtpm,
+    tpm: Swtpm,
     _dir: TempDir,
 }
 
@@ -61,7 +61,7 @@ impl Trustd {
             .expect("trustd starts");
         let trustd = Self {
             child: Some(child),
-            _tpm: tpm,
+            tpm,
             _dir: dir,
         };
         let connection = crate::dbus::connect(&Bus::Address(bus.to_owned()))
@@ -80,6 +80,13 @@ impl Trustd {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The TCTI of trustd's swtpm (`swtpm:host=…,port=…`). swtpm serves one client at a time,
+    /// so another client (e.g. `tpm2_pcrread` reading the PCR 11 a quote names) gets through
+    /// only after [`Trustd::stop`]; the swtpm lives on until the fixture is dropped.
+    pub fn tpm_tcti(&self) -> String {
+        self.tpm.tcti()
     }
 
     /// Ends trustd (SIGKILL to its PID): the bus name goes with it.

@@ -7,8 +7,8 @@
 //! writes with `fsync`: the bus connection keeps serving other callers meanwhile.
 //!
 //! Who may call what is the bus policy's job (`image/dbus-1/org.bunkeros.Trust1.conf`: `Issue`,
-//! `Revoke`, `IntermediateRequest` and `InstallChain` for root and `bunkeros-operators`, the rest
-//! for everyone); trustd records the caller's uid, as the bus daemon vouches for it, as the
+//! `Revoke`, `IntermediateRequest` and `InstallChain` for root and `bunkeros-operators`,
+//! `SignAuditDigest` for the services, the rest — `Quote` included — for everyone); trustd records the caller's uid, as the bus daemon vouches for it, as the
 //! requester of every issuance and revocation (`dbus:uid=N`), so the store says who asked, and
 //! logs it with every change of the CA's own certificate.
 //!
@@ -231,6 +231,18 @@ impl Trust1 {
         })?;
         self.call("SignAuditDigest", move |authority| {
             Ok(authority.sign_audit_digest(&service, digest)?)
+        })
+        .await
+    }
+
+    /// `Quote(nonce ay) -> (attest ay, signature ay)`: a TPM2_Quote of PCR 11 (SHA-256 bank)
+    /// with `nonce` (1 to 64 bytes) as qualifying data, signed by the CA key: the marshalled
+    /// `TPMS_ATTEST` and the DER ECDSA signature over its SHA-256 (see
+    /// [`crate::authority::quote`]). For anyone; in lockdown too; refused when sealed.
+    async fn quote(&self, nonce: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), TrustError> {
+        self.call("Quote", move |authority| {
+            let quote = authority.quote(&nonce)?;
+            Ok((quote.attest, quote.signature_der))
         })
         .await
     }

@@ -62,8 +62,8 @@ pub const ALL: [BusService; 5] = [TRUST, HUB, MINING, SITE, UPDATE];
 /// said; their fields are only ever added. Refusals are D-Bus errors named in [`trust_errors`],
 /// whose message is a sentence for the operator. The bus policy
 /// (`/usr/share/dbus-1/system.d/org.bunkeros.Trust1.conf`) lets only root and members of
-/// `bunkeros-operators` call `Issue`, `Revoke`, `IntermediateRequest` and `InstallChain`;
-/// everything else is readable by anyone.
+/// `bunkeros-operators` call `Issue`, `Revoke`, `IntermediateRequest` and `InstallChain`, and
+/// the services `SignAuditDigest`; everything else (`Quote` included) is open to anyone.
 #[zbus::proxy(
     interface = "org.bunkeros.Trust1",
     default_service = "org.bunkeros.Trust1",
@@ -99,6 +99,17 @@ pub trait Trust1 {
     /// trustd's `authority::audit`). Returns the DER ECDSA signature. A service may sign only
     /// under its own user name; root under any.
     fn sign_audit_digest(&self, service: &str, digest: &[u8]) -> zbus::Result<Vec<u8>>;
+
+    /// A TPM2_Quote of PCR 11 (SHA-256 bank; systemd-stub measures the booted UKI there) with
+    /// `nonce` (1 to 64 bytes, else `InvalidRequest`) as qualifying data, signed by the CA key:
+    /// returns the marshalled `TPMS_ATTEST` and the DER ECDSA P-256 signature over its
+    /// SHA-256. A verifier checks the signature with the CA public key (`Status().public_key`),
+    /// the magic `TPM_GENERATED`, the type `TPM_ST_ATTEST_QUOTE`, `extraData` = its nonce, and
+    /// the PCR digest = SHA-256 of the PCR 11 value it expects (the release's
+    /// `pcr11.expected`). Anyone may call it; it works in lockdown and is refused (`Sealed`)
+    /// when the TPM refuses the CA key. trustd signs nothing else that starts with
+    /// `TPM_GENERATED`, so such a signed attestation is a quote.
+    fn quote(&self, nonce: &[u8]) -> zbus::Result<(Vec<u8>, Vec<u8>)>;
 
     /// A signed tree head covering the whole transparency log (JSON).
     fn tree_head(&self) -> zbus::Result<String>;

@@ -78,6 +78,9 @@ pub enum AuthorityError {
         "the service name {0} is refused for audit signatures: use 1 to 32 characters from a-z, 0-9 and `-`"
     )]
     BadServiceName(String),
+    /// A quote's nonce is empty or longer than a TPM2B_DATA holds.
+    #[error("a quote nonce of {0} bytes is refused: use 1 to 64 bytes (e.g. 32 random bytes)")]
+    BadQuoteNonce(usize),
     /// No CA certificate exists yet, so there is nothing to sign a CRL or a proof with.
     #[error("the CA has no certificate yet; create a root or install the intermediate chain first")]
     NoCaCertificate,
@@ -138,6 +141,7 @@ impl AuthorityError {
                 | Self::AlreadyRevoked { .. }
                 | Self::BadRevocationReason(_)
                 | Self::BadServiceName(_)
+                | Self::BadQuoteNonce(_)
         ) || matches!(
             self,
             Self::Issue(

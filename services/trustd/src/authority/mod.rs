@@ -19,6 +19,7 @@ pub mod audit;
 pub mod crl;
 pub mod error;
 pub mod issue;
+pub mod quote;
 pub mod reconcile;
 pub mod records;
 pub mod revocation;
@@ -43,6 +44,7 @@ pub use audit::{
 pub use crl::{CrlStatus, DEFAULT_CRL_VALIDITY, MIN_CRL_VALIDITY};
 pub use error::AuthorityError;
 pub use issue::Issued;
+pub use quote::MAX_QUOTE_NONCE_LEN;
 pub use reconcile::Reconciliation;
 pub use records::{CertificateFacts, CertificateRecord, CertificateStatus, ListFilter, Revocation};
 pub use revocation::RevocationReason;

@@ -11,10 +11,10 @@
 //!
 //! What each stops ([`Operation`]): issuance, revocation, CRL refreshes and changes to the CA
 //! hierarchy stop in both.
-//! Audit-digest signatures and tree heads continue in lockdown — the other services' audit
+//! Audit-digest signatures, tree heads and quotes continue in lockdown — the other services' audit
 //! logs must keep being sealed exactly when the site is under attack, and a tree head only
-//! attests what the log already holds — and stop only when sealed, where the TPM refuses them
-//! anyway.
+//! attests what the log already holds; a quote only attests the booted image — and stop only
+//! when sealed, where the TPM refuses them anyway.
 
 use time::OffsetDateTime;
 
@@ -40,6 +40,8 @@ pub enum Operation {
     SignAudit,
     /// Creating the root, requesting or installing the intermediate chain.
     SetUpCa,
+    /// Quoting PCR 11 for a verifier (writes nothing).
+    Quote,
 }
 
 impl Operation {
@@ -52,6 +54,7 @@ impl Operation {
             Self::SignTreeHead => "sign tree heads of the transparency log",
             Self::SignAudit => "sign audit digests",
             Self::SetUpCa => "change the CA hierarchy",
+            Self::Quote => "quote the booted image",
         }
     }
 
@@ -220,14 +223,15 @@ impl Authority {
     /// Refuses `operation` if lockdown stops it, if an earlier write failure stopped the
     /// authority, or if the CA key is sealed. Touches no state.
     pub(super) fn ensure_may_sign(&self, operation: Operation) -> Result<(), AuthorityError> {
-        // Audit signatures write nothing, so an uncertain disk state does not stop them.
+        // Audit signatures and quotes write nothing, so an uncertain disk state does not stop
+        // them.
         let stopped = self
             .stopped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(failure) = stopped
-            && operation != Operation::SignAudit
+            && !matches!(operation, Operation::SignAudit | Operation::Quote)
         {
             return Err(AuthorityError::Stopped(failure));
         }

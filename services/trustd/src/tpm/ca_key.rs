@@ -16,11 +16,13 @@ use tss_esapi::Context;
 use tss_esapi::constants::SessionType;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::KeyHandle;
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    HashcheckTicket, Private, Public, PublicBuffer, Signature, SignatureScheme,
+    Data, HashcheckTicket, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuffer,
+    Signature, SignatureScheme,
 };
-use tss_esapi::traits::UnMarshall;
+use tss_esapi::traits::{Marshall as _, UnMarshall};
 use tss_esapi::tss2_esys::{TPM2B_DIGEST, TPMT_TK_HASHCHECK};
 
 use super::blob::{CA_KEY_STATE_FILE, CaKeyBlob, check_public, create_blob, left_pad, sec1_point};
@@ -254,6 +256,71 @@ impl TpmCaKey {
         Ok(signature)
     }
 
+    /// TPM2_Quote of PCR 11 (SHA-256 bank) with `qualifying_data` (1 to 64 bytes, the
+    /// verifier's nonce) signed by the CA key in a fresh policy session: the key is an
+    /// unrestricted signing key, which the TPM accepts as the quote's signer. Returns the
+    /// marshalled `TPMS_ATTEST` and the DER ECDSA signature over its SHA-256, checked with the
+    /// public key before returning (so the re-marshalled attestation is the one the TPM signed).
+    pub fn quote_pcr11(&self, qualifying_data: &[u8]) -> Result<PcrQuote, SignError> {
+        let tpm_error = |what: String| SignError::Tpm(what);
+        let qualifying = Data::try_from(qualifying_data.to_vec())
+            .map_err(|e| tpm_error(format!("the qualifying data is not TPM2B_DATA: {e}")))?;
+        let selection = PcrSelectionListBuilder::new()
+            .with_selection(HashingAlgorithm::Sha256, &[PcrSlot::Slot11])
+            .build()
+            .map_err(|e| tpm_error(format!("cannot select PCR 11: {e}")))?;
+        let (attest, signature) = self
+            .with_key(|context, epoch, key, runtime| {
+                in_policy_session(context, |context, session| {
+                    satisfy(
+                        context,
+                        session,
+                        epoch,
+                        &self.policy,
+                        runtime.authorization.as_mut(),
+                    )?;
+                    context
+                        .execute_with_session(Some(AuthSession::from(session)), |c| {
+                            c.quote(
+                                key,
+                                qualifying.clone(),
+                                SignatureScheme::Null,
+                                selection.clone(),
+                            )
+                        })
+                        .map_err(|e| use_failure("quoting PCR 11 with the CA key", e))
+                })
+            })
+            .map_err(|e| match e {
+                UseError::Sealed(reason) => SignError::Sealed(reason.to_string()),
+                UseError::Tpm(e) => SignError::Tpm(e.to_string()),
+            })?;
+        let attest = attest
+            .marshall()
+            .map_err(|e| tpm_error(format!("cannot marshal the quote's attestation: {e}")))?;
+        let Signature::EcDsa(ecdsa) = signature else {
+            return Err(tpm_error("a quote signature that is not ECDSA".to_owned()));
+        };
+        let r = left_pad(ecdsa.signature_r().value()).map_err(|e| tpm_error(e.to_string()))?;
+        let s = left_pad(ecdsa.signature_s().value()).map_err(|e| tpm_error(e.to_string()))?;
+        let signature = EcdsaSignature::from_scalars(r, s).map_err(|_| {
+            tpm_error("the TPM returned an ECDSA signature with r or s out of range".into())
+        })?;
+        let digest: Sha256Digest = Sha256::digest(&attest).into();
+        self.verifying_key
+            .verify_prehash(&digest, &signature)
+            .map_err(|_| {
+                tpm_error(
+                    "the quote's signature does not verify with the CA public key over the attestation"
+                        .into(),
+                )
+            })?;
+        Ok(PcrQuote {
+            attest,
+            signature_der: signature.to_der().as_bytes().to_vec(),
+        })
+    }
+
     /// Runs `op` with the key loaded in the current connection epoch (loading it first if the
     /// epoch is new: first use, or the link to the TPM was reopened).
     fn with_key<T>(
@@ -326,6 +393,15 @@ impl Drop for TpmCaKey {
             });
         }
     }
+}
+
+/// A TPM quote made with the CA key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcrQuote {
+    /// The marshalled `TPMS_ATTEST` the TPM signed.
+    pub attest: Vec<u8>,
+    /// DER ECDSA P-256 signature over `SHA-256(attest)`.
+    pub signature_der: Vec<u8>,
 }
 
 /// Runs `op` in a new policy session and flushes the session whatever the outcome.

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use appliance::state::StateError;
 
 pub use blob::{CA_KEY_STATE_FILE, CaKeyBlob};
-pub use ca_key::TpmCaKey;
+pub use ca_key::{PcrQuote, TpmCaKey};
 pub use connection::{APPLIANCE_TCTI, TCTI_ENV, TctiSource, TpmConnection, quiet_tss_logging};
 pub use pcr::{PcrError, PcrValue, Sha256Digest};
 pub use policy::{PolicyError, PolicyMode};

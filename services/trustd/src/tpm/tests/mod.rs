@@ -8,6 +8,7 @@ mod authorized;
 mod authorized_fixed;
 mod digests;
 mod pcr_mode;
+mod quote;
 
 use std::sync::Arc;
 
