@@ -16,6 +16,7 @@ pub mod image_version;
 pub mod install;
 pub mod mirror;
 pub mod reboot;
+pub mod rollout;
 pub mod repository;
 pub mod settings;
 pub mod source;
