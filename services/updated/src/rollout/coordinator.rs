@@ -532,11 +532,10 @@ impl Rollout {
         if now < clock.saturating_add(timeout) {
             return;
         }
-        let late: Vec<String> = self.plan.waves[self.wave]
-            .hubs
-            .iter()
-            .filter(|hub| self.hubs[hub.as_str()].state == HubState::Instructed)
-            .cloned()
+        let late: Vec<String> = self
+            .hubs_so_far()
+            .filter(|hub| self.hubs[*hub].state == HubState::Instructed)
+            .map(str::to_owned)
             .collect();
         let wave = self.plan.waves[self.wave].name.clone();
         for hub in &late {
@@ -570,11 +569,17 @@ impl Rollout {
         self.control = Control::Halted { reason, since: now };
     }
 
+    /// Every hub of the current wave and the waves before it (a hub of an earlier wave that
+    /// was instructed again after a halt counts too) is healthy.
     fn current_wave_healthy(&self) -> bool {
-        self.plan.waves[self.wave]
-            .hubs
+        self.hubs_so_far()
+            .all(|hub| self.hubs[hub].state == HubState::ReportedHealthy)
+    }
+
+    fn hubs_so_far(&self) -> impl Iterator<Item = &str> {
+        self.plan.waves[..=self.wave]
             .iter()
-            .all(|hub| self.hubs[hub.as_str()].state == HubState::ReportedHealthy)
+            .flat_map(|wave| wave.hubs.iter().map(String::as_str))
     }
 
     fn set_state(&mut self, hub: &str, state: HubState, now: u64) {

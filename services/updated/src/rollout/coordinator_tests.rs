@@ -330,3 +330,39 @@ fn reports_for_other_plans_or_uninstructed_hubs_change_nothing() {
     }
     assert_eq!(rollout, before);
 }
+
+#[test]
+fn a_hub_of_an_earlier_wave_that_fails_later_holds_the_next_wave_until_it_is_healthy_again() {
+    let (hubs, mut rollout) = fleet();
+    through_canary(&hubs, &mut rollout);
+    // h1 (the canary, healthy before) now reports its gate failed after all: a halt.
+    let late = failed(
+        &rollout,
+        &hubs[0],
+        "hub-links: the link to sevilla is down",
+        3000,
+    );
+    assert!(matches!(
+        rollout.observe(&late, &SignatureJudge, 3000),
+        Observation::Failed(_)
+    ));
+    let again = rollout.resume("link repaired", 3100).unwrap();
+    assert_eq!(hubs_of(&again), ["h1"]);
+    for hub in &hubs[1..3] {
+        let report = healthy(&rollout, hub, RELEASE_PCR11, 3200);
+        assert_eq!(
+            rollout.observe(&report, &SignatureJudge, 3200),
+            Observation::Accepted
+        );
+    }
+    assert!(
+        rollout.advance(3200 + SOAK).is_empty(),
+        "h1 is not healthy again yet"
+    );
+    let report = healthy(&rollout, &hubs[0], RELEASE_PCR11, 3300);
+    assert_eq!(
+        rollout.observe(&report, &SignatureJudge, 3300),
+        Observation::Accepted
+    );
+    assert_eq!(hubs_of(&rollout.advance(3300 + SOAK)), ["h4"]);
+}
