@@ -267,7 +267,7 @@ mod tests {
             lines[1].starts_with("WAVE") && lines[1].contains("REASON"),
             "{out}"
         );
-        let h3 = lines.iter().find(|l| l.contains(" h3 ")).unwrap();
+        let h3 = lines[2..].iter().find(|l| l.contains(" h3 ")).unwrap();
         assert!(
             h3.starts_with("w2 (current)")
                 && h3.contains("failed")
@@ -275,7 +275,7 @@ mod tests {
                 && h3.ends_with("unit:minerd.service: failed"),
             "{h3}"
         );
-        let h4 = lines.iter().find(|l| l.contains(" h4 ")).unwrap();
+        let h4 = lines[2..].iter().find(|l| l.contains(" h4 ")).unwrap();
         assert!(
             h4.starts_with("w3 (waiting)") && h4.contains("waiting"),
             "{h4}"
