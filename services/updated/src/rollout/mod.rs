@@ -14,6 +14,7 @@ pub mod desk;
 pub mod exchange;
 pub mod messages;
 pub mod plan;
+mod status;
 
 #[cfg(test)]
 mod test_evidence;
