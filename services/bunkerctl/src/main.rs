@@ -30,6 +30,7 @@ mod table;
 mod terminal;
 mod time_display;
 mod update_cmd;
+mod update_rollout;
 
 use std::process::ExitCode;
 

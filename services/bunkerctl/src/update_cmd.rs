@@ -2,7 +2,8 @@
 //!
 //! `status` shows the slots and what the next boot starts; `check` verifies a release without
 //! installing it; `install` starts one and follows its progress (download, write, verify) until
-//! updated reports the end, with a bar on a terminal and a line per step elsewhere.
+//! updated reports the end, with a bar on a terminal and a line per step elsewhere; `rollout`
+//! (in `update_rollout`) steers a rollout across hubs.
 
 use std::io::Write as _;
 use std::pin::Pin;
@@ -56,6 +57,9 @@ pub enum UpdateCommand {
         #[arg(long)]
         reboot: bool,
     },
+    /// Roll a release out across hubs in waves, each gated on the last one's signed health
+    #[command(subcommand)]
+    Rollout(crate::update_rollout::RolloutCommand),
 }
 
 const SOURCE_HELP: &str = "\
@@ -89,6 +93,7 @@ pub fn run(cmd: UpdateCommand) -> Result<ExitCode> {
             })
         }
         UpdateCommand::Install { source, reboot } => install(&source.unwrap_or_default(), reboot),
+        UpdateCommand::Rollout(cmd) => crate::update_rollout::run(cmd),
     }
 }
 

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use zbus::object_server::SignalEmitter;
 
 use crate::controller::Controller;
+use crate::rollout::{DeskError, RolloutDesk};
 
 /// Longest `source` accepted: a path or URL, not a document.
 const MAX_SOURCE_LEN: usize = 4096;
+/// Longest reason accepted for a rollout command: a sentence, not a document.
+const MAX_REASON_LEN: usize = 1024;
 
 /// A refusal, as the D-Bus error updated answers with (names in `update_errors`).
 #[derive(Debug, zbus::DBusError)]
@@ -42,12 +45,60 @@ impl UpdateError {
 /// The object served at `/org/bunkeros/Update1`.
 pub struct Update1 {
     controller: Arc<Controller>,
+    /// The rollout this hub coordinates; `None` when no rollout exchange is configured.
+    rollout: Option<Arc<RolloutDesk>>,
 }
 
 impl Update1 {
     pub fn new(controller: Arc<Controller>) -> Update1 {
-        Update1 { controller }
+        Update1 {
+            controller,
+            rollout: None,
+        }
     }
+
+    /// Serves the `Rollout*` methods from `desk`.
+    pub fn with_rollout(mut self, desk: Arc<RolloutDesk>) -> Update1 {
+        self.rollout = Some(desk);
+        self
+    }
+
+    fn desk(&self) -> Result<&RolloutDesk, UpdateError> {
+        self.rollout.as_deref().ok_or_else(|| {
+            UpdateError::Unavailable(
+                "this appliance coordinates no rollouts: no rollout exchange is configured"
+                    .to_owned(),
+            )
+        })
+    }
+}
+
+impl From<DeskError> for UpdateError {
+    fn from(error: DeskError) -> UpdateError {
+        match error {
+            DeskError::Plan(_) => UpdateError::InvalidArgument(error.to_string()),
+            DeskError::Busy(..) => UpdateError::Busy(error.to_string()),
+            DeskError::NoRollout | DeskError::Control(_) => UpdateError::Refused(error.to_string()),
+            DeskError::Exchange(_) | DeskError::State(_) | DeskError::Randomness => {
+                UpdateError::Unavailable(error.to_string())
+            }
+        }
+    }
+}
+
+fn checked_reason(reason: &str) -> Result<&str, UpdateError> {
+    if reason.len() > MAX_REASON_LEN || reason.chars().any(char::is_control) {
+        return Err(UpdateError::InvalidArgument(format!(
+            "a reason is a sentence of at most {MAX_REASON_LEN} printable characters"
+        )));
+    }
+    Ok(reason.trim())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn checked_source(source: &str) -> Result<&str, UpdateError> {
@@ -110,6 +161,37 @@ impl Update1 {
         self.controller
             .install(checked_source(&source)?, reboot)
             .await
+    }
+
+    fn rollout_start(&self, plan_toml: String) -> Result<String, UpdateError> {
+        let desk = self.desk()?;
+        let seed = RolloutDesk::fresh_seed()?;
+        Ok(desk.start(&plan_toml, seed, unix_now())?.to_string())
+    }
+
+    fn rollout_status(&self) -> Result<String, UpdateError> {
+        Ok(self.desk()?.status().to_string())
+    }
+
+    fn rollout_pause(&self, reason: String) -> Result<String, UpdateError> {
+        let reason = match checked_reason(&reason)? {
+            "" => "paused by the operator",
+            reason => reason,
+        };
+        Ok(self.desk()?.pause(reason, unix_now())?.to_string())
+    }
+
+    fn rollout_resume(&self, reason: String) -> Result<String, UpdateError> {
+        let reason = checked_reason(&reason)?;
+        Ok(self.desk()?.resume(reason, unix_now())?.to_string())
+    }
+
+    fn rollout_abort(&self, reason: String) -> Result<String, UpdateError> {
+        let reason = match checked_reason(&reason)? {
+            "" => "aborted by the operator",
+            reason => reason,
+        };
+        Ok(self.desk()?.abort(reason, unix_now())?.to_string())
     }
 
     #[zbus(signal)]

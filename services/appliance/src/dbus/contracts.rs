@@ -637,15 +637,39 @@ pub trait Update1 {
     /// the release's facts (JSON); progress comes as `Progress`, the end as `InstallFinished`.
     /// With `reboot`, the appliance reboots into the new slot once it is installed.
     fn install(&self, source: &str, reboot: bool) -> zbus::Result<String>;
+
+    /// Starts the rollout of `plan_toml` (a rollout plan: waves of hubs, the release and its
+    /// expected PCR 11) from this hub; returns `RolloutStatus`. `InvalidArgument` names what is
+    /// wrong with the plan; `Busy` while another rollout is neither completed nor aborted.
+    fn rollout_start(&self, plan_toml: &str) -> zbus::Result<String>;
+
+    /// The rollout document: `plan`, `state` (`none`, `running`, `paused`, `halted`, `aborted`,
+    /// `completed`) with `reason` and `since`, `current_wave`, `wave_deadline`, `next_wave_at`,
+    /// `waves` (each `name`, `state` done/current/waiting, `hubs` with `id`, `state` waiting,
+    /// instructed, reported-healthy, failed, `reason`, `attempt`, `since`), `events`,
+    /// `exchange_problems`. Times are Unix seconds.
+    fn rollout_status(&self) -> zbus::Result<String>;
+
+    /// Stops new instructions (an empty reason says "paused by the operator"); `Refused` unless
+    /// running. Returns `RolloutStatus`.
+    fn rollout_pause(&self, reason: &str) -> zbus::Result<String>;
+
+    /// Continues a paused rollout, or a halted one when `reason` (the override) is given: its
+    /// failed hubs are instructed again. Returns `RolloutStatus`.
+    fn rollout_resume(&self, reason: &str) -> zbus::Result<String>;
+
+    /// Ends the rollout and withdraws instructions not acted on. Returns `RolloutStatus`.
+    fn rollout_abort(&self, reason: &str) -> zbus::Result<String>;
 }
 
 /// The D-Bus error names updated answers with; the message of each is a sentence.
 pub mod update_errors {
     /// A `source` that is not one updated can read (`usb`, an absolute path, `https://`).
     pub const INVALID_ARGUMENT: &str = "org.bunkeros.Update1.Error.InvalidArgument";
-    /// An install or check is already running.
+    /// An install or check is already running (or, for `RolloutStart`, another rollout).
     pub const BUSY: &str = "org.bunkeros.Update1.Error.Busy";
-    /// The release was refused (not genuine, expired, a downgrade, another profile, ...).
+    /// The release was refused (not genuine, expired, a downgrade, another profile, ...), or a
+    /// rollout command does not apply to the rollout's state.
     pub const REFUSED: &str = "org.bunkeros.Update1.Error.Refused";
     /// The release could not be read (medium missing, mirror unreachable).
     pub const UNAVAILABLE: &str = "org.bunkeros.Update1.Error.Unavailable";

@@ -1,0 +1,204 @@
+//! The hub's side of a rollout: act once on each instruction, and answer it after the gate.
+//!
+//! [`HubAgent::poll`] reads this hub's instructions from the exchange and installs the newest one
+//! not acted on yet through the caller's `install` (the integrator wires `Controller::install`
+//! with a reboot). The instruction is recorded as pending in the agent's state file *before*
+//! installing, so after the reboot [`HubAgent::report_after_gate`] answers it: healthy with the
+//! caller's signed evidence (the quote over the instruction's nonce), or failed with the reason
+//! (the gate failed, the hub fell back to the old image, the install was refused). Each nonce is
+//! acted on once, even across restarts.
+
+use appliance::state::{StateDir, StateError};
+use serde::{Deserialize, Serialize};
+
+use super::exchange::{DirectoryExchange, ExchangeError};
+use super::messages::{Instruction, Report, ReportOutcome};
+
+/// The agent's state file in updated's state directory.
+pub const AGENT_STATE: &str = "rollout-agent.json";
+
+/// Nonces remembered as acted on (far more than rollouts a hub sees between restarts).
+const REMEMBERED_NONCES: usize = 64;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AgentState {
+    acted: Vec<String>,
+    pending: Option<Instruction>,
+}
+
+/// What [`HubAgent::poll`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentStep {
+    /// No instruction this hub has not acted on.
+    Idle,
+    /// An install is pending its reboot and gate; nothing new is started meanwhile.
+    AwaitingGate(Instruction),
+    /// The release was installed; the report follows after the reboot and gate.
+    Installed(Instruction),
+    /// The install did not happen; a failed report was written.
+    InstallFailed(Instruction, String),
+}
+
+/// The health gate's outcome for the slot the instruction installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateOutcome {
+    Healthy,
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the rollout exchange: {0}")]
+    Exchange(#[from] ExchangeError),
+    #[error("the rollout agent's state: {0}")]
+    State(#[from] StateError),
+}
+
+/// One hub's agent.
+#[derive(Debug, Clone)]
+pub struct HubAgent {
+    hub: String,
+    exchange: DirectoryExchange,
+    state: StateDir,
+}
+
+impl HubAgent {
+    pub fn new(hub: impl Into<String>, exchange: DirectoryExchange, state: StateDir) -> HubAgent {
+        HubAgent {
+            hub: hub.into(),
+            exchange,
+            state,
+        }
+    }
+
+    /// Acts on the newest instruction not acted on yet (see the module docs).
+    pub async fn poll(
+        &self,
+        now: u64,
+        install: impl AsyncFnOnce(&Instruction) -> Result<(), String>,
+    ) -> Result<AgentStep, AgentError> {
+        let mut state = self.load()?;
+        if let Some(pending) = state.pending {
+            return Ok(AgentStep::AwaitingGate(pending));
+        }
+        let Some(instruction) = self.newest_unacted(&state)? else {
+            return Ok(AgentStep::Idle);
+        };
+        tracing::info!(
+            plan = %instruction.plan_id, wave = %instruction.wave, version = %instruction.release_version,
+            "the rollout instructs this hub to install"
+        );
+        state.acted.push(instruction.nonce.clone());
+        if state.acted.len() > REMEMBERED_NONCES {
+            state.acted.remove(0);
+        }
+        state.pending = Some(instruction.clone());
+        self.state.write_json(AGENT_STATE, &state)?;
+        match install(&instruction).await {
+            Ok(()) => Ok(AgentStep::Installed(instruction)),
+            Err(reason) => {
+                let reason = format!("the install did not happen: {reason}");
+                self.answer(
+                    &mut state,
+                    &instruction,
+                    "",
+                    ReportOutcome::Failed {
+                        reason: reason.clone(),
+                    },
+                    None,
+                    now,
+                )?;
+                Ok(AgentStep::InstallFailed(instruction, reason))
+            }
+        }
+    }
+
+    /// Answers the pending instruction once the gate of the booted slot has decided; `None`
+    /// when nothing is pending. `evidence` makes the signed evidence for a healthy gate.
+    pub async fn report_after_gate(
+        &self,
+        booted_version: &str,
+        gate: GateOutcome,
+        now: u64,
+        evidence: impl AsyncFnOnce(&Instruction) -> Result<serde_json::Value, String>,
+    ) -> Result<Option<Report>, AgentError> {
+        let mut state = self.load()?;
+        let Some(instruction) = state.pending.clone() else {
+            return Ok(None);
+        };
+        let (outcome, evidence) = match gate {
+            GateOutcome::Failed(reason) => (ReportOutcome::Failed { reason }, None),
+            GateOutcome::Healthy if booted_version != instruction.release_version => {
+                let reason = format!(
+                    "the hub runs BunkerOS {booted_version}, not the release {}: the new slot fell back",
+                    instruction.release_version
+                );
+                (ReportOutcome::Failed { reason }, None)
+            }
+            GateOutcome::Healthy => match evidence(&instruction).await {
+                Ok(evidence) => (ReportOutcome::Healthy, Some(evidence)),
+                Err(why) => {
+                    let reason = format!("healthy, but no signed evidence could be made: {why}");
+                    (ReportOutcome::Failed { reason }, None)
+                }
+            },
+        };
+        let report = self.answer(
+            &mut state,
+            &instruction,
+            booted_version,
+            outcome,
+            evidence,
+            now,
+        )?;
+        Ok(Some(report))
+    }
+
+    fn answer(
+        &self,
+        state: &mut AgentState,
+        instruction: &Instruction,
+        booted_version: &str,
+        outcome: ReportOutcome,
+        evidence: Option<serde_json::Value>,
+        now: u64,
+    ) -> Result<Report, AgentError> {
+        let report = Report {
+            plan_id: instruction.plan_id.clone(),
+            hub: self.hub.clone(),
+            nonce: instruction.nonce.clone(),
+            booted_version: booted_version.to_owned(),
+            outcome,
+            evidence,
+            reported_at: now,
+        };
+        self.exchange.write_report(&report)?;
+        state.pending = None;
+        self.state.write_json(AGENT_STATE, state)?;
+        tracing::info!(plan = %report.plan_id, outcome = ?report.outcome, "rollout report written");
+        Ok(report)
+    }
+
+    fn newest_unacted(&self, state: &AgentState) -> Result<Option<Instruction>, AgentError> {
+        let mut newest: Option<Instruction> = None;
+        for instruction in self.exchange.instructions_for(&self.hub)? {
+            match instruction {
+                Ok(i) if state.acted.contains(&i.nonce) => {}
+                Ok(i) => {
+                    if newest.as_ref().is_none_or(|n| i.issued_at >= n.issued_at) {
+                        newest = Some(i);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "a rollout instruction is refused"),
+            }
+        }
+        Ok(newest)
+    }
+
+    fn load(&self) -> Result<AgentState, AgentError> {
+        Ok(self
+            .state
+            .read_json::<AgentState>(AGENT_STATE)?
+            .unwrap_or_default())
+    }
+}
