@@ -221,6 +221,8 @@ bench: deps bench-deps pyasic-venv $(BORINGTUN)
 	$(CARGO) bench -p minerd --bench proxy --locked
 	@echo "==> sited: alarm latency (contact -> siren coil) and CPU per 1,000 sensors polled on sitesim's 1,036-sensor site against the poll period, plain Modbus round trips and a bare poller; UPS on battery (upsd + dummy-ups) -> power budget on D-Bus against upsd's own report"
 	$(CARGO) bench -p sited --bench site --locked
+	@echo "==> updated: verify and write a release the size of a real one into slot B of a GPT disk image, against dd of the same files to the same targets (install to blessed under TCG: make test-update prints it)"
+	$(CARGO) bench -p updated --bench install --locked
 
 # Fuzz the parsers of untrusted input with libFuzzer (cargo-fuzz). RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus

@@ -53,7 +53,12 @@ fn dd(source: &Path, target: &Path, offset: u64) {
     let status = Command::new("dd")
         .arg(format!("if={}", source.display()))
         .arg(format!("of={}", target.display()))
-        .args(["bs=1M", "conv=notrunc,fsync", "oflag=seek_bytes", "status=none"])
+        .args([
+            "bs=1M",
+            "conv=notrunc,fsync",
+            "oflag=seek_bytes",
+            "status=none",
+        ])
         .arg(format!("seek={offset}"))
         .status()
         .expect("dd runs");

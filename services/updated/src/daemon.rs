@@ -25,6 +25,8 @@ use crate::booted::Booted;
 use crate::controller::Controller;
 use crate::disk_layout::find_disk;
 use crate::health_gate::BootId;
+use crate::rollout::hub_duties::{HubDuties, QuoteJudge};
+use crate::rollout::{DirectoryExchange, HubAgent, RolloutDesk};
 use crate::settings::{SERVICE, UpdatedSetup};
 use crate::update_metrics::UpdateMetrics;
 use crate::update_state::{BootVerdict, BootedSystem, UpdateStateStore};
@@ -88,6 +90,7 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
     tracing::info!("serving metrics on {}", endpoint.local_addr());
     tokio::spawn(endpoint.serve(cancel.clone()));
 
+    let rollout = config.rollout.clone();
     let controller = Arc::new(Controller::new(
         config,
         booted,
@@ -98,14 +101,29 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
         store,
         metrics,
     ));
-    let connection = appliance::dbus::serve(
-        &bus,
-        UPDATE.bus_name,
-        UPDATE.object_path,
-        Update1::new(Arc::clone(&controller)),
-    )
-    .await
-    .context("serving org.bunkeros.Update1 on the system bus")?;
+    let duties = match (&rollout.exchange, &rollout.hub) {
+        (Some(exchange), Some(hub)) => {
+            let exchange = DirectoryExchange::new(rooted(root, exchange));
+            let desk = RolloutDesk::open(state.clone(), exchange.clone(), Box::new(QuoteJudge))
+                .context("opening the rollout desk (rollout.json)")?;
+            Some(HubDuties {
+                desk: Arc::new(desk),
+                agent: HubAgent::new(hub.clone(), exchange.clone(), state.clone()),
+                exchange,
+                hub: hub.clone(),
+                state: state.clone(),
+                store: UpdateStateStore::new(state.clone()),
+            })
+        }
+        _ => None,
+    };
+    let mut update1 = Update1::new(Arc::clone(&controller));
+    if let Some(duties) = &duties {
+        update1 = update1.with_rollout(Arc::clone(&duties.desk));
+    }
+    let connection = appliance::dbus::serve(&bus, UPDATE.bus_name, UPDATE.object_path, update1)
+        .await
+        .context("serving org.bunkeros.Update1 on the system bus")?;
     let iface = connection
         .object_server()
         .interface::<_, Update1>(UPDATE.object_path)
@@ -127,6 +145,9 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
             () = cancel.cancelled() => break,
             _ = refresh.tick() => {
                 controller.refresh_slots();
+                if let Some(duties) = &duties {
+                    duties.tick(&controller, unix_now()).await;
+                }
                 heartbeat.beat();
             }
         }
@@ -187,8 +208,14 @@ fn settle_last_install(
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Whether the pending install (if any) was written during the current boot.
-fn installed_this_boot(state: &StateDir) -> bool {
+pub fn installed_this_boot(state: &StateDir) -> bool {
     let Ok(boot) = BootId::read() else {
         return false;
     };

@@ -16,12 +16,31 @@ use appliance::state::StateDir;
 
 use crate::boot_entries::{EntryState, Esp};
 use crate::booted::Booted;
-use crate::health_gate::{BootId, HealthGate, bless};
+use crate::health_gate::{BootId, HealthGate, Verdict, bless};
 use crate::settings::{SERVICE, UpdatedSetup};
 use crate::update_state::UpdateStateStore;
 
 /// The last verdict of the health gate, in updated's state directory.
 pub const VERDICT_FILE: &str = "health-gate.json";
+
+/// What `health-gate.json` holds: the verdict and the boot it was given in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateRecord {
+    pub boot_id: String,
+    pub verdict: Verdict,
+}
+
+impl GateRecord {
+    /// The record in `state`, if the gate judged the current boot.
+    pub fn of_this_boot(state: &StateDir) -> Result<Option<GateRecord>> {
+        let Some(record) = state.read_json::<GateRecord>(VERDICT_FILE)? else {
+            return Ok(None);
+        };
+        let boot = BootId::read()?;
+        Ok((record.boot_id == boot.as_str()).then_some(record))
+    }
+}
 
 /// Runs the gate; `Ok(true)` when the booted slot is healthy (or was not on trial).
 pub async fn run(setup: UpdatedSetup) -> Result<bool> {
@@ -53,6 +72,7 @@ pub async fn run(setup: UpdatedSetup) -> Result<bool> {
         .await
         .context("connecting to the system bus")?;
     let boot = BootId::read().context("reading this boot's id")?;
+    let boot_id = boot.as_str().to_owned();
     let gate = HealthGate::new(connection, config.health_gate.clone(), boot);
     let verdict = gate.run().await;
     let healthy = verdict.is_healthy();
@@ -71,8 +91,12 @@ pub async fn run(setup: UpdatedSetup) -> Result<bool> {
             verdict.summary()
         )
     };
+    let record = GateRecord {
+        boot_id,
+        verdict: verdict.clone(),
+    };
     state
-        .write_json(VERDICT_FILE, &verdict)
+        .write_json(VERDICT_FILE, &record)
         .context("recording the health gate's verdict")?;
     UpdateStateStore::new(state)
         .record_gate(&sentence, healthy)

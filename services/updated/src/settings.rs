@@ -13,6 +13,10 @@
 //! timeout = 300                 # seconds a new slot has to become healthy
 //! units = ["trustd.service", "hubd.service", "minerd.service", "sited.service"]
 //!
+//! [rollout]
+//! exchange = "/srv/bunkeros/rollout"  # where plans, instructions and reports travel; none: no rollouts
+//! hub = "zurich-1"              # this appliance's id in rollout plans
+//!
 //! [metrics]
 //! listen = "127.0.0.1:9105"
 //! ```
@@ -81,6 +85,17 @@ impl Default for InstallSection {
     }
 }
 
+/// `[rollout]`: rollouts across hubs (see `rollout`). Without `exchange`, none.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutSection {
+    /// The directory plans, instructions and reports travel through (shared by the hubs of a
+    /// site, or carried between them).
+    pub exchange: Option<PathBuf>,
+    /// This appliance's hub id, as rollout plans name it.
+    pub hub: Option<String>,
+}
+
 /// Everything updated reads from `updated.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -89,6 +104,8 @@ pub struct UpdatedConfig {
     pub install: InstallSection,
     /// `[health_gate]`: what a new slot must show before it is blessed (see `health_gate`).
     pub health_gate: HealthGateSettings,
+    /// `[rollout]`: the exchange directory and this hub's id.
+    pub rollout: RolloutSection,
     pub metrics: MetricsSection<{ DEFAULT_METRICS_PORT.get() }>,
 }
 
@@ -112,6 +129,28 @@ impl ServiceConfig for UpdatedConfig {
         }
         if self.install.disk.as_ref().is_some_and(|d| !d.is_absolute()) {
             problems.push(Invalid::new("install.disk", "must be an absolute path"));
+        }
+        match (&self.rollout.exchange, &self.rollout.hub) {
+            (Some(exchange), _) if !exchange.is_absolute() => {
+                problems.push(Invalid::new("rollout.exchange", "must be an absolute path"));
+            }
+            (Some(_), None) => problems.push(Invalid::new(
+                "rollout.hub",
+                "must name this hub (as rollout plans do) when rollout.exchange is set",
+            )),
+            _ => {}
+        }
+        if let Some(hub) = &self.rollout.hub
+            && (hub.is_empty()
+                || hub.len() > 63
+                || !hub.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+                }))
+        {
+            problems.push(Invalid::new(
+                "rollout.hub",
+                "must be 1 to 63 of a-z 0-9 - _ . (a hub id as rollout plans write it)",
+            ));
         }
         if let Err(gate) = self.health_gate.validate() {
             problems.extend(gate);
@@ -161,6 +200,14 @@ impl UpdatedSetup {
             c.health_gate.timeout.secs(),
             c.health_gate.units.join(", ")
         );
+        match (&c.rollout.exchange, &c.rollout.hub) {
+            (Some(exchange), Some(hub)) => {
+                let _ = writeln!(out, "rollout: hub {hub}, exchange {}", exchange.display());
+            }
+            _ => {
+                let _ = writeln!(out, "rollout: none (no [rollout] exchange)");
+            }
+        }
         let _ = writeln!(out, "metrics: {}", c.metrics.listen);
         out
     }
@@ -207,6 +254,10 @@ mod tests {
         );
         assert!(parse("[install]\nboot_trys = 3\n").is_err());
         assert!(parse("[health_gate]\ntimeout = 7200\n").is_err());
+        let problems = parse("[rollout]\nexchange = \"/srv/rollout\"\n").unwrap_err();
+        assert_eq!(problems[0].key, "rollout.hub");
+        assert!(parse("[rollout]\nexchange = \"/srv/rollout\"\nhub = \"Zurich 1\"\n").is_err());
+        assert!(parse("[rollout]\nexchange = \"/srv/rollout\"\nhub = \"zurich-1\"\n").is_ok());
         assert!(parse("[metrics]\nlisten = \"0.0.0.0:9105\"\n").is_err());
     }
 }

@@ -13,6 +13,7 @@ pub mod coordinator;
 pub mod desk;
 pub mod evidence;
 pub mod exchange;
+pub mod hub_duties;
 pub mod messages;
 pub mod plan;
 mod status;
