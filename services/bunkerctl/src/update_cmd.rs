@@ -98,7 +98,7 @@ pub fn run(cmd: UpdateCommand) -> Result<ExitCode> {
 }
 
 /// One call to updated on the system bus, bounded by `timeout`; a refusal is updated's sentence.
-fn ask(
+pub(crate) fn ask(
     timeout: Duration,
     call: impl AsyncFnOnce(&Update1Proxy<'_>) -> zbus::Result<String>,
 ) -> Result<String> {

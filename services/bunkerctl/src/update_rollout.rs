@@ -10,11 +10,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use appliance::dbus::contracts::{UPDATE, Update1Proxy};
+use appliance::dbus::contracts::Update1Proxy;
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::bus_call;
 use crate::table::{self, Cell};
 use crate::terminal::{Palette, Tone, print};
 use crate::time_display::{format_utc, humanize_since, humanize_until, now_usec};
@@ -23,7 +22,6 @@ use crate::time_display::{format_utc, humanize_since, humanize_until, now_usec};
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest plan file read (updated refuses larger ones too).
 const MAX_PLAN_BYTES: u64 = 256 * 1024;
-const OPERATORS: &str = "root or a member of bunkeros-operators";
 
 /// `bunkerctl update rollout …`
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -104,14 +102,7 @@ fn read_plan(path: &Path) -> Result<String> {
 }
 
 fn ask(call: impl AsyncFnOnce(&Update1Proxy<'_>) -> zbus::Result<String>) -> Result<String> {
-    bus_call::on_system_bus(ANSWER_TIMEOUT, async |connection| {
-        let update = Update1Proxy::new(connection)
-            .await
-            .context("creating the org.bunkeros.Update1 proxy")?;
-        call(&update)
-            .await
-            .map_err(|e| bus_call::refused(UPDATE, OPERATORS, e))
-    })
+    crate::update_cmd::ask(ANSWER_TIMEOUT, call)
 }
 
 fn text(value: &Value) -> &str {
