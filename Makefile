@@ -228,7 +228,7 @@ bench: deps bench-deps pyasic-venv $(BORINGTUN)
 # toolchain take the sanitizer flags cargo-fuzz passes. Each target runs FUZZ_SECONDS; the corpus
 # grows in fuzz/corpus/<target> (seeded from fuzz/seeds/<target>), crashes land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := csr translog_bundle acme_jws hub_advertisement hub_circuit hub_session_frame cgminer_reply stratum_message audit_log upsd_reply modbus_registers snmp_answer rollout_evidence update_metadata
+FUZZ_TARGETS := csr translog_bundle acme_jws hub_advertisement hub_circuit hub_session_frame cgminer_reply stratum_message audit_log upsd_reply modbus_registers snmp_answer rollout_evidence rollout_exchange update_metadata
 fuzz: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
 	@for t in $(FUZZ_TARGETS); do \
