@@ -193,8 +193,10 @@ impl Controller {
         }
     }
 
-    /// The status document (Update1.Status).
+    /// The status document (Update1.Status), with the slots read from the ESP now: the health
+    /// gate and systemd-bless-boot rename entries behind updated's back.
     pub fn status_document(&self) -> String {
+        self.refresh_slots();
         let view = self.view();
         let state = self.store.load().ok().unwrap_or_default();
         json!({

@@ -175,7 +175,7 @@ impl UpdatedSetup {
     pub fn report(&self) -> String {
         let c = &self.config;
         let mut out = String::new();
-        let _ = writeln!(out, "configuration: {}", self.sources);
+        let _ = writeln!(out, "{}", self.sources);
         let _ = writeln!(
             out,
             "release: trusted root {}, default source {}",
