@@ -18,12 +18,13 @@ use zbus::object_server::InterfaceRef;
 use crate::boot_entries::{EntryState, Esp};
 use crate::booted::Booted;
 use crate::disk_layout::Slot;
+use crate::health_gate::request_reboot;
 use crate::install::{InstallTarget, Progress, install_update};
 use crate::mirror::MirrorOptions;
 use crate::settings::UpdatedConfig;
 use crate::source::{ReleaseSource, SourceError};
 use crate::update_metrics::UpdateMetrics;
-use crate::update_state::{Outcome, UpdateResult, UpdateStateStore};
+use crate::update_state::{Outcome, UpdateResult, UpdateStateStore, now};
 use crate::update1::{Update1, UpdateError};
 use crate::{ImageVersion, UpdateRefused, VerifiedUpdate, verify_update_from};
 
@@ -328,7 +329,8 @@ impl Controller {
                     "BunkerOS {} written to slot {}; it boots next with {} tries",
                     installed.facts.image_version, installed.slot, self.config.install.boot_tries
                 );
-                self.metrics.record_result("installed", unix_now() as i64);
+                self.metrics
+                    .record_result("installed", i64::try_from(now()).unwrap_or(i64::MAX));
                 (true, self.store.load().ok().and_then(|s| s.last).map_or_else(
                     || json!({"kind": "installed", "version": version.map(|v| v.to_string()), "slot": installed.slot.name(), "reason": reason}),
                     |last| result_json(&last),
@@ -361,7 +363,7 @@ impl Controller {
         }
         if installed && reboot {
             tracing::info!("rebooting into the new slot, as asked");
-            if let Err(error) = crate::reboot::request_reboot().await {
+            if let Err(error) = request_reboot(&self.config.health_gate.systemctl).await {
                 tracing::error!(%error, "cannot ask systemd to reboot");
             }
         }
@@ -399,7 +401,8 @@ impl Controller {
             tracing::error!(%error, "cannot record the result");
         }
         let kind = outcome_word(outcome);
-        self.metrics.record_result(kind, unix_now() as i64);
+        self.metrics
+            .record_result(kind, i64::try_from(now()).unwrap_or(i64::MAX));
         if let Some(iface) = self.iface.get() {
             let _ = iface
                 .get()
@@ -509,10 +512,4 @@ pub fn result_json(result: &UpdateResult) -> Json {
         "reason": result.reason,
         "at": appliance::time_text::rfc3339(UNIX_EPOCH + Duration::from_secs(result.at)),
     })
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

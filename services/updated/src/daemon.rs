@@ -29,7 +29,7 @@ use crate::rollout::hub_duties::{HubDuties, QuoteJudge};
 use crate::rollout::{DirectoryExchange, HubAgent, RolloutDesk};
 use crate::settings::{SERVICE, UpdatedSetup};
 use crate::update_metrics::UpdateMetrics;
-use crate::update_state::{BootVerdict, BootedSystem, UpdateStateStore};
+use crate::update_state::{BootVerdict, BootedSystem, UpdateStateStore, now};
 use crate::update1::Update1;
 
 /// The boot id during which the pending install was written.
@@ -146,7 +146,7 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
             _ = refresh.tick() => {
                 controller.refresh_slots();
                 if let Some(duties) = &duties {
-                    duties.tick(&controller, unix_now()).await;
+                    duties.tick(&controller, now()).await;
                 }
                 heartbeat.beat();
             }
@@ -187,9 +187,7 @@ fn settle_last_install(
         roothash: booted.roothash.clone(),
         version: booted.image.version,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let at = i64::try_from(now()).unwrap_or(i64::MAX);
     match store.reconcile_after_boot(&system, &entries) {
         Ok(BootVerdict::NothingPending) => {}
         Ok(BootVerdict::AwaitingGate { slot, version }) => {
@@ -198,20 +196,14 @@ fn settle_last_install(
         Ok(BootVerdict::MarkedBad { reason }) => tracing::warn!("{reason}"),
         Ok(BootVerdict::Blessed { slot, version }) => {
             tracing::info!(%slot, %version, "the new slot was blessed");
-            metrics.record_result("blessed", now);
+            metrics.record_result("blessed", at);
         }
         Ok(BootVerdict::FellBack { reason }) => {
             tracing::warn!("fell back: {reason}");
-            metrics.record_result("fell-back", now);
+            metrics.record_result("fell-back", at);
         }
         Err(error) => tracing::error!(%error, "cannot settle the last install"),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether the pending install (if any) was written during the current boot.

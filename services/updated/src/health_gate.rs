@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use zbus::Connection;
 use zbus::names::BusName;
 
-pub use blessing::{BlessError, Blessing, CommandFailed, bless};
+pub use blessing::{BlessError, Blessing, CommandFailed, bless, request_reboot};
 pub use hub_links::judge_links;
 pub use settings::{HealthGateSettings, unit_check_name};
 pub use site_state::judge_site;

@@ -21,7 +21,6 @@ pub mod health_gate;
 pub mod image_version;
 pub mod install;
 pub mod mirror;
-pub mod reboot;
 pub mod repository;
 pub mod rollout;
 pub mod settings;

@@ -349,7 +349,8 @@ fn push(state: &mut UpdateState, result: UpdateResult) {
     state.last = Some(result);
 }
 
-fn now() -> u64 {
+/// Seconds since the Unix epoch, as results record times.
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

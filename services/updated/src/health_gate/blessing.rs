@@ -67,6 +67,12 @@ pub enum BlessError {
     },
 }
 
+/// Asks systemd for an orderly reboot with `systemctl reboot --no-block` (see the module docs):
+/// the gate after a failed verdict, and `install --reboot` once a slot is written.
+pub async fn request_reboot(systemctl: &Path) -> Result<(), CommandFailed> {
+    run(systemctl, &["reboot", "--no-block"]).await
+}
+
 /// Acts on `verdict` with the commands of `settings`.
 pub async fn bless(
     settings: &HealthGateSettings,
@@ -87,7 +93,7 @@ pub async fn bless(
     if let Some(failed) = &mark_bad {
         tracing::error!("cannot mark the booted entry bad ({failed}); rebooting anyway");
     }
-    match run(&settings.systemctl, &["reboot", "--no-block"]).await {
+    match request_reboot(&settings.systemctl).await {
         Ok(()) => Ok(Blessing::RollingBack {
             mark_bad_failed: mark_bad.map(|failed| failed.to_string()),
         }),
