@@ -225,23 +225,9 @@ impl TpmCaKey {
     /// Signs a SHA-256 digest in a fresh policy session, and checks the signature with the
     /// public key before returning it (a cheap guard against TPM or encoding faults).
     pub fn sign_digest(&self, digest: &Sha256Digest) -> Result<EcdsaSignature, SignError> {
-        let (r, s) = self
-            .with_key(|context, epoch, key, runtime| {
-                in_policy_session(context, |context, session| {
-                    satisfy(
-                        context,
-                        session,
-                        epoch,
-                        &self.policy,
-                        runtime.authorization.as_mut(),
-                    )?;
-                    sign_in_session(context, session, key, digest)
-                })
-            })
-            .map_err(|e| match e {
-                UseError::Sealed(reason) => SignError::Sealed(reason.to_string()),
-                UseError::Tpm(e) => SignError::Tpm(e.to_string()),
-            })?;
+        let (r, s) = self.in_satisfied_session(|context, session, key| {
+            sign_in_session(context, session, key, digest)
+        })?;
         let signature = EcdsaSignature::from_scalars(r, s).map_err(|_| {
             SignError::Tpm("the TPM returned an ECDSA signature with r or s out of range".into())
         })?;
@@ -269,32 +255,18 @@ impl TpmCaKey {
             .with_selection(HashingAlgorithm::Sha256, &[PcrSlot::Slot11])
             .build()
             .map_err(|e| tpm_error(format!("cannot select PCR 11: {e}")))?;
-        let (attest, signature) = self
-            .with_key(|context, epoch, key, runtime| {
-                in_policy_session(context, |context, session| {
-                    satisfy(
-                        context,
-                        session,
-                        epoch,
-                        &self.policy,
-                        runtime.authorization.as_mut(),
-                    )?;
-                    context
-                        .execute_with_session(Some(AuthSession::from(session)), |c| {
-                            c.quote(
-                                key,
-                                qualifying.clone(),
-                                SignatureScheme::Null,
-                                selection.clone(),
-                            )
-                        })
-                        .map_err(|e| use_failure("quoting PCR 11 with the CA key", e))
+        let (attest, signature) = self.in_satisfied_session(|context, session, key| {
+            context
+                .execute_with_session(Some(AuthSession::from(session)), |c| {
+                    c.quote(
+                        key,
+                        qualifying.clone(),
+                        SignatureScheme::Null,
+                        selection.clone(),
+                    )
                 })
-            })
-            .map_err(|e| match e {
-                UseError::Sealed(reason) => SignError::Sealed(reason.to_string()),
-                UseError::Tpm(e) => SignError::Tpm(e.to_string()),
-            })?;
+                .map_err(|e| use_failure("quoting PCR 11 with the CA key", e))
+        })?;
         let attest = attest
             .marshall()
             .map_err(|e| tpm_error(format!("cannot marshal the quote's attestation: {e}")))?;
@@ -323,6 +295,30 @@ impl TpmCaKey {
 
     /// Runs `op` with the key loaded in the current connection epoch (loading it first if the
     /// epoch is new: first use, or the link to the TPM was reopened).
+    /// Runs `op` with the CA key loaded and a fresh policy session that satisfies its policy:
+    /// every use of the key (a signature, a quote) goes through here.
+    fn in_satisfied_session<T>(
+        &self,
+        mut op: impl FnMut(&mut Context, PolicySession, KeyHandle) -> Result<T, UseError>,
+    ) -> Result<T, SignError> {
+        self.with_key(|context, epoch, key, runtime| {
+            in_policy_session(context, |context, session| {
+                satisfy(
+                    context,
+                    session,
+                    epoch,
+                    &self.policy,
+                    runtime.authorization.as_mut(),
+                )?;
+                op(context, session, key)
+            })
+        })
+        .map_err(|e| match e {
+            UseError::Sealed(reason) => SignError::Sealed(reason.to_string()),
+            UseError::Tpm(e) => SignError::Tpm(e.to_string()),
+        })
+    }
+
     fn with_key<T>(
         &self,
         mut op: impl FnMut(&mut Context, u64, KeyHandle, &mut Runtime) -> Result<T, UseError>,
