@@ -18,7 +18,11 @@ use appliance::dbus::contracts::UPDATE;
 use appliance::metrics::{MetricsEndpoint, register_build_info};
 use appliance::state::StateDir;
 use appliance::systemd::{Heartbeat, Notifier, ShutdownSignal, spawn_watchdog};
+use appliance::tls::PinnedRoot;
+use appliance::tls::trustd_issue::RequestedName;
 use prometheus_client::registry::Registry;
+use rustls_pki_types::ServerName;
+use tokio_util::sync::CancellationToken;
 
 use crate::boot_entries::Esp;
 use crate::booted::Booted;
@@ -26,8 +30,12 @@ use crate::controller::Controller;
 use crate::disk_layout::find_disk;
 use crate::health_gate::BootId;
 use crate::rollout::hub_duties::{HubDuties, QuoteJudge};
-use crate::rollout::{DirectoryExchange, HubAgent, RolloutDesk};
-use crate::settings::{SERVICE, UpdatedSetup};
+use crate::rollout::remote_exchange::{
+    CLIENT_PROFILE, CoordinatorExchange, ExchangeCertificate, ExchangeServer, SERVER_PROFILE,
+    hub_uri, load_hub_roots,
+};
+use crate::rollout::{AgentExchange, DirectoryExchange, HubAgent, RolloutDesk};
+use crate::settings::{CoordinatorSection, RolloutSection, SERVICE, ServeSection, UpdatedSetup};
 use crate::update_metrics::UpdateMetrics;
 use crate::update_state::{BootVerdict, BootedSystem, UpdateStateStore, now};
 use crate::update1::Update1;
@@ -37,6 +45,9 @@ const INSTALL_BOOT_FILE: &str = "install-boot-id";
 
 /// The slots' view is read again this often (the gate and systemd-bless-boot rename entries).
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// The longest one tick's rollout duties may take (a coordinator far away over hubd), so the
+/// watchdog (60 s) keeps getting its heartbeat.
+const DUTIES_BUDGET: Duration = Duration::from_secs(40);
 
 /// Runs updated until SIGTERM or SIGINT, on the system bus.
 pub async fn run(setup: UpdatedSetup) -> Result<()> {
@@ -101,25 +112,10 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
         store,
         metrics,
     ));
-    let duties = match (&rollout.exchange, &rollout.hub) {
-        (Some(exchange), Some(hub)) => {
-            let exchange = DirectoryExchange::new(rooted(root, exchange));
-            let desk = RolloutDesk::open(state.clone(), exchange.clone(), Box::new(QuoteJudge))
-                .context("opening the rollout desk (rollout.json)")?;
-            Some(HubDuties {
-                desk: Arc::new(desk),
-                agent: HubAgent::new(hub.clone(), exchange.clone(), state.clone()),
-                exchange,
-                hub: hub.clone(),
-                state: state.clone(),
-                store: UpdateStateStore::new(state.clone()),
-            })
-        }
-        _ => None,
-    };
+    let duties = rollout_duties(root, &rollout, &state, &bus, &cancel).await?;
     let mut update1 = Update1::new(Arc::clone(&controller));
-    if let Some(duties) = &duties {
-        update1 = update1.with_rollout(Arc::clone(&duties.desk));
+    if let Some(desk) = duties.as_ref().and_then(|duties| duties.desk.as_ref()) {
+        update1 = update1.with_rollout(Arc::clone(desk));
     }
     let connection = appliance::dbus::serve(&bus, UPDATE.bus_name, UPDATE.object_path, update1)
         .await
@@ -145,8 +141,10 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
             () = cancel.cancelled() => break,
             _ = refresh.tick() => {
                 controller.refresh_slots();
-                if let Some(duties) = &duties {
-                    duties.tick(&controller, now()).await;
+                if let Some(duties) = &duties
+                    && tokio::time::timeout(DUTIES_BUDGET, duties.tick(&controller, now())).await.is_err()
+                {
+                    tracing::warn!("the rollout duties took over {} s; they go on at the next tick", DUTIES_BUDGET.as_secs());
                 }
                 heartbeat.beat();
             }
@@ -158,6 +156,129 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// The rollout duties `[rollout]` asks for: coordinate through the exchange directory (and
+/// serve it to other hubs over hubd), or follow a coordinator at another hub; none without
+/// either. The exchange certificates come from trustd in the background.
+async fn rollout_duties(
+    root: Option<&Path>,
+    rollout: &RolloutSection,
+    state: &StateDir,
+    bus: &Bus,
+    cancel: &CancellationToken,
+) -> Result<Option<HubDuties>> {
+    let Some(hub) = rollout.hub.clone() else {
+        return Ok(None);
+    };
+    let (desk, exchange) = match (&rollout.exchange, &rollout.coordinator) {
+        (Some(directory), _) => {
+            let exchange = DirectoryExchange::new(rooted(root, directory));
+            if let Some(serve) = &rollout.serve {
+                serve_exchange(root, serve, exchange.clone(), bus, cancel).await?;
+            }
+            let desk = RolloutDesk::open(state.clone(), exchange.clone(), Box::new(QuoteJudge))
+                .context("opening the rollout desk (rollout.json)")?;
+            (Some(Arc::new(desk)), AgentExchange::Directory(exchange))
+        }
+        (None, Some(coordinator)) => {
+            let exchange = follow_coordinator(root, &hub, coordinator, bus, cancel)?;
+            (None, AgentExchange::Coordinator(exchange))
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(HubDuties {
+        desk,
+        agent: HubAgent::new(hub.clone(), exchange, state.clone()),
+        hub,
+        state: state.clone(),
+        store: UpdateStateStore::new(state.clone()),
+    }))
+}
+
+/// Binds `[rollout.serve]`'s listener and keeps its certificate from trustd fresh.
+async fn serve_exchange(
+    root: Option<&Path>,
+    serve: &ServeSection,
+    exchange: DirectoryExchange,
+    bus: &Bus,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let hub_roots = load_hub_roots(&rooted(root, &serve.hub_roots))
+        .map_err(anyhow::Error::msg)
+        .context("reading the hubs' pinned roots (rollout.serve.hub_roots)")?;
+    let certificate = Arc::new(ExchangeCertificate::from_trustd(
+        RequestedName::Dns(serve.name.clone()),
+        SERVER_PROFILE,
+    ));
+    tokio::spawn({
+        let (certificate, bus, cancel) = (Arc::clone(&certificate), bus.clone(), cancel.clone());
+        async move { certificate.keep_fresh(bus, cancel).await }
+    });
+    let hubs = hub_roots
+        .iter()
+        .map(|(hub, _)| hub.to_owned())
+        .collect::<Vec<_>>();
+    let server = ExchangeServer::bind(serve.listen, certificate, hub_roots, exchange)
+        .await
+        .with_context(|| {
+            format!(
+                "listening for the rollout exchange on {} (rollout.serve.listen)",
+                serve.listen
+            )
+        })?;
+    tracing::info!(
+        "serving the rollout exchange on {} as {} to hubs {}",
+        server.local_addr(),
+        serve.name,
+        hubs.join(", ")
+    );
+    tokio::spawn(server.serve(cancel.clone()));
+    Ok(())
+}
+
+/// The coordinator's exchange as `[rollout.coordinator]` names it, with this hub's certificate
+/// from trustd kept fresh.
+fn follow_coordinator(
+    root: Option<&Path>,
+    hub: &str,
+    coordinator: &CoordinatorSection,
+    bus: &Bus,
+    cancel: &CancellationToken,
+) -> Result<CoordinatorExchange> {
+    let root_path = rooted(root, &coordinator.root);
+    let pinned = std::fs::read(&root_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|pem| PinnedRoot::from_pem(&pem).map_err(anyhow::Error::from))
+        .with_context(|| {
+            format!(
+                "reading the coordinator's root {} (rollout.coordinator.root)",
+                root_path.display()
+            )
+        })?;
+    let server_name = ServerName::try_from(coordinator.name.clone())
+        .context("rollout.coordinator.name is not a DNS name")?;
+    let certificate = Arc::new(ExchangeCertificate::from_trustd(
+        RequestedName::Uri(hub_uri(hub)),
+        CLIENT_PROFILE,
+    ));
+    tokio::spawn({
+        let (certificate, bus, cancel) = (Arc::clone(&certificate), bus.clone(), cancel.clone());
+        async move { certificate.keep_fresh(bus, cancel).await }
+    });
+    tracing::info!(
+        "following the rollouts of {} through {} ({})",
+        coordinator.hub,
+        coordinator.address,
+        coordinator.name
+    );
+    Ok(CoordinatorExchange::new(
+        hub,
+        coordinator.address,
+        server_name,
+        pinned,
+        certificate,
+    ))
 }
 
 /// Records what became of a pending install now that the appliance booted (blessed, or fell

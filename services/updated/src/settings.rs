@@ -14,8 +14,20 @@
 //! units = ["trustd.service", "hubd.service", "minerd.service", "sited.service"]
 //!
 //! [rollout]
-//! exchange = "/srv/bunkeros/rollout"  # where plans, instructions and reports travel; none: no rollouts
 //! hub = "zurich-1"              # this appliance's id in rollout plans
+//! exchange = "/var/lib/updated/rollout"  # a directory: this hub coordinates rollouts (or the
+//!                               # hubs of one site share it); none and no coordinator: no rollouts
+//!
+//! [rollout.serve]               # the coordinator serves its exchange to the other hubs, which
+//! listen = "127.0.0.1:9106"     # reach it through hubd ([[service]] name = "rollout" publish = …)
+//! name = "rollout.geneva.bunker.example"  # the DNS name of its certificate (trustd, `service`)
+//! hub_roots = "/etc/bunkeros/updated/hub-roots"  # <hub id>.pem: each hub's site root, pinned
+//!
+//! [rollout.coordinator]         # or: this hub follows the rollouts of a coordinator elsewhere
+//! hub = "geneva-1"
+//! address = "127.0.0.1:17106"   # hubd's listener for the coordinator's "rollout" service
+//! name = "rollout.geneva.bunker.example"
+//! root = "/etc/bunkeros/updated/hub-roots/geneva-1.pem"  # the coordinator's site root
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9105"
@@ -25,6 +37,7 @@
 //! updated exits with status 78.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use appliance::config::{ConfigError, ConfigPaths, Invalid, Port, ServiceConfig};
@@ -32,6 +45,7 @@ use appliance::metrics::MetricsSection;
 use serde::Deserialize;
 
 use crate::health_gate::HealthGateSettings;
+use crate::rollout::plan::is_name;
 
 /// The service name: the config file stem, the log identifier and the state directory.
 pub const SERVICE: &str = "updated";
@@ -85,15 +99,116 @@ impl Default for InstallSection {
     }
 }
 
-/// `[rollout]`: rollouts across hubs (see `rollout`). Without `exchange`, none.
+/// `[rollout]`: rollouts across hubs (see `rollout`). Without `exchange` or `coordinator`, none.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutSection {
-    /// The directory plans, instructions and reports travel through (shared by the hubs of a
-    /// site, or carried between them).
+    /// The directory plans, instructions and reports travel through: this hub coordinates (or
+    /// the hubs of a site share it).
     pub exchange: Option<PathBuf>,
     /// This appliance's hub id, as rollout plans name it.
     pub hub: Option<String>,
+    /// `[rollout.serve]`: serve the exchange to other hubs over hubd.
+    pub serve: Option<ServeSection>,
+    /// `[rollout.coordinator]`: follow a coordinator at another hub over hubd.
+    pub coordinator: Option<CoordinatorSection>,
+}
+
+/// `[rollout.serve]`: the coordinator's exchange listener (published through hubd).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    pub listen: SocketAddr,
+    /// The DNS name (of this site) the listener's certificate carries.
+    pub name: String,
+    /// A directory of `<hub id>.pem`: the root each hub's certificate must chain to.
+    pub hub_roots: PathBuf,
+}
+
+/// `[rollout.coordinator]`: where this hub reaches the coordinator's exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorSection {
+    /// The coordinating hub's id.
+    pub hub: String,
+    /// hubd's local listener for the coordinator's `rollout` service.
+    pub address: SocketAddr,
+    /// The DNS name the coordinator's certificate must carry.
+    pub name: String,
+    /// The coordinator's site root (PEM), the only root its certificate may chain to.
+    pub root: PathBuf,
+}
+
+fn is_dns_name(name: &str) -> bool {
+    rustls_pki_types::DnsName::try_from(name).is_ok() && name.contains('.')
+}
+
+impl RolloutSection {
+    fn check(&self, problems: &mut Vec<Invalid>) {
+        const HUB_RULE: &str = "must be 1 to 63 of a-z 0-9 - _ . starting with a letter or digit (a hub id as rollout plans write it)";
+        if let Some(exchange) = &self.exchange
+            && !exchange.is_absolute()
+        {
+            problems.push(Invalid::new("rollout.exchange", "must be an absolute path"));
+        }
+        let takes_part = self.exchange.is_some() || self.coordinator.is_some();
+        match &self.hub {
+            None if takes_part => problems.push(Invalid::new(
+                "rollout.hub",
+                "must name this hub (as rollout plans do) when rollout.exchange or [rollout.coordinator] is set",
+            )),
+            Some(hub) if !is_name(hub) => problems.push(Invalid::new("rollout.hub", HUB_RULE)),
+            _ => {}
+        }
+        if self.exchange.is_some() && self.coordinator.is_some() {
+            problems.push(Invalid::new(
+                "rollout.coordinator",
+                "a hub either coordinates through its own exchange directory or follows a coordinator, not both",
+            ));
+        }
+        if let Some(serve) = &self.serve {
+            if self.exchange.is_none() {
+                problems.push(Invalid::new(
+                    "rollout.serve",
+                    "serves the exchange directory: set rollout.exchange too",
+                ));
+            }
+            if !is_dns_name(&serve.name) {
+                problems.push(Invalid::new(
+                    "rollout.serve.name",
+                    "must be a DNS name of this site, e.g. rollout.geneva.bunker.example",
+                ));
+            }
+            if !serve.hub_roots.is_absolute() {
+                problems.push(Invalid::new(
+                    "rollout.serve.hub_roots",
+                    "must be an absolute path",
+                ));
+            }
+        }
+        if let Some(coordinator) = &self.coordinator {
+            if !is_name(&coordinator.hub) {
+                problems.push(Invalid::new("rollout.coordinator.hub", HUB_RULE));
+            } else if self.hub.as_deref() == Some(coordinator.hub.as_str()) {
+                problems.push(Invalid::new(
+                    "rollout.coordinator.hub",
+                    "is this hub; a coordinating hub sets rollout.exchange instead",
+                ));
+            }
+            if !is_dns_name(&coordinator.name) {
+                problems.push(Invalid::new(
+                    "rollout.coordinator.name",
+                    "must be the DNS name of the coordinator's certificate ([rollout.serve] name there)",
+                ));
+            }
+            if !coordinator.root.is_absolute() {
+                problems.push(Invalid::new(
+                    "rollout.coordinator.root",
+                    "must be an absolute path",
+                ));
+            }
+        }
+    }
 }
 
 /// Everything updated reads from `updated.toml`.
@@ -130,28 +245,7 @@ impl ServiceConfig for UpdatedConfig {
         if self.install.disk.as_ref().is_some_and(|d| !d.is_absolute()) {
             problems.push(Invalid::new("install.disk", "must be an absolute path"));
         }
-        match (&self.rollout.exchange, &self.rollout.hub) {
-            (Some(exchange), _) if !exchange.is_absolute() => {
-                problems.push(Invalid::new("rollout.exchange", "must be an absolute path"));
-            }
-            (Some(_), None) => problems.push(Invalid::new(
-                "rollout.hub",
-                "must name this hub (as rollout plans do) when rollout.exchange is set",
-            )),
-            _ => {}
-        }
-        if let Some(hub) = &self.rollout.hub
-            && (hub.is_empty()
-                || hub.len() > 63
-                || !hub.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-                }))
-        {
-            problems.push(Invalid::new(
-                "rollout.hub",
-                "must be 1 to 63 of a-z 0-9 - _ . (a hub id as rollout plans write it)",
-            ));
-        }
+        self.rollout.check(&mut problems);
         if let Err(gate) = self.health_gate.validate() {
             problems.extend(gate);
         }
@@ -200,16 +294,28 @@ impl UpdatedSetup {
             c.health_gate.timeout.secs(),
             c.health_gate.units.join(", ")
         );
-        match (&c.rollout.exchange, &c.rollout.hub) {
-            (Some(exchange), Some(hub)) => {
-                let _ = writeln!(out, "rollout: hub {hub}, exchange {}", exchange.display());
-            }
-            _ => {
-                let _ = writeln!(out, "rollout: none (no [rollout] exchange)");
-            }
-        }
+        let _ = writeln!(out, "rollout: {}", rollout_summary(&c.rollout));
         let _ = writeln!(out, "metrics: {}", c.metrics.listen);
         out
+    }
+}
+
+fn rollout_summary(rollout: &RolloutSection) -> String {
+    let hub = rollout.hub.as_deref().unwrap_or("");
+    match (&rollout.exchange, &rollout.coordinator, &rollout.serve) {
+        (Some(exchange), _, None) => format!("hub {hub}, exchange {}", exchange.display()),
+        (Some(exchange), _, Some(serve)) => format!(
+            "hub {hub}, exchange {}, served to the hubs of {} on {} as {}",
+            exchange.display(),
+            serve.hub_roots.display(),
+            serve.listen,
+            serve.name
+        ),
+        (None, Some(coordinator), _) => format!(
+            "hub {hub}, following coordinator {} at {} ({})",
+            coordinator.hub, coordinator.address, coordinator.name
+        ),
+        (None, None, _) => "none (no [rollout] exchange or coordinator)".to_owned(),
     }
 }
 

@@ -53,6 +53,20 @@ pub enum IssueError {
     Trustd(String),
     #[error("cannot make the key and its certificate request: {0}")]
     Request(#[from] rcgen::Error),
+    /// trustd answered with something that is not a usable chain for the key.
+    #[error("trustd's answer does not make a TLS identity: {0}")]
+    Invalid(String),
+}
+
+/// A TLS identity trustd certified, and when to ask for the next one.
+#[derive(Debug, Clone)]
+pub struct IssuedIdentity {
+    /// The chain (leaf first) and the in-memory key.
+    pub identity: crate::tls::Identity,
+    /// The certificate's serial as trustd reports it (for the log).
+    pub serial: String,
+    /// Two thirds into the certificate's life ([`renewal_time`]).
+    pub renew_at: SystemTime,
 }
 
 /// A new P-256 key (PEM) and a request for `name`, whose common name repeats it (as trustd
@@ -92,6 +106,26 @@ pub async fn issue(bus: &Bus, name: &RequestedName, profile: &str) -> Result<Iss
         key_pem,
         serial,
         root_pem,
+    })
+}
+
+/// [`issue`], made into a TLS identity with its renewal time: what a service that presents its
+/// own certificate on a listener or as a client needs from trustd.
+pub async fn issue_identity(
+    bus: &Bus,
+    name: &RequestedName,
+    profile: &str,
+) -> Result<IssuedIdentity, IssueError> {
+    let issued = issue(bus, name, profile).await?;
+    let identity =
+        crate::tls::Identity::from_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
+            .map_err(|e| IssueError::Invalid(e.to_string()))?;
+    let (not_before, not_after) = validity(identity.leaf().as_ref())
+        .ok_or_else(|| IssueError::Invalid("the certificate does not parse".to_owned()))?;
+    Ok(IssuedIdentity {
+        identity,
+        serial: issued.serial,
+        renew_at: renewal_time(not_before, not_after),
     })
 }
 

@@ -25,8 +25,6 @@ pub enum IdentityError {
     Pem(String),
     #[error("trustd did not issue the uplink certificate: {0}")]
     Trustd(#[from] IssueError),
-    #[error("trustd's answer does not make a client identity: {0}")]
-    Invalid(String),
 }
 
 /// The identity and when to replace it.
@@ -53,14 +51,11 @@ pub async fn obtain(settings: &UplinkSettings, bus: &Bus) -> Result<ClientIdenti
 
 async fn from_trustd(name: &str, bus: &Bus) -> Result<ClientIdentity, IdentityError> {
     let issued =
-        trustd_issue::issue(bus, &RequestedName::Dns(name.to_owned()), TRUSTD_PROFILE).await?;
-    let identity = Identity::from_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
-        .map_err(|e| IdentityError::Invalid(e.to_string()))?;
-    let (not_before, not_after) = trustd_issue::validity(identity.leaf().as_ref())
-        .ok_or_else(|| IdentityError::Invalid("the certificate does not parse".into()))?;
+        trustd_issue::issue_identity(bus, &RequestedName::Dns(name.to_owned()), TRUSTD_PROFILE)
+            .await?;
     Ok(ClientIdentity {
-        identity,
+        identity: issued.identity,
         source: format!("trustd (serial {})", issued.serial),
-        renew_at: Some(trustd_issue::renewal_time(not_before, not_after)),
+        renew_at: Some(issued.renew_at),
     })
 }

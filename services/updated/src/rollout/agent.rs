@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::exchange::{DirectoryExchange, ExchangeError};
 use super::messages::{Instruction, Report, ReportOutcome};
+use super::remote_exchange::{CoordinatorExchange, RemoteError};
 
 /// The agent's state file in updated's state directory.
 pub const AGENT_STATE: &str = "rollout-agent.json";
@@ -50,25 +51,85 @@ pub enum GateOutcome {
 pub enum AgentError {
     #[error("the rollout exchange: {0}")]
     Exchange(#[from] ExchangeError),
+    #[error("the rollout exchange over hubd: {0}")]
+    Remote(#[from] RemoteError),
     #[error("the rollout agent's state: {0}")]
     State(#[from] StateError),
+}
+
+/// Where a hub's agent reads its instructions and the plans, and writes its reports.
+#[derive(Debug, Clone)]
+pub enum AgentExchange {
+    /// A directory: the coordinating hub's own, or one shared by the hubs of a site.
+    Directory(DirectoryExchange),
+    /// The coordinator's exchange at another hub, reached over hubd's links.
+    Coordinator(CoordinatorExchange),
+}
+
+impl From<DirectoryExchange> for AgentExchange {
+    fn from(exchange: DirectoryExchange) -> AgentExchange {
+        AgentExchange::Directory(exchange)
+    }
+}
+
+impl From<CoordinatorExchange> for AgentExchange {
+    fn from(exchange: CoordinatorExchange) -> AgentExchange {
+        AgentExchange::Coordinator(exchange)
+    }
+}
+
+impl AgentExchange {
+    async fn instructions_for(
+        &self,
+        hub: &str,
+    ) -> Result<Vec<Result<Instruction, ExchangeError>>, AgentError> {
+        Ok(match self {
+            AgentExchange::Directory(exchange) => exchange.instructions_for(hub)?,
+            AgentExchange::Coordinator(coordinator) => coordinator.instructions().await?,
+        })
+    }
+
+    async fn write_report(&self, report: &Report) -> Result<(), AgentError> {
+        match self {
+            AgentExchange::Directory(exchange) => exchange.write_report(report)?,
+            AgentExchange::Coordinator(coordinator) => coordinator.write_report(report).await?,
+        }
+        Ok(())
+    }
+
+    /// The text of a plan this hub is part of, if published.
+    pub async fn plan(&self, plan_id: &str) -> Result<Option<String>, AgentError> {
+        Ok(match self {
+            AgentExchange::Directory(exchange) => exchange.read_plan(plan_id)?,
+            AgentExchange::Coordinator(coordinator) => coordinator.plan(plan_id).await?,
+        })
+    }
 }
 
 /// One hub's agent.
 #[derive(Debug, Clone)]
 pub struct HubAgent {
     hub: String,
-    exchange: DirectoryExchange,
+    exchange: AgentExchange,
     state: StateDir,
 }
 
 impl HubAgent {
-    pub fn new(hub: impl Into<String>, exchange: DirectoryExchange, state: StateDir) -> HubAgent {
+    pub fn new(
+        hub: impl Into<String>,
+        exchange: impl Into<AgentExchange>,
+        state: StateDir,
+    ) -> HubAgent {
         HubAgent {
             hub: hub.into(),
-            exchange,
+            exchange: exchange.into(),
             state,
         }
+    }
+
+    /// Where this agent's documents travel.
+    pub fn exchange(&self) -> &AgentExchange {
+        &self.exchange
     }
 
     /// Acts on the newest instruction not acted on yet (see the module docs).
@@ -81,7 +142,7 @@ impl HubAgent {
         if let Some(pending) = state.pending {
             return Ok(AgentStep::AwaitingGate(pending));
         }
-        let Some(instruction) = self.newest_unacted(&state)? else {
+        let Some(instruction) = self.newest_unacted(&state).await? else {
             return Ok(AgentStep::Idle);
         };
         tracing::info!(
@@ -107,7 +168,8 @@ impl HubAgent {
                     },
                     None,
                     now,
-                )?;
+                )
+                .await?;
                 Ok(AgentStep::InstallFailed(instruction, reason))
             }
         }
@@ -143,18 +205,20 @@ impl HubAgent {
                 }
             },
         };
-        let report = self.answer(
-            &mut state,
-            &instruction,
-            booted_version,
-            outcome,
-            evidence,
-            now,
-        )?;
+        let report = self
+            .answer(
+                &mut state,
+                &instruction,
+                booted_version,
+                outcome,
+                evidence,
+                now,
+            )
+            .await?;
         Ok(Some(report))
     }
 
-    fn answer(
+    async fn answer(
         &self,
         state: &mut AgentState,
         instruction: &Instruction,
@@ -172,16 +236,16 @@ impl HubAgent {
             evidence,
             reported_at: now,
         };
-        self.exchange.write_report(&report)?;
+        self.exchange.write_report(&report).await?;
         state.pending = None;
         self.state.write_json(AGENT_STATE, state)?;
         tracing::info!(plan = %report.plan_id, outcome = ?report.outcome, "rollout report written");
         Ok(report)
     }
 
-    fn newest_unacted(&self, state: &AgentState) -> Result<Option<Instruction>, AgentError> {
+    async fn newest_unacted(&self, state: &AgentState) -> Result<Option<Instruction>, AgentError> {
         let mut newest: Option<Instruction> = None;
-        for instruction in self.exchange.instructions_for(&self.hub)? {
+        for instruction in self.exchange.instructions_for(&self.hub).await? {
             match instruction {
                 Ok(i) if state.acted.contains(&i.nonce) => {}
                 Ok(i) => {

@@ -1,11 +1,14 @@
 //! End to end over a temporary directory: a coordinator's desk and an agent per hub, in
-//! process; the hubs sign their evidence with real P-256 keys the plan pins.
+//! process; the hubs sign their evidence with real P-256 keys the plan pins. The whole rollouts
+//! run again between hubs: each hub of its own site, reaching the coordinator's exchange over
+//! mutual TLS on loopback (what hubd carries between them).
 
 use std::cell::RefCell;
 
 use super::*;
 use crate::rollout::agent::{AgentStep, GateOutcome, HubAgent};
 use crate::rollout::messages::Instruction;
+use crate::rollout::remote_exchange::test_pki::{TestCoordinator, TestSite};
 use crate::rollout::test_evidence::{RELEASE_PCR11, SignatureJudge, TestHub, plan_text};
 
 const SOAK: u64 = 300;
@@ -16,6 +19,7 @@ struct Site {
     coordinator_state: StateDir,
     hubs: Vec<TestHub>,
     agents: Vec<HubAgent>,
+    _coordinator: Option<TestCoordinator>,
 }
 
 impl Site {
@@ -35,8 +39,28 @@ impl Site {
             exchange,
             hubs,
             agents,
+            _coordinator: None,
             _dir: dir,
         }
+    }
+
+    /// The same hubs, each of its own site, following the coordinator over the exchange
+    /// between hubs.
+    async fn between_hubs(names: &[&str]) -> Site {
+        let mut site = Site::new(names);
+        let sites: Vec<TestSite> = names.iter().map(|name| TestSite::new(name)).collect();
+        let pinned: Vec<(&str, &TestSite)> = names.iter().copied().zip(&sites).collect();
+        let coordinator = TestCoordinator::serve(site.exchange.clone(), &pinned).await;
+        site.agents = names
+            .iter()
+            .zip(&sites)
+            .map(|(hub, hub_site)| {
+                let state = StateDir::new(site._dir.path().join("remote").join(hub)).unwrap();
+                HubAgent::new(*hub, coordinator.client(hub, hub_site), state)
+            })
+            .collect();
+        site._coordinator = Some(coordinator);
+        site
     }
 
     fn desk(&self) -> RolloutDesk {
@@ -100,7 +124,15 @@ fn hub_states(status: &Json) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_rollout_across_three_hubs_completes_wave_by_wave() {
-    let site = Site::new(&["h1", "h2", "h3"]);
+    three_hubs_complete_wave_by_wave(Site::new(&["h1", "h2", "h3"])).await;
+}
+
+#[tokio::test]
+async fn a_rollout_between_hubs_of_three_sites_completes_wave_by_wave() {
+    three_hubs_complete_wave_by_wave(Site::between_hubs(&["h1", "h2", "h3"]).await).await;
+}
+
+async fn three_hubs_complete_wave_by_wave(site: Site) {
     let desk = site.desk();
     let plan = plan_text(&site.hubs, &[&[0], &[1, 2]], SOAK, 3600);
     desk.start(&plan, [1; 32], 1000).unwrap();
@@ -148,7 +180,16 @@ async fn a_rollout_across_three_hubs_completes_wave_by_wave() {
 
 #[tokio::test]
 async fn a_hub_failing_its_gate_halts_the_rollout_and_an_override_retries_it() {
-    let site = Site::new(&["h1", "h2", "h3", "h4"]);
+    failing_gate_halts_and_override_retries(Site::new(&["h1", "h2", "h3", "h4"])).await;
+}
+
+#[tokio::test]
+async fn between_hubs_a_failing_gate_halts_the_rollout_and_an_override_retries_it() {
+    failing_gate_halts_and_override_retries(Site::between_hubs(&["h1", "h2", "h3", "h4"]).await)
+        .await;
+}
+
+async fn failing_gate_halts_and_override_retries(site: Site) {
     let desk = site.desk();
     desk.start(
         &plan_text(&site.hubs, &[&[0], &[1, 2], &[3]], SOAK, 3600),

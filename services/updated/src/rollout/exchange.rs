@@ -13,9 +13,9 @@
 //! [`MAX_DOCUMENT_BYTES`], and refuse a document that does not parse or that names another plan
 //! or hub than its path: a typed [`ExchangeError`], and nothing changes.
 //!
-//! Between hubs the same three documents go over hubd's links instead (a `[[service]]` forward
-//! to a small mTLS HTTP exchange: `PUT/GET /rollout/<plan>/{plan,instructions/<hub>,reports/<hub>}`
-//! with the same bodies); this module's parsers are what that server and client will use.
+//! Between hubs the same documents go over hubd's links instead
+//! ([`remote_exchange`](super::remote_exchange)): the coordinator serves this directory, and
+//! both ends check what they receive with this module's parsers.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -193,6 +193,26 @@ pub fn parse_instruction(
     Ok(instruction)
 }
 
+/// Parses a list of instructions that must all be for `hub` (the coordinator's answer to a hub
+/// over hubd): a list that does not parse is an error; one entry that does not is that entry's
+/// error, so the others still count.
+pub fn parse_instructions(
+    bytes: &[u8],
+    hub: &str,
+) -> Result<Vec<Result<Instruction, ExchangeError>>, ExchangeError> {
+    let entries: Vec<serde_json::Value> = parse_json_bounded(bytes, "instruction list", 16)?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            let instruction: Instruction = serde_json::from_value(entry)
+                .map_err(|e| malformed(Path::new(""), "instruction", e.to_string()))?;
+            check_name(&instruction.plan_id)?;
+            matches_path("instruction", "hub", &instruction.hub, hub)?;
+            Ok(instruction)
+        })
+        .collect())
+}
+
 /// Parses a report that must be for `plan_id` and `hub` (see [`parse_instruction`]).
 pub fn parse_report(bytes: &[u8], plan_id: &str, hub: &str) -> Result<Report, ExchangeError> {
     let report: Report = parse_json(bytes, "report")?;
@@ -233,10 +253,20 @@ impl ExchangeError {
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8], kind: &'static str) -> Result<T, ExchangeError> {
-    if bytes.len() > MAX_DOCUMENT_BYTES {
+    parse_json_bounded(bytes, kind, 1)
+}
+
+/// JSON of at most `documents` × [`MAX_DOCUMENT_BYTES`].
+fn parse_json_bounded<T: DeserializeOwned>(
+    bytes: &[u8],
+    kind: &'static str,
+    documents: usize,
+) -> Result<T, ExchangeError> {
+    let limit = MAX_DOCUMENT_BYTES * documents;
+    if bytes.len() > limit {
         return Err(ExchangeError::TooLarge {
             path: PathBuf::new(),
-            limit: MAX_DOCUMENT_BYTES,
+            limit,
         });
     }
     serde_json::from_slice(bytes).map_err(|e| malformed(Path::new(""), kind, e.to_string()))

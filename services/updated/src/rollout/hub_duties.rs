@@ -22,7 +22,7 @@ use super::evidence::{
     EvidenceRequest, HealthEvidence, HubCaKey, gather_evidence, verify_evidence,
 };
 use super::messages::{Instruction, Report};
-use super::{AgentStep, DirectoryExchange, GateOutcome, HubAgent, RolloutDesk, RolloutPlan};
+use super::{AgentStep, GateOutcome, HubAgent, RolloutDesk, RolloutPlan};
 use crate::booted::Booted;
 use crate::controller::Controller;
 use crate::gate_run::GateRecord;
@@ -53,11 +53,11 @@ impl EvidenceJudge for QuoteJudge {
     }
 }
 
-/// The rollout duties of one appliance.
+/// The rollout duties of one appliance: the desk when it coordinates (its exchange is a
+/// directory here), the agent always.
 pub struct HubDuties {
-    pub desk: Arc<RolloutDesk>,
+    pub desk: Option<Arc<RolloutDesk>>,
     pub agent: HubAgent,
-    pub exchange: DirectoryExchange,
     pub hub: String,
     pub state: StateDir,
     pub store: UpdateStateStore,
@@ -66,7 +66,9 @@ pub struct HubDuties {
 impl HubDuties {
     /// One tick: the desk moves the rollout it coordinates, the agent acts or answers.
     pub async fn tick(&self, controller: &Arc<Controller>, now: u64) {
-        if let Err(error) = self.desk.tick(now) {
+        if let Some(desk) = &self.desk
+            && let Err(error) = desk.tick(now)
+        {
             tracing::warn!(%error, "the rollout desk could not move");
         }
         if let Err(error) = self.agent_turn(controller, now).await {
@@ -109,7 +111,7 @@ impl HubDuties {
                 let request = EvidenceRequest {
                     hub: &self.hub,
                     plan: &instruction.plan_id,
-                    wave: self.wave_number(instruction),
+                    wave: self.wave_number(instruction).await,
                     nonce: &nonce,
                 };
                 let evidence = gather_evidence(&connection, request, verdict, signature, booted)
@@ -123,9 +125,11 @@ impl HubDuties {
 
     /// The instruction's wave as its position in the published plan (1 for the canary), which
     /// the evidence signs; 0 when the plan cannot be read.
-    fn wave_number(&self, instruction: &Instruction) -> u32 {
-        self.exchange
-            .read_plan(&instruction.plan_id)
+    async fn wave_number(&self, instruction: &Instruction) -> u32 {
+        self.agent
+            .exchange()
+            .plan(&instruction.plan_id)
+            .await
             .ok()
             .flatten()
             .and_then(|text| RolloutPlan::parse(&text).ok())

@@ -3,7 +3,8 @@
 //! any failure, steered by the operator.
 //!
 //! Data walks one way: the operator's [`plan`] → the [`coordinator`]'s decisions (pure) → the
-//! [`exchange`] (instructions out, reports in) → each hub's [`agent`] (install, gate, report).
+//! [`exchange`] (instructions out, reports in; served to other hubs over hubd by
+//! [`remote_exchange`]) → each hub's [`agent`] (install, gate, report).
 //! The [`desk`] is the coordinating hub's edge: it keeps the rollout in updated's state
 //! directory, moves documents through the exchange and answers `org.bunkeros.Update1`'s
 //! `Rollout*` methods.
@@ -16,12 +17,13 @@ pub mod exchange;
 pub mod hub_duties;
 pub mod messages;
 pub mod plan;
+pub mod remote_exchange;
 mod status;
 
 #[cfg(test)]
 mod test_evidence;
 
-pub use agent::{AgentError, AgentStep, GateOutcome, HubAgent};
+pub use agent::{AgentError, AgentExchange, AgentStep, GateOutcome, HubAgent};
 pub use coordinator::{
     Control, ControlRefused, EvidenceJudge, ExpectedEvidence, HubState, Observation, Rollout,
 };
