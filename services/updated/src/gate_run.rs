@@ -16,7 +16,7 @@ use appliance::state::StateDir;
 
 use crate::boot_entries::{EntryState, Esp};
 use crate::booted::Booted;
-use crate::health_gate::{BootId, HealthGate, Verdict, bless};
+use crate::health_gate::{BlessError, Blessing, BootId, HealthGate, Verdict, bless};
 use crate::settings::{SERVICE, UpdatedSetup};
 use crate::update_state::UpdateStateStore;
 
@@ -98,12 +98,95 @@ pub async fn run(setup: UpdatedSetup) -> Result<bool> {
     state
         .write_json(VERDICT_FILE, &record)
         .context("recording the health gate's verdict")?;
-    UpdateStateStore::new(state)
+    // Recorded before acting: the reboot that follows a failed gate may end this process.
+    let store = UpdateStateStore::new(state);
+    store
         .record_gate(&sentence, healthy)
         .context("recording the health gate's result")?;
-    match bless(&config.health_gate, &verdict).await {
+    let acted = bless(&config.health_gate, &verdict).await;
+    match &acted {
         Ok(blessing) => tracing::info!(?blessing, "{sentence}"),
         Err(error) => tracing::error!(%error, "{sentence}"),
     }
+    if let Some(amendment) = what_acting_changed(&acted) {
+        tracing::error!("{amendment}");
+        store
+            .amend_last(&amendment)
+            .context("recording what systemd-bless-boot or the reboot did")?;
+    }
     Ok(healthy)
+}
+
+/// What the recorded sentence must add when blessing, marking bad or rebooting failed; `None`
+/// when everything happened as it says.
+fn what_acting_changed(acted: &Result<Blessing, BlessError>) -> Option<String> {
+    match acted {
+        Ok(
+            Blessing::Blessed
+            | Blessing::RollingBack {
+                mark_bad_failed: None,
+            },
+        ) => None,
+        Ok(Blessing::RollingBack {
+            mark_bad_failed: Some(failed),
+        }) => Some(format!(
+            "But marking it bad failed ({failed}): it falls back once its boot tries run out."
+        )),
+        Err(BlessError::Good(failed)) => Some(format!(
+            "But blessing it failed ({failed}): it stays on trial, and each boot still counts down its tries."
+        )),
+        Err(BlessError::Reboot {
+            mark_bad_failed,
+            reboot,
+        }) => Some(match mark_bad_failed {
+            None => format!(
+                "But the reboot could not be requested ({reboot}): it runs until rebooted, then the previous slot boots."
+            ),
+            Some(failed) => format!(
+                "But neither marking it bad ({failed}) nor the reboot ({reboot}) succeeded: it runs until rebooted, and falls back once its boot tries run out."
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health_gate::CommandFailed;
+
+    fn failed(command: &str) -> CommandFailed {
+        CommandFailed {
+            command: command.to_owned(),
+            why: "exited with status 1: Couldn't find EFI system partition".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_record_says_when_blessing_marking_bad_or_rebooting_failed() {
+        assert_eq!(what_acting_changed(&Ok(Blessing::Blessed)), None);
+        let rolled_back = Ok(Blessing::RollingBack {
+            mark_bad_failed: None,
+        });
+        assert_eq!(what_acting_changed(&rolled_back), None);
+
+        let not_marked = what_acting_changed(&Ok(Blessing::RollingBack {
+            mark_bad_failed: Some(failed("systemd-bless-boot bad").to_string()),
+        }))
+        .unwrap();
+        assert!(not_marked.contains("marking it bad failed"), "{not_marked}");
+        assert!(not_marked.contains("Couldn't find EFI system partition"));
+        assert!(not_marked.contains("once its boot tries run out"));
+
+        let not_blessed =
+            what_acting_changed(&Err(BlessError::Good(failed("systemd-bless-boot good")))).unwrap();
+        assert!(not_blessed.contains("stays on trial"), "{not_blessed}");
+
+        let stuck = what_acting_changed(&Err(BlessError::Reboot {
+            mark_bad_failed: Some(failed("systemd-bless-boot bad")),
+            reboot: failed("systemctl reboot --no-block"),
+        }))
+        .unwrap();
+        assert!(stuck.contains("neither marking it bad"), "{stuck}");
+        assert!(stuck.contains("systemctl reboot --no-block"));
+    }
 }

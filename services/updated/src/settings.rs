@@ -366,4 +366,60 @@ mod tests {
         assert!(parse("[rollout]\nexchange = \"/srv/rollout\"\nhub = \"zurich-1\"\n").is_ok());
         assert!(parse("[metrics]\nlisten = \"0.0.0.0:9105\"\n").is_err());
     }
+
+    #[test]
+    fn a_coordinator_serves_and_a_hub_follows_and_mixed_up_sections_are_refused() {
+        let serving = "[rollout]\nhub = \"geneva-1\"\nexchange = \"/var/lib/updated/rollout\"\n\
+                       [rollout.serve]\nlisten = \"127.0.0.1:9106\"\nname = \"rollout.geneva.example\"\n\
+                       hub_roots = \"/etc/bunkeros/updated/hub-roots\"\n";
+        let config = parse(serving).unwrap();
+        assert_eq!(
+            rollout_summary(&config.rollout),
+            "hub geneva-1, exchange /var/lib/updated/rollout, served to the hubs of \
+             /etc/bunkeros/updated/hub-roots on 127.0.0.1:9106 as rollout.geneva.example"
+        );
+        let following = "[rollout]\nhub = \"lisbon-1\"\n[rollout.coordinator]\nhub = \"geneva-1\"\n\
+                         address = \"127.0.0.1:17106\"\nname = \"rollout.geneva.example\"\n\
+                         root = \"/etc/bunkeros/updated/geneva-root.pem\"\n";
+        let config = parse(following).unwrap();
+        assert_eq!(
+            rollout_summary(&config.rollout),
+            "hub lisbon-1, following coordinator geneva-1 at 127.0.0.1:17106 (rollout.geneva.example)"
+        );
+
+        let keys = |text: &str| -> Vec<String> {
+            parse(text)
+                .unwrap_err()
+                .into_iter()
+                .map(|problem| problem.key)
+                .collect()
+        };
+        // following without naming this hub; serving without a directory; both roles at once
+        assert_eq!(
+            keys(&following.replace("hub = \"lisbon-1\"\n", "")),
+            ["rollout.hub"]
+        );
+        assert_eq!(
+            keys(&serving.replace("exchange = \"/var/lib/updated/rollout\"\n", "")),
+            ["rollout.serve"]
+        );
+        let both = format!(
+            "{serving}[rollout.coordinator]\nhub = \"bern-1\"\naddress = \"127.0.0.1:1\"\nname = \"a.b\"\nroot = \"/r.pem\"\n"
+        );
+        assert_eq!(keys(&both), ["rollout.coordinator"]);
+        // a coordinator that is this hub, names that are not DNS names, relative paths
+        assert_eq!(
+            keys(&following.replace("hub = \"geneva-1\"", "hub = \"lisbon-1\"")),
+            ["rollout.coordinator.hub"]
+        );
+        assert_eq!(
+            keys(&following.replace("rollout.geneva.example", "geneva")),
+            ["rollout.coordinator.name"]
+        );
+        assert_eq!(
+            keys(&serving.replace("/etc/bunkeros/updated/hub-roots", "hub-roots")),
+            ["rollout.serve.hub_roots"]
+        );
+        assert!(parse(&following.replace("address", "adress")).is_err());
+    }
 }

@@ -241,6 +241,21 @@ impl UpdateStateStore {
         })
     }
 
+    /// Adds `what_happened` to the last result's reason (and its copy in the history): what
+    /// acting on a recorded verdict then did differently (systemd-bless-boot or the reboot
+    /// failed), so the record stays exact without counting the result twice.
+    pub fn amend_last(&self, what_happened: &str) -> Result<UpdateState, UpdateStateError> {
+        self.change(|state| {
+            if let Some(last) = &mut state.last {
+                let amended = format!("{} {what_happened}", last.reason);
+                if let Some(entry) = state.history.last_mut().filter(|entry| **entry == *last) {
+                    entry.reason.clone_from(&amended);
+                }
+                last.reason = amended;
+            }
+        })
+    }
+
     /// Says what became of the pending install now that the appliance booted `booted`, whose
     /// ESP holds `entries`, and records a blessing or a fallback.
     pub fn reconcile_after_boot(

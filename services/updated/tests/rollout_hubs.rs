@@ -61,7 +61,9 @@ async fn a_hub_follows_the_coordinator_with_certificates_from_both_sites_trustds
     std::fs::create_dir(&roots).unwrap();
     std::fs::write(roots.join("lisbon-1.pem"), &lisbon_root).unwrap();
     let exchange = DirectoryExchange::new(dir.path().join("exchange"));
-    exchange.publish_plan("spring", "id = \"spring\"\n").unwrap();
+    exchange
+        .publish_plan("spring", "id = \"spring\"\n")
+        .unwrap();
     let instruction = Instruction {
         plan_id: "spring".to_owned(),
         hub: "lisbon-1".to_owned(),
@@ -107,7 +109,10 @@ async fn a_hub_follows_the_coordinator_with_certificates_from_both_sites_trustds
         reported_at: 1100,
     };
     lisbon.write_report(&report).await.unwrap();
-    assert_eq!(exchange.read_report("spring", "lisbon-1").unwrap(), Some(report));
+    assert_eq!(
+        exchange.read_report("spring", "lisbon-1").unwrap(),
+        Some(report)
+    );
 
     // The hub pinning its own site's root for the coordinator does not believe geneva.
     let misled = CoordinatorExchange::new(

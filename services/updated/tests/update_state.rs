@@ -228,6 +228,32 @@ fn the_health_gate_verdict_is_recorded() {
 }
 
 #[test]
+fn what_acting_on_the_verdict_did_amends_the_record_without_a_second_result() {
+    let world = installed_world();
+    world
+        .store
+        .record_gate("slot b failed its health gate and was marked bad.", false)
+        .unwrap();
+    let before = world.store.load().unwrap().history.len();
+    let state = world
+        .store
+        .amend_last(
+            "But marking it bad failed (no ESP): it falls back once its boot tries run out.",
+        )
+        .unwrap();
+    let expected = "slot b failed its health gate and was marked bad. But marking it bad failed \
+                    (no ESP): it falls back once its boot tries run out.";
+    assert_eq!(state.last.as_ref().unwrap().reason, expected);
+    assert_eq!(state.history.len(), before, "the same result, amended");
+    assert_eq!(state.history.last().unwrap().reason, expected);
+    assert_eq!(
+        world.store.load().unwrap().last.unwrap().reason,
+        expected,
+        "persisted"
+    );
+}
+
+#[test]
 fn a_refusal_keeps_the_pending_install_and_a_failure_clears_it() {
     let world = installed_world();
     let state = world
