@@ -20,7 +20,6 @@ use crate::booted::Booted;
 use crate::disk_layout::Slot;
 use crate::health_gate::request_reboot;
 use crate::install::{InstallTarget, Progress, install_update};
-use crate::mirror::MirrorOptions;
 use crate::settings::UpdatedConfig;
 use crate::source::{ReleaseSource, SourceError};
 use crate::update_metrics::UpdateMetrics;
@@ -425,7 +424,7 @@ impl Controller {
         } else {
             text
         };
-        let mirror = MirrorOptions::new(self.config.release.mirror_trust_anchors.clone());
+        let mirror = self.config.release.mirror_options();
         ReleaseSource::parse(text, &mirror).map_err(|e| match e {
             SourceError::Unrecognised(_)
             | SourceError::RelativePath(_)

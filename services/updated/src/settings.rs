@@ -4,6 +4,10 @@
 //! [release]
 //! trusted_root = "/usr/share/bunkeros/update/root.json"  # the TUF root this image trusts
 //! source = "usb"                # where `bunkerctl update check|install` look without a source
+//! mirror_trust_anchors = []     # PEM CA files an https:// mirror must chain to (none: no mirror)
+//! mirror_connect_timeout = 10   # seconds for a mirror's TCP connection, and for its TLS handshake
+//! mirror_idle_timeout = 30      # seconds a mirror may stay silent before the attempt fails
+//! mirror_tries = 4              # attempts per file (a download resumes where it stopped)
 //!
 //! [install]
 //! boot_tries = 3                # boots a new slot gets before systemd-boot falls back
@@ -21,13 +25,13 @@
 //! [rollout.serve]               # the coordinator serves its exchange to the other hubs, which
 //! listen = "127.0.0.1:9106"     # reach it through hubd ([[service]] name = "rollout" publish = …)
 //! name = "rollout.geneva.bunker.example"  # the DNS name of its certificate (trustd, `service`)
-//! hub_roots = "/etc/bunkeros/updated/hub-roots"  # <hub id>.pem: each hub's site root, pinned
+//! hub_roots = "/var/lib/bunkeros/config/updated/hub-roots"  # <hub id>.pem: each hub's site root, pinned
 //!
 //! [rollout.coordinator]         # or: this hub follows the rollouts of a coordinator elsewhere
 //! hub = "geneva-1"
 //! address = "127.0.0.1:17106"   # hubd's listener for the coordinator's "rollout" service
 //! name = "rollout.geneva.bunker.example"
-//! root = "/etc/bunkeros/updated/hub-roots/geneva-1.pem"  # the coordinator's site root
+//! root = "/var/lib/bunkeros/config/updated/hub-roots/geneva-1.pem"  # the coordinator's site root
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9105"
@@ -40,11 +44,14 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use appliance::config::{ConfigError, ConfigPaths, Invalid, Port, ServiceConfig};
+use appliance::config::{
+    Bounded, ConfigError, ConfigPaths, DurationSecs, Invalid, Port, ServiceConfig,
+};
 use appliance::metrics::MetricsSection;
 use serde::Deserialize;
 
 use crate::health_gate::HealthGateSettings;
+use crate::mirror::MirrorOptions;
 use crate::rollout::plan::is_name;
 
 /// The service name: the config file stem, the log identifier and the state directory.
@@ -65,6 +72,25 @@ pub struct ReleaseSection {
     /// `bunkerctl ca root`; the system's roots only if their bundle is listed). Empty: no mirror
     /// is trusted, so only the medium and directories work.
     pub mirror_trust_anchors: Vec<PathBuf>,
+    /// Seconds to wait for a mirror's TCP connection, and again for its TLS handshake.
+    pub mirror_connect_timeout: DurationSecs<1, 300>,
+    /// Seconds a mirror may stay silent (before its headers, between pieces of a file) before
+    /// the attempt counts as failed; a download resumes where it stopped.
+    pub mirror_idle_timeout: DurationSecs<1, 3600>,
+    /// Attempts per file before the fetch fails.
+    pub mirror_tries: Bounded<1, 20>,
+}
+
+impl ReleaseSection {
+    /// The HTTPS mirror's options as configured.
+    pub fn mirror_options(&self) -> MirrorOptions {
+        MirrorOptions {
+            connect_timeout: self.mirror_connect_timeout.as_duration(),
+            idle_timeout: self.mirror_idle_timeout.as_duration(),
+            tries: u32::try_from(self.mirror_tries.get()).unwrap_or(u32::MAX),
+            ..MirrorOptions::new(self.mirror_trust_anchors.clone())
+        }
+    }
 }
 
 impl Default for ReleaseSection {
@@ -73,6 +99,9 @@ impl Default for ReleaseSection {
             trusted_root: PathBuf::from("/usr/share/bunkeros/update/root.json"),
             source: "usb".to_owned(),
             mirror_trust_anchors: Vec::new(),
+            mirror_connect_timeout: DurationSecs::from_const(10),
+            mirror_idle_timeout: DurationSecs::from_const(30),
+            mirror_tries: Bounded::from_const(4),
         }
     }
 }
@@ -272,9 +301,12 @@ impl UpdatedSetup {
         let _ = writeln!(out, "{}", self.sources);
         let _ = writeln!(
             out,
-            "release: trusted root {}, default source {}",
+            "release: trusted root {}, default source {}, mirror waits {} s to connect and {} s of silence, {} tries",
             c.release.trusted_root.display(),
-            c.release.source
+            c.release.source,
+            c.release.mirror_connect_timeout.secs(),
+            c.release.mirror_idle_timeout.secs(),
+            c.release.mirror_tries.get()
         );
         let _ = writeln!(
             out,
@@ -365,22 +397,46 @@ mod tests {
         assert!(parse("[rollout]\nexchange = \"/srv/rollout\"\nhub = \"Zurich 1\"\n").is_err());
         assert!(parse("[rollout]\nexchange = \"/srv/rollout\"\nhub = \"zurich-1\"\n").is_ok());
         assert!(parse("[metrics]\nlisten = \"0.0.0.0:9105\"\n").is_err());
+        assert!(parse("[release]\nmirror_tries = 0\n").is_err());
+        assert!(parse("[release]\nmirror_idle_timeout = 0\n").is_err());
+    }
+
+    #[test]
+    fn the_mirror_waits_and_tries_are_the_configured_ones() {
+        let defaults = parse("").unwrap().release.mirror_options();
+        assert_eq!(defaults.connect_timeout.as_secs(), 10);
+        assert_eq!(defaults.idle_timeout.as_secs(), 30);
+        assert_eq!(defaults.tries, 4);
+        let options = parse(
+            "[release]\nmirror_connect_timeout = 3\nmirror_idle_timeout = 120\nmirror_tries = 9\n",
+        )
+        .unwrap()
+        .release
+        .mirror_options();
+        assert_eq!(
+            (
+                options.connect_timeout.as_secs(),
+                options.idle_timeout.as_secs(),
+                options.tries
+            ),
+            (3, 120, 9)
+        );
     }
 
     #[test]
     fn a_coordinator_serves_and_a_hub_follows_and_mixed_up_sections_are_refused() {
         let serving = "[rollout]\nhub = \"geneva-1\"\nexchange = \"/var/lib/updated/rollout\"\n\
                        [rollout.serve]\nlisten = \"127.0.0.1:9106\"\nname = \"rollout.geneva.example\"\n\
-                       hub_roots = \"/etc/bunkeros/updated/hub-roots\"\n";
+                       hub_roots = \"/var/lib/bunkeros/config/updated/hub-roots\"\n";
         let config = parse(serving).unwrap();
         assert_eq!(
             rollout_summary(&config.rollout),
             "hub geneva-1, exchange /var/lib/updated/rollout, served to the hubs of \
-             /etc/bunkeros/updated/hub-roots on 127.0.0.1:9106 as rollout.geneva.example"
+             /var/lib/bunkeros/config/updated/hub-roots on 127.0.0.1:9106 as rollout.geneva.example"
         );
         let following = "[rollout]\nhub = \"lisbon-1\"\n[rollout.coordinator]\nhub = \"geneva-1\"\n\
                          address = \"127.0.0.1:17106\"\nname = \"rollout.geneva.example\"\n\
-                         root = \"/etc/bunkeros/updated/geneva-root.pem\"\n";
+                         root = \"/var/lib/bunkeros/config/updated/geneva-root.pem\"\n";
         let config = parse(following).unwrap();
         assert_eq!(
             rollout_summary(&config.rollout),
@@ -417,7 +473,7 @@ mod tests {
             ["rollout.coordinator.name"]
         );
         assert_eq!(
-            keys(&serving.replace("/etc/bunkeros/updated/hub-roots", "hub-roots")),
+            keys(&serving.replace("/var/lib/bunkeros/config/updated/hub-roots", "hub-roots")),
             ["rollout.serve.hub_roots"]
         );
         assert!(parse(&following.replace("address", "adress")).is_err());
