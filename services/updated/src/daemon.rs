@@ -116,6 +116,8 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
     let mut update1 = Update1::new(Arc::clone(&controller));
     if let Some(desk) = duties.as_ref().and_then(|duties| duties.desk.as_ref()) {
         update1 = update1.with_rollout(Arc::clone(desk));
+    } else if let Some(coordinator) = &rollout.coordinator {
+        update1 = update1.following(coordinator.hub.clone());
     }
     let connection = appliance::dbus::serve(&bus, UPDATE.bus_name, UPDATE.object_path, update1)
         .await

@@ -47,6 +47,8 @@ pub struct Update1 {
     controller: Arc<Controller>,
     /// The rollout this hub coordinates; `None` when no rollout exchange is configured.
     rollout: Option<Arc<RolloutDesk>>,
+    /// The coordinating hub this hub follows instead (`[rollout.coordinator]`), if any.
+    follows: Option<String>,
 }
 
 impl Update1 {
@@ -54,6 +56,7 @@ impl Update1 {
         Update1 {
             controller,
             rollout: None,
+            follows: None,
         }
     }
 
@@ -63,12 +66,21 @@ impl Update1 {
         self
     }
 
+    /// Says, for the `Rollout*` methods, that this hub follows `coordinator`'s rollouts.
+    pub fn following(mut self, coordinator: impl Into<String>) -> Update1 {
+        self.follows = Some(coordinator.into());
+        self
+    }
+
     fn desk(&self) -> Result<&RolloutDesk, UpdateError> {
         self.rollout.as_deref().ok_or_else(|| {
-            UpdateError::Unavailable(
-                "this appliance coordinates no rollouts: no rollout exchange is configured"
+            UpdateError::Unavailable(match &self.follows {
+                Some(coordinator) => format!(
+                    "this hub follows the rollouts of {coordinator}: start and steer them there"
+                ),
+                None => "this appliance coordinates no rollouts: no rollout exchange is configured"
                     .to_owned(),
-            )
+            })
         })
     }
 }
