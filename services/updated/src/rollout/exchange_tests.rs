@@ -1,31 +1,9 @@
 use super::*;
-use crate::rollout::messages::ReportOutcome;
-
-fn instruction(hub: &str) -> Instruction {
-    Instruction {
-        plan_id: "spring".to_owned(),
-        hub: hub.to_owned(),
-        wave: "canary".to_owned(),
-        release_version: "0.2.0".to_owned(),
-        source: "usb".to_owned(),
-        nonce: "ab".repeat(32),
-        attempt: 1,
-        issued_at: 1000,
-    }
-}
+use crate::rollout::messages::samples;
+use crate::rollout::messages::samples::instruction;
 
 fn report(hub: &str) -> Report {
-    Report {
-        plan_id: "spring".to_owned(),
-        hub: hub.to_owned(),
-        nonce: "ab".repeat(32),
-        booted_version: "0.2.0".to_owned(),
-        outcome: ReportOutcome::Failed {
-            reason: "hub-links: 1 of 2 links down".to_owned(),
-        },
-        evidence: Some(serde_json::json!({"quote": "00"})),
-        reported_at: 2000,
-    }
+    samples::report("spring", hub)
 }
 
 #[test]

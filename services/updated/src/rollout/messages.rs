@@ -52,3 +52,37 @@ pub enum ReportOutcome {
     Healthy,
     Failed { reason: String },
 }
+
+/// Documents for tests: an instruction and a report of plan `spring`.
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::*;
+
+    pub fn instruction(hub: &str) -> Instruction {
+        Instruction {
+            plan_id: "spring".to_owned(),
+            hub: hub.to_owned(),
+            wave: "canary".to_owned(),
+            release_version: "0.2.0".to_owned(),
+            source: "usb".to_owned(),
+            nonce: "ab".repeat(32),
+            attempt: 1,
+            issued_at: 1000,
+        }
+    }
+
+    /// A failed report (with a stand-in evidence object) for `plan` from `hub`.
+    pub fn report(plan: &str, hub: &str) -> Report {
+        Report {
+            plan_id: plan.to_owned(),
+            hub: hub.to_owned(),
+            nonce: "ab".repeat(32),
+            booted_version: "0.2.0".to_owned(),
+            outcome: ReportOutcome::Failed {
+                reason: "hub-links: 1 of 2 links down".to_owned(),
+            },
+            evidence: Some(serde_json::json!({"quote": "00"})),
+            reported_at: 2000,
+        }
+    }
+}

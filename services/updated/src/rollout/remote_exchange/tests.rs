@@ -7,37 +7,10 @@ use tokio::io::AsyncWriteExt;
 use super::test_pki::{COORDINATOR_NAME, TestCoordinator, TestSite};
 use super::{CoordinatorExchange, RemoteError};
 use crate::rollout::exchange::{DirectoryExchange, MAX_DOCUMENT_BYTES};
-use crate::rollout::messages::{Instruction, Report, ReportOutcome};
+use crate::rollout::messages::samples::{instruction, report};
 use rustls_pki_types::ServerName;
 
 const PLAN: &str = "spring";
-
-fn instruction(hub: &str) -> Instruction {
-    Instruction {
-        plan_id: PLAN.to_owned(),
-        hub: hub.to_owned(),
-        wave: "canary".to_owned(),
-        release_version: "0.2.0".to_owned(),
-        source: "usb".to_owned(),
-        nonce: "ab".repeat(32),
-        attempt: 1,
-        issued_at: 1000,
-    }
-}
-
-fn report(plan: &str, hub: &str) -> Report {
-    Report {
-        plan_id: plan.to_owned(),
-        hub: hub.to_owned(),
-        nonce: "ab".repeat(32),
-        booted_version: "0.2.0".to_owned(),
-        outcome: ReportOutcome::Failed {
-            reason: "the gate failed: hubd".to_owned(),
-        },
-        evidence: None,
-        reported_at: 1100,
-    }
-}
 
 /// A coordinator with plan `spring` published and an instruction for lisbon-1 and oslo-1,
 /// serving both hubs (each of its own site).
