@@ -1,7 +1,9 @@
 //! The real `updated` binary on a private bus, over a GPT disk image and an ESP with slot A
 //! installed: Update1's status, a check, an install followed by its Progress and
 //! InstallFinished signals to the new boot entry, refusals as D-Bus errors, the result kept
-//! across a kill -9, the metrics, and the health gate's command on a slot not on trial.
+//! across a kill -9, the metrics, the health gate's command on a slot not on trial, and two
+//! daemons of two sites (each with its own trustd on swtpm) in one rollout over the exchange
+//! between hubs.
 
 mod support;
 
@@ -237,5 +239,112 @@ fn the_health_gate_passes_at_once_when_the_booted_slot_is_not_on_trial() {
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "it does not wait out the gate's timeout"
+    );
+}
+
+/// Adds `text` to the daemon's configuration file (before it starts).
+fn append_config(updated: &ServiceProcess, text: &str) {
+    let path = updated.config_path();
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(path, format!("{config}{text}")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_following_a_coordinator_over_the_exchange_reports_and_halts_its_rollout() {
+    let fx = fixture().await;
+    let serve = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let name = format!("rollout.{}", appliance::testtrustd::SITE_DOMAIN);
+
+    // Lisbon's site first: Geneva pins its root before it starts serving.
+    let lisbon_bus = TestBus::start().unwrap();
+    let (_lisbon_trustd, lisbon_root) =
+        appliance::testtrustd::Trustd::start(lisbon_bus.address(), "").await;
+    let geneva_bus = TestBus::start().unwrap();
+    let (_geneva_trustd, geneva_root) =
+        appliance::testtrustd::Trustd::start(geneva_bus.address(), "").await;
+
+    let mut geneva = updated_process(&geneva_bus, &fx);
+    write(
+        geneva.dir.path(),
+        "hub-roots/lisbon-1.pem",
+        lisbon_root.as_bytes(),
+    );
+    append_config(
+        &geneva,
+        &format!(
+            "[rollout]\nhub = \"geneva-1\"\nexchange = \"/rollout\"\n\
+         [rollout.serve]\nlisten = \"{serve}\"\nname = \"{name}\"\nhub_roots = \"/hub-roots\"\n"
+        ),
+    );
+    geneva.start();
+    geneva.wait_notify("READY=1");
+
+    let mut lisbon = updated_process(&lisbon_bus, &fx);
+    write(lisbon.dir.path(), "geneva-root.pem", geneva_root.as_bytes());
+    append_config(
+        &lisbon,
+        &format!(
+            "[rollout]\nhub = \"lisbon-1\"\n[rollout.coordinator]\nhub = \"geneva-1\"\n\
+         address = \"{serve}\"\nname = \"{name}\"\nroot = \"/geneva-root.pem\"\n"
+        ),
+    );
+    lisbon.start();
+    lisbon.wait_notify("READY=1");
+
+    // The release is not where the plan says: Lisbon cannot install it, and says so.
+    let plan = format!(
+        "id = \"spring\"\nrelease_version = \"0.1.1\"\nexpected_pcr11 = \"{}\"\n\
+         source = \"/no-such-release\"\nsoak_secs = 60\nwave_timeout_secs = 3600\n\
+         [[wave]]\nname = \"canary\"\nhubs = [\"lisbon-1\"]\n\
+         [[hub]]\nid = \"lisbon-1\"\nca_key = \"04{}\"\n",
+        "ab".repeat(32),
+        "11".repeat(64)
+    );
+    let coordinator = update1(&geneva_bus).await;
+    let started = json(&coordinator.rollout_start(&plan).await.unwrap());
+    assert_eq!(started["state"], "running", "{started}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let status = json(&coordinator.rollout_status().await.unwrap());
+        if status["state"] == "halted" {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout did not halt on lisbon-1's report within 90 s: {status}\n\
+             geneva:\n{}\nlisbon:\n{}",
+            geneva.log(),
+            lisbon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("lisbon-1") && reason.contains("the install did not happen"),
+        "the coordinator halts with the reason lisbon-1 sent over the exchange: {reason}"
+    );
+    assert!(
+        geneva
+            .dir
+            .path()
+            .join("rollout/spring/reports/lisbon-1.json")
+            .exists(),
+        "the report is in the coordinator's exchange"
+    );
+    assert!(
+        !lisbon.dir.path().join("rollout").exists(),
+        "the hub keeps no exchange of its own"
+    );
+
+    // The hub starts nothing itself: it names its coordinator.
+    let follower = update1(&lisbon_bus).await;
+    let refused = follower.rollout_status().await.unwrap_err();
+    assert_eq!(error_name(&refused), update_errors::UNAVAILABLE);
+    assert!(
+        refused
+            .to_string()
+            .contains("follows the rollouts of geneva-1"),
+        "{refused}"
     );
 }
