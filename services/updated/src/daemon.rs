@@ -102,6 +102,7 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
     tokio::spawn(endpoint.serve(cancel.clone()));
 
     let rollout = config.rollout.clone();
+    let rollout_metrics = metrics.clone();
     let controller = Arc::new(Controller::new(
         config,
         booted,
@@ -112,7 +113,7 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
         store,
         metrics,
     ));
-    let duties = rollout_duties(root, &rollout, &state, &bus, &cancel).await?;
+    let duties = rollout_duties(root, &rollout, &state, &bus, &cancel, rollout_metrics).await?;
     let mut update1 = Update1::new(Arc::clone(&controller));
     if let Some(desk) = duties.as_ref().and_then(|duties| duties.desk.as_ref()) {
         update1 = update1.with_rollout(Arc::clone(desk));
@@ -169,6 +170,7 @@ async fn rollout_duties(
     state: &StateDir,
     bus: &Bus,
     cancel: &CancellationToken,
+    metrics: UpdateMetrics,
 ) -> Result<Option<HubDuties>> {
     let Some(hub) = rollout.hub.clone() else {
         return Ok(None);
@@ -195,6 +197,7 @@ async fn rollout_duties(
         hub,
         state: state.clone(),
         store: UpdateStateStore::new(state.clone()),
+        metrics,
     }))
 }
 

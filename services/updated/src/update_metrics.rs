@@ -9,7 +9,10 @@
 //!   running install's phases (`write-root`, `write-verity`, `verify`, `boot-entry`);
 //! - `updated_results_total{kind}`: results recorded since start (`installed`, `refused`,
 //!   `failed`, `blessed`, `fell-back`);
-//! - `updated_last_result_timestamp_seconds{kind}`: when each kind last happened.
+//! - `updated_last_result_timestamp_seconds{kind}`: when each kind last happened;
+//! - `updated_rollout_turns_total{outcome}`: rollout turns (`ok`, `failed`: the desk or the
+//!   agent could not do its work, e.g. the coordinator's exchange was out of reach);
+//! - `updated_rollout_last_ok_timestamp_seconds`: when a rollout turn last succeeded.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -58,6 +61,13 @@ pub struct UpdateMetrics {
     install_total: Family<PhaseLabel, Gauge>,
     results: Family<KindLabel, Counter>,
     last_result: Family<KindLabel, Gauge>,
+    rollout_turns: Family<OutcomeLabel, Counter>,
+    rollout_last_ok: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
 }
 
 impl UpdateMetrics {
@@ -98,8 +108,32 @@ impl UpdateMetrics {
             "When each kind of result last happened (Unix time)",
             metrics.last_result.clone(),
         );
+        registry.register(
+            "updated_rollout_turns",
+            "Rollout turns (the desk's and the agent's work of one tick, exchange included) by outcome: ok or failed",
+            metrics.rollout_turns.clone(),
+        );
+        registry.register(
+            "updated_rollout_last_ok_timestamp_seconds",
+            "When a rollout turn last succeeded (Unix time): a coordinator out of reach shows as its age",
+            metrics.rollout_last_ok.clone(),
+        );
         metrics.set_activity("idle");
         metrics
+    }
+
+    /// Counts one rollout turn; a good one also moves the last-ok time to `now`.
+    pub fn rollout_turn(&self, ok: bool, now: u64) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.rollout_turns
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if ok {
+            self.rollout_last_ok
+                .set(i64::try_from(now).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn set_booted(&self, slot: &str, version: &str) {

@@ -337,6 +337,18 @@ async fn a_hub_following_a_coordinator_over_the_exchange_reports_and_halts_its_r
         "the hub keeps no exchange of its own"
     );
 
+    assert!(
+        lisbon
+            .metric("updated_rollout_turns_total{outcome=\"ok\"}")
+            .is_some_and(|turns| turns >= 1.0),
+        "the hub's turns over the exchange are counted"
+    );
+    assert!(
+        lisbon
+            .metric("updated_rollout_last_ok_timestamp_seconds")
+            .is_some_and(|at| at > 1.7e9)
+    );
+
     // The hub starts nothing itself: it names its coordinator.
     let follower = update1(&lisbon_bus).await;
     let refused = follower.rollout_status().await.unwrap_err();

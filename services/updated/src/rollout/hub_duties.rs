@@ -27,6 +27,7 @@ use crate::booted::Booted;
 use crate::controller::Controller;
 use crate::gate_run::GateRecord;
 use crate::health_gate::Verdict;
+use crate::update_metrics::UpdateMetrics;
 use crate::update_state::UpdateStateStore;
 
 /// The coordinator's judge: the evidence verifies against the hub's pinned key and the release.
@@ -61,19 +62,24 @@ pub struct HubDuties {
     pub hub: String,
     pub state: StateDir,
     pub store: UpdateStateStore,
+    pub metrics: UpdateMetrics,
 }
 
 impl HubDuties {
     /// One tick: the desk moves the rollout it coordinates, the agent acts or answers.
     pub async fn tick(&self, controller: &Arc<Controller>, now: u64) {
+        let mut ok = true;
         if let Some(desk) = &self.desk
             && let Err(error) = desk.tick(now)
         {
             tracing::warn!(%error, "the rollout desk could not move");
+            ok = false;
         }
         if let Err(error) = self.agent_turn(controller, now).await {
             tracing::warn!(%error, "the rollout agent could not act");
+            ok = false;
         }
+        self.metrics.rollout_turn(ok, now);
     }
 
     async fn agent_turn(&self, controller: &Arc<Controller>, now: u64) -> anyhow::Result<()> {
