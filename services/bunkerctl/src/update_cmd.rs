@@ -250,6 +250,17 @@ pub fn render_status(status: &Value) -> String {
     if last.is_object() && last.get("kind").is_some() {
         out.push_str(&format!("last       {}\n", result_line(last)));
     }
+    let rollout = &status["rollout"];
+    match rollout["role"].as_str() {
+        Some("coordinator") => {
+            out.push_str("rollouts   coordinated here (`bunkerctl update rollout status`)\n")
+        }
+        Some("follower") => out.push_str(&format!(
+            "rollouts   follows {}\n",
+            text(&rollout["coordinator"])
+        )),
+        _ => {}
+    }
     out
 }
 
@@ -318,9 +329,11 @@ mod tests {
             "activity": "idle",
             "progress": null,
             "last_result": {"kind": "installed", "version": "0.1.1", "slot": "b",
-                            "at": "2026-11-22T01:00:00Z", "reason": ""}
+                            "at": "2026-11-22T01:00:00Z", "reason": ""},
+            "rollout": {"role": "follower", "coordinator": "geneva-1"}
         });
         let text = render_status(&status);
+        assert!(text.contains("rollouts   follows geneva-1"), "{text}");
         assert!(
             text.contains("running    BunkerOS 0.1.0 from slot a"),
             "{text}"

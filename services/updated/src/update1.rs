@@ -72,6 +72,18 @@ impl Update1 {
         self
     }
 
+    /// This appliance's part in rollouts, for the status: it coordinates them, follows a
+    /// coordinator, or neither (`null`).
+    fn rollout_role(&self) -> serde_json::Value {
+        match (&self.rollout, &self.follows) {
+            (Some(_), _) => serde_json::json!({"role": "coordinator"}),
+            (None, Some(coordinator)) => {
+                serde_json::json!({"role": "follower", "coordinator": coordinator})
+            }
+            (None, None) => serde_json::Value::Null,
+        }
+    }
+
     fn desk(&self) -> Result<&RolloutDesk, UpdateError> {
         self.rollout.as_deref().ok_or_else(|| {
             UpdateError::Unavailable(match &self.follows {
@@ -162,7 +174,12 @@ impl Update1 {
     }
 
     fn status(&self) -> String {
-        self.controller.status_document()
+        let document = self.controller.status_document();
+        let Ok(mut status) = serde_json::from_str::<serde_json::Value>(&document) else {
+            return document;
+        };
+        status["rollout"] = self.rollout_role();
+        status.to_string()
     }
 
     async fn check(&self, source: String) -> Result<String, UpdateError> {

@@ -351,6 +351,11 @@ async fn a_hub_following_a_coordinator_over_the_exchange_reports_and_halts_its_r
 
     // The hub starts nothing itself: it names its coordinator.
     let follower = update1(&lisbon_bus).await;
+    let status = json(&follower.status().await.unwrap());
+    assert_eq!(status["rollout"]["role"], "follower", "{status}");
+    assert_eq!(status["rollout"]["coordinator"], "geneva-1", "{status}");
+    let status = json(&coordinator.status().await.unwrap());
+    assert_eq!(status["rollout"]["role"], "coordinator", "{status}");
     let refused = follower.rollout_status().await.unwrap_err();
     assert_eq!(error_name(&refused), update_errors::UNAVAILABLE);
     assert!(
