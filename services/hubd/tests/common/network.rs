@@ -1,6 +1,6 @@
 //! A small hub network for the tests and the benchmark: `madrid-1` (ES) reaches the services
 //! `echo` and `sink` published at `paris-1` (FR) through the transit hubs the caller names (or
-//! over a direct link).
+//! over a direct link), and any other services the caller publishes there.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,9 +81,31 @@ pub struct Network {
     madrid_site: Site,
     paris_site: Site,
     _sites: Vec<Site>,
+    /// What Paris grants the hubs it peers with.
+    grant: String,
 }
 
 pub async fn network(transits: &[(&'static str, &str)], policy: &str) -> Network {
+    network_with(transits, policy, &[]).await
+}
+
+/// [`network`], with `more` services (name, target) published at Paris besides `echo` and
+/// `sink`, granted and reached at Madrid like them.
+pub async fn network_with(
+    transits: &[(&'static str, &str)],
+    policy: &str,
+    more: &[(&'static str, SocketAddr)],
+) -> Network {
+    let mut services = vec![
+        ("echo", echo_service().await),
+        ("sink", sink_service().await),
+    ];
+    services.extend_from_slice(more);
+    let names: Vec<String> = services
+        .iter()
+        .map(|(name, _)| format!("\"{name}\""))
+        .collect();
+    let grant = format!("services = [{}]", names.join(", "));
     let madrid_site = Site::new("madrid");
     let paris_site = Site::new("paris");
     let madrid = Hub::new("madrid-1", "ES", &madrid_site).await;
@@ -94,7 +116,7 @@ pub async fn network(transits: &[(&'static str, &str)], policy: &str) -> Network
         let site = Site::new(id);
         let hub = Hub::new(id, code, &site).await;
         madrid.peer_with(&hub, code, &site.root_pem, false);
-        paris.peer_with_grant(&hub, code, &site.root_pem, SERVICES_GRANT);
+        paris.peer_with_grant(&hub, code, &site.root_pem, &grant);
         hub.peer_with(&madrid, "ES", &madrid_site.root_pem, true);
         hub.peer_with(&paris, "FR", &paris_site.root_pem, true);
         sites.push(site);
@@ -102,10 +124,7 @@ pub async fn network(transits: &[(&'static str, &str)], policy: &str) -> Network
     }
     madrid.configure(policy);
     let mut listeners = BTreeMap::new();
-    for (name, target) in [
-        ("echo", echo_service().await),
-        ("sink", sink_service().await),
-    ] {
+    for (name, target) in services {
         paris.configure(&format!(
             "[[service]]\nname = \"{name}\"\npublish = \"{target}\"\n"
         ));
@@ -127,11 +146,9 @@ pub async fn network(transits: &[(&'static str, &str)], policy: &str) -> Network
         madrid_site,
         paris_site,
         _sites: sites,
+        grant,
     }
 }
-
-/// What Paris grants the hubs it peers with.
-const SERVICES_GRANT: &str = "services = [\"echo\", \"sink\"]";
 
 impl Network {
     pub fn start(&mut self) {
@@ -160,12 +177,8 @@ impl Network {
     pub fn peer_directly(&self) {
         self.madrid
             .peer_with(&self.paris, "FR", &self.paris_site.root_pem, false);
-        self.paris.peer_with_grant(
-            &self.madrid,
-            "ES",
-            &self.madrid_site.root_pem,
-            SERVICES_GRANT,
-        );
+        self.paris
+            .peer_with_grant(&self.madrid, "ES", &self.madrid_site.root_pem, &self.grant);
     }
 
     /// The process ids: Madrid, Paris, then the transit hubs.
