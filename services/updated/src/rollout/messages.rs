@@ -54,8 +54,8 @@ pub enum ReportOutcome {
 }
 
 /// Documents for tests: an instruction and a report of plan `spring`.
-#[cfg(test)]
-pub(crate) mod samples {
+#[cfg(any(test, feature = "test-support"))]
+pub mod samples {
     use super::*;
 
     pub fn instruction(hub: &str) -> Instruction {

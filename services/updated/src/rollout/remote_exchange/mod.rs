@@ -30,8 +30,8 @@ mod certificate;
 mod client;
 mod server;
 
-#[cfg(test)]
-pub(crate) mod test_pki;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_pki;
 #[cfg(test)]
 mod tests;
 

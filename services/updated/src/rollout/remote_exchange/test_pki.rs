@@ -100,9 +100,19 @@ impl TestCoordinator {
 
     /// The exchange as `hub` of `hub_site` reaches it.
     pub fn client(&self, hub: &str, hub_site: &TestSite) -> CoordinatorExchange {
+        self.client_via(self.address, hub, hub_site)
+    }
+
+    /// The exchange as `hub` of `hub_site` reaches it through `address` (hubd's listener).
+    pub fn client_via(
+        &self,
+        address: SocketAddr,
+        hub: &str,
+        hub_site: &TestSite,
+    ) -> CoordinatorExchange {
         CoordinatorExchange::new(
             hub,
-            self.address,
+            address,
             ServerName::try_from(COORDINATOR_NAME).unwrap(),
             self.site.root(),
             hub_site.hub_certificate(hub),
