@@ -135,6 +135,24 @@ pub fn client_config(
         .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key()))))
 }
 
+/// Whether `certificate` (DER) carries `uri` among its subject alternative names: after the
+/// chain is verified, how a listener checks that a client presents the kind of certificate it
+/// must (e.g. a hub's `bunkeros:hub:<id>`, not a device's from the same site).
+pub fn names_uri(certificate: &[u8], uri: &str) -> bool {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, parsed)) = X509Certificate::from_der(certificate) else {
+        return false;
+    };
+    let Ok(Some(names)) = parsed.subject_alternative_name() else {
+        return false;
+    };
+    names
+        .value
+        .general_names
+        .iter()
+        .any(|name| matches!(name, GeneralName::URI(found) if *found == uri))
+}
+
 /// A root store holding exactly the given roots, nothing from the system.
 fn root_store(roots: &[PinnedRoot]) -> Result<Arc<RootCertStore>, TlsError> {
     let mut store = RootCertStore::empty();

@@ -45,9 +45,6 @@ const INSTALL_BOOT_FILE: &str = "install-boot-id";
 
 /// The slots' view is read again this often (the gate and systemd-bless-boot rename entries).
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
-/// The longest one tick's rollout duties may take (a coordinator far away over hubd), so the
-/// watchdog (60 s) keeps getting its heartbeat.
-const DUTIES_BUDGET: Duration = Duration::from_secs(40);
 
 /// Runs updated until SIGTERM or SIGINT, on the system bus.
 pub async fn run(setup: UpdatedSetup) -> Result<()> {
@@ -136,6 +133,12 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
         .context("telling systemd that updated is ready")?;
     tracing::info!("READY=1; status: {line}");
 
+    // Rollout work runs beside the main loop: a coordinator far away over hubd, or a release
+    // verified from a slow mirror, must neither delay the watchdog's heartbeat nor be cut off
+    // half way (each exchange call and mirror fetch has its own time limits).
+    if let Some(duties) = duties {
+        tokio::spawn(run_duties(duties, Arc::clone(&controller), cancel.clone()));
+    }
     let heartbeat = Heartbeat::new();
     let watchdog = spawn_watchdog(heartbeat.clone(), cancel.clone());
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
@@ -144,11 +147,6 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
             () = cancel.cancelled() => break,
             _ = refresh.tick() => {
                 controller.refresh_slots();
-                if let Some(duties) = &duties
-                    && tokio::time::timeout(DUTIES_BUDGET, duties.tick(&controller, now())).await.is_err()
-                {
-                    tracing::warn!("the rollout duties took over {} s; they go on at the next tick", DUTIES_BUDGET.as_secs());
-                }
                 heartbeat.beat();
             }
         }
@@ -159,6 +157,18 @@ pub async fn run_on(setup: UpdatedSetup, bus: Bus) -> Result<()> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// The rollout duties, one turn every [`REFRESH_EVERY`] until `cancel` fires.
+async fn run_duties(duties: HubDuties, controller: Arc<Controller>, cancel: CancellationToken) {
+    let mut turns = tokio::time::interval(REFRESH_EVERY);
+    turns.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = turns.tick() => duties.tick(&controller, now()).await,
+        }
+    }
 }
 
 /// The rollout duties `[rollout]` asks for: coordinate through the exchange directory (and

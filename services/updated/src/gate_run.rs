@@ -100,9 +100,10 @@ pub async fn run(setup: UpdatedSetup) -> Result<bool> {
         .context("recording the health gate's verdict")?;
     // Recorded before acting: the reboot that follows a failed gate may end this process.
     let store = UpdateStateStore::new(state);
-    store
+    let recorded = store
         .record_gate(&sentence, healthy)
-        .context("recording the health gate's result")?;
+        .context("recording the health gate's result")?
+        .last;
     let acted = bless(&config.health_gate, &verdict).await;
     match &acted {
         Ok(blessing) => tracing::info!(?blessing, "{sentence}"),
@@ -110,9 +111,11 @@ pub async fn run(setup: UpdatedSetup) -> Result<bool> {
     }
     if let Some(amendment) = what_acting_changed(&acted) {
         tracing::error!("{amendment}");
-        store
-            .amend_last(&amendment)
-            .context("recording what systemd-bless-boot or the reboot did")?;
+        if let Some(recorded) = &recorded {
+            store
+                .amend_last(recorded, &amendment)
+                .context("recording what systemd-bless-boot or the reboot did")?;
+        }
     }
     Ok(healthy)
 }

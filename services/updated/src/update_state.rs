@@ -241,16 +241,27 @@ impl UpdateStateStore {
         })
     }
 
-    /// Adds `what_happened` to the last result's reason (and its copy in the history): what
-    /// acting on a recorded verdict then did differently (systemd-bless-boot or the reboot
-    /// failed), so the record stays exact without counting the result twice.
-    pub fn amend_last(&self, what_happened: &str) -> Result<UpdateState, UpdateStateError> {
+    /// Adds `what_happened` to the reason of `recorded` (and its copy in the history), if it is
+    /// still the last result: what acting on a recorded verdict then did differently
+    /// (systemd-bless-boot or the reboot failed), so the record stays exact without counting the
+    /// result twice, and never lands on a result recorded meanwhile by someone else.
+    pub fn amend_last(
+        &self,
+        recorded: &UpdateResult,
+        what_happened: &str,
+    ) -> Result<UpdateState, UpdateStateError> {
         self.change(|state| {
+            if state.last.as_ref() != Some(recorded) {
+                tracing::warn!(
+                    "another result was recorded meanwhile; not amending it: {what_happened}"
+                );
+                return;
+            }
+            let amended = format!("{} {what_happened}", recorded.reason);
+            if let Some(entry) = state.history.last_mut().filter(|entry| *entry == recorded) {
+                entry.reason.clone_from(&amended);
+            }
             if let Some(last) = &mut state.last {
-                let amended = format!("{} {what_happened}", last.reason);
-                if let Some(entry) = state.history.last_mut().filter(|entry| **entry == *last) {
-                    entry.reason.clone_from(&amended);
-                }
                 last.reason = amended;
             }
         })

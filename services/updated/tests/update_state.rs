@@ -230,14 +230,17 @@ fn the_health_gate_verdict_is_recorded() {
 #[test]
 fn what_acting_on_the_verdict_did_amends_the_record_without_a_second_result() {
     let world = installed_world();
-    world
+    let recorded = world
         .store
         .record_gate("slot b failed its health gate and was marked bad.", false)
+        .unwrap()
+        .last
         .unwrap();
     let before = world.store.load().unwrap().history.len();
     let state = world
         .store
         .amend_last(
+            &recorded,
             "But marking it bad failed (no ESP): it falls back once its boot tries run out.",
         )
         .unwrap();
@@ -251,6 +254,17 @@ fn what_acting_on_the_verdict_did_amends_the_record_without_a_second_result() {
         expected,
         "persisted"
     );
+
+    // A result recorded meanwhile (by the daemon) is never amended with the gate's note.
+    let meanwhile = world
+        .store
+        .record_gate("every service is ready", true)
+        .unwrap();
+    let state = world
+        .store
+        .amend_last(&recorded, "But blessing it failed.")
+        .unwrap();
+    assert_eq!(state.last, meanwhile.last);
 }
 
 #[test]

@@ -67,6 +67,8 @@ pub struct IssuedIdentity {
     pub serial: String,
     /// Two thirds into the certificate's life ([`renewal_time`]).
     pub renew_at: SystemTime,
+    /// When the certificate expires.
+    pub not_after: SystemTime,
 }
 
 /// A new P-256 key (PEM) and a request for `name`, whose common name repeats it (as trustd
@@ -126,6 +128,7 @@ pub async fn issue_identity(
         identity,
         serial: issued.serial,
         renew_at: renewal_time(not_before, not_after),
+        not_after,
     })
 }
 

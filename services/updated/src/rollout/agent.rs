@@ -25,6 +25,10 @@ const REMEMBERED_NONCES: usize = 64;
 struct AgentState {
     acted: Vec<String>,
     pending: Option<Instruction>,
+    /// The answer decided but not yet accepted by the exchange (the coordinator out of reach):
+    /// sent again, as it is, before anything else.
+    #[serde(default)]
+    unsent: Option<Report>,
 }
 
 /// What [`HubAgent::poll`] did.
@@ -139,6 +143,7 @@ impl HubAgent {
         install: impl AsyncFnOnce(&Instruction) -> Result<(), String>,
     ) -> Result<AgentStep, AgentError> {
         let mut state = self.load()?;
+        self.send_unsent(&mut state).await?;
         if let Some(pending) = state.pending {
             return Ok(AgentStep::AwaitingGate(pending));
         }
@@ -236,11 +241,25 @@ impl HubAgent {
             evidence,
             reported_at: now,
         };
-        self.exchange.write_report(&report).await?;
+        // Decided once and kept: if the exchange cannot take it now, this very answer goes
+        // later, not one worked out again from what the hub then remembers.
         state.pending = None;
+        state.unsent = Some(report.clone());
         self.state.write_json(AGENT_STATE, state)?;
-        tracing::info!(plan = %report.plan_id, outcome = ?report.outcome, "rollout report written");
+        self.send_unsent(state).await?;
         Ok(report)
+    }
+
+    /// Sends the answer the exchange has not taken yet, if any.
+    async fn send_unsent(&self, state: &mut AgentState) -> Result<(), AgentError> {
+        let Some(report) = &state.unsent else {
+            return Ok(());
+        };
+        self.exchange.write_report(report).await?;
+        tracing::info!(plan = %report.plan_id, outcome = ?report.outcome, "rollout report written");
+        state.unsent = None;
+        self.state.write_json(AGENT_STATE, state)?;
+        Ok(())
     }
 
     async fn newest_unacted(&self, state: &AgentState) -> Result<Option<Instruction>, AgentError> {

@@ -98,10 +98,15 @@ impl HubDuties {
         };
         let booted = controller.booted();
         let version = booted.image.version.to_string();
+        // The release is still being fetched and written: nothing is known yet.
+        if controller.view().activity == "installing" {
+            return Ok(());
+        }
         let Some(gate) = self.gate_outcome(&instruction, booted)? else {
             return Ok(());
         };
         let verdict = self.verdict_of_this_boot()?;
+        let wave = self.wave_number(&instruction).await?;
         let connection = appliance::dbus::system_bus().await?;
         self.agent
             .report_after_gate(&version, gate, now, async |instruction: &Instruction| {
@@ -117,7 +122,7 @@ impl HubDuties {
                 let request = EvidenceRequest {
                     hub: &self.hub,
                     plan: &instruction.plan_id,
-                    wave: self.wave_number(instruction).await,
+                    wave,
                     nonce: &nonce,
                 };
                 let evidence = gather_evidence(&connection, request, verdict, signature, booted)
@@ -130,17 +135,15 @@ impl HubDuties {
     }
 
     /// The instruction's wave as its position in the published plan (1 for the canary), which
-    /// the evidence signs; 0 when the plan cannot be read.
-    async fn wave_number(&self, instruction: &Instruction) -> u32 {
-        self.agent
-            .exchange()
-            .plan(&instruction.plan_id)
-            .await
-            .ok()
-            .flatten()
+    /// the evidence signs; 0 when the plan is gone or does not name the wave. A plan that cannot
+    /// be fetched (the coordinator out of reach) is an error: the answer waits for the next turn
+    /// rather than signing a wrong wave.
+    async fn wave_number(&self, instruction: &Instruction) -> anyhow::Result<u32> {
+        let text = self.agent.exchange().plan(&instruction.plan_id).await?;
+        Ok(text
             .and_then(|text| RolloutPlan::parse(&text).ok())
             .and_then(|plan| plan.waves.iter().position(|w| w.name == instruction.wave))
-            .map_or(0, |index| u32::try_from(index + 1).unwrap_or(u32::MAX))
+            .map_or(0, |index| u32::try_from(index + 1).unwrap_or(u32::MAX)))
     }
 
     /// The gate's outcome for the pending instruction, or `None` while it is not known yet.

@@ -19,7 +19,15 @@ const RETRY_EVERY: Duration = Duration::from_secs(60);
 pub struct ExchangeCertificate {
     name: RequestedName,
     profile: &'static str,
-    current: RwLock<Result<Identity, String>>,
+    current: RwLock<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    /// The identity and when its certificate expires.
+    identity: Option<(Identity, SystemTime)>,
+    /// Why there is no (newer) identity: trustd's last refusal.
+    why: String,
 }
 
 impl ExchangeCertificate {
@@ -28,26 +36,40 @@ impl ExchangeCertificate {
         ExchangeCertificate {
             name,
             profile,
-            current: RwLock::new(Err("trustd has not been asked yet".to_owned())),
+            current: RwLock::new(Current {
+                identity: None,
+                why: "trustd has not been asked yet".to_owned(),
+            }),
         }
     }
 
     /// An identity made elsewhere, used as it is: nothing renews it (tests, and the other
     /// ends of tests that carry the exchange through hubd).
     pub fn fixed(identity: Identity) -> ExchangeCertificate {
+        let not_after = trustd_issue::validity(identity.leaf().as_ref())
+            .map_or(SystemTime::UNIX_EPOCH, |(_, not_after)| not_after);
         ExchangeCertificate {
             name: RequestedName::Uri(String::new()),
             profile: "",
-            current: RwLock::new(Ok(identity)),
+            current: RwLock::new(Current {
+                identity: Some((identity, not_after)),
+                why: String::new(),
+            }),
         }
     }
 
-    /// The identity to present, or the sentence saying why there is none.
+    /// The identity to present, or the sentence saying why there is none (never one whose
+    /// certificate has expired: a peer would only answer with an opaque TLS alert).
     pub fn identity(&self) -> Result<Identity, String> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        match &current.identity {
+            Some((identity, not_after)) if SystemTime::now() < *not_after => Ok(identity.clone()),
+            Some(_) => Err(format!(
+                "the exchange certificate has expired and trustd issued no new one: {}",
+                current.why
+            )),
+            None => Err(current.why.clone()),
+        }
     }
 
     /// Asks trustd on `bus` now, again at each renewal time, and every minute while it fails,
@@ -60,7 +82,9 @@ impl ExchangeCertificate {
                         serial = %issued.serial, profile = self.profile,
                         "the rollout exchange has its certificate from trustd"
                     );
-                    self.set(Ok(issued.identity));
+                    let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+                    current.identity = Some((issued.identity, issued.not_after));
+                    drop(current);
                     issued
                         .renew_at
                         .duration_since(SystemTime::now())
@@ -71,10 +95,11 @@ impl ExchangeCertificate {
                     let sentence =
                         format!("trustd issued no certificate for the exchange: {error}");
                     tracing::warn!("{sentence}; asking again in {} s", RETRY_EVERY.as_secs());
-                    // A certificate still valid stays in use until it is replaced.
-                    if self.identity().is_err() {
-                        self.set(Err(sentence));
-                    }
+                    // A certificate not yet expired stays in use until it is replaced.
+                    self.current
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .why = sentence;
                     RETRY_EVERY
                 }
             };
@@ -83,9 +108,5 @@ impl ExchangeCertificate {
                 () = tokio::time::sleep(wait) => {}
             }
         }
-    }
-
-    fn set(&self, value: Result<Identity, String>) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = value;
     }
 }

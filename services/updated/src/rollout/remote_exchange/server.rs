@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::{EXCHANGE_TIMEOUT, ExchangeCertificate};
+use super::{EXCHANGE_TIMEOUT, ExchangeCertificate, hub_uri};
 use crate::rollout::exchange::{
     DirectoryExchange, ExchangeError, MAX_DOCUMENT_BYTES, parse_report,
 };
@@ -146,7 +146,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
             return;
         }
     };
-    let Some(hub) = peer_root_of(tls.get_ref().1, &shared.hub_roots).map(str::to_owned) else {
+    let Some(hub) = identified_hub(tls.get_ref().1, &shared.hub_roots) else {
         return;
     };
     let handler = service_fn(move |request: Request<Incoming>| {
@@ -158,9 +158,37 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, cancel: Cancel
         .await;
 }
 
-/// One request from `hub` (the hub its certificate proves).
-async fn handle(shared: &Shared, hub: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The hub a client is: the one whose pinned root its chain leads to, provided its certificate
+/// is that hub's `hub` certificate (`bunkeros:hub:<id>`), not a device's, a person's or a
+/// service's from the same site (`Err`: why every request of the connection is refused).
+fn identified_hub(
+    connection: &rustls::ServerConnection,
+    roots: &PeerRoots,
+) -> Option<Result<String, String>> {
+    let hub = peer_root_of(connection, roots)?;
+    let leaf = connection.peer_certificates()?.first()?;
+    let uri = hub_uri(hub);
+    Some(if appliance::tls::names_uri(leaf.as_ref(), &uri) {
+        Ok(hub.to_owned())
+    } else {
+        tracing::info!(%hub, "rollout exchange: a certificate of {hub}'s site that is not its hub certificate");
+        Err(format!(
+            "the certificate chains to {hub}'s root but is not its hub certificate ({uri})"
+        ))
+    })
+}
+
+/// One request from the hub its certificate proves (or the reason it proves none).
+async fn handle(
+    shared: &Shared,
+    hub: &Result<String, String>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    let hub = match hub {
+        Ok(hub) => hub.as_str(),
+        Err(sentence) => return plain(StatusCode::FORBIDDEN, sentence.clone().into_bytes()),
+    };
     let segments: Vec<&str> = parts.uri.path().split('/').collect();
     let answer = match (&parts.method, segments.as_slice()) {
         (&Method::GET, ["", "v1", "rollout", "instructions", asked]) => {
@@ -169,15 +197,29 @@ async fn handle(shared: &Shared, hub: &str, request: Request<Incoming>) -> Respo
         (&Method::GET, ["", "v1", "rollout", "plans", plan]) => plan_text(&shared.exchange, plan),
         (&Method::PUT, ["", "v1", "rollout", "plans", plan, "reports", asked]) => {
             match own_hub(hub, asked) {
-                Ok(()) => match Limited::new(body, MAX_DOCUMENT_BYTES).collect().await {
-                    Ok(collected) => {
-                        store_report(&shared.exchange, plan, hub, &collected.to_bytes())
+                Ok(()) => {
+                    let collected = tokio::time::timeout(
+                        EXCHANGE_TIMEOUT,
+                        Limited::new(body, MAX_DOCUMENT_BYTES).collect(),
+                    )
+                    .await;
+                    match collected {
+                        Ok(Ok(collected)) => {
+                            store_report(&shared.exchange, plan, hub, &collected.to_bytes())
+                        }
+                        Ok(Err(_)) => Err((
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("a report is at most {MAX_DOCUMENT_BYTES} bytes"),
+                        )),
+                        Err(_) => Err((
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!(
+                                "the report did not arrive within {} s",
+                                EXCHANGE_TIMEOUT.as_secs()
+                            ),
+                        )),
                     }
-                    Err(_) => Err((
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("a report is at most {MAX_DOCUMENT_BYTES} bytes"),
-                    )),
-                },
+                }
                 Err(refusal) => Err(refusal),
             }
         }
@@ -190,13 +232,20 @@ async fn handle(shared: &Shared, hub: &str, request: Request<Incoming>) -> Respo
             "not a rollout exchange path".to_owned(),
         )),
     };
-    let (status, content_type, body) = match answer {
-        Ok((status, content_type, body)) => (status, content_type, body),
+    match answer {
+        Ok((status, content_type, body)) => response(status, content_type, body),
         Err((status, sentence)) => {
             tracing::info!(%hub, path = parts.uri.path(), %status, "rollout exchange refused: {sentence}");
-            (status, "text/plain; charset=utf-8", sentence.into_bytes())
+            plain(status, sentence.into_bytes())
         }
-    };
+    }
+}
+
+fn plain(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    response(status, "text/plain; charset=utf-8", body)
+}
+
+fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {

@@ -41,10 +41,20 @@ impl TestSite {
     }
 
     fn identity(&self, name: SanType, usage: ExtendedKeyUsagePurpose) -> Identity {
+        self.identity_with(name, usage, |_| {})
+    }
+
+    fn identity_with(
+        &self,
+        name: SanType,
+        usage: ExtendedKeyUsagePurpose,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Identity {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = vec![name];
         params.extended_key_usages = vec![usage];
+        adjust(&mut params);
         let certificate = params.signed_by(&key, &self.issuer).unwrap();
         Identity::from_pem(certificate.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap()
     }
@@ -60,6 +70,30 @@ impl TestSite {
     /// A `hub` certificate (`bunkeros:hub:<hub>`), as a hub's trustd issues it.
     pub fn hub_certificate(&self, hub: &str) -> Arc<ExchangeCertificate> {
         let name = SanType::URI(hub_uri(hub).try_into().unwrap());
+        Arc::new(ExchangeCertificate::fixed(
+            self.identity(name, ExtendedKeyUsagePurpose::ClientAuth),
+        ))
+    }
+}
+
+impl TestSite {
+    /// A hub certificate that expired in 2021.
+    pub fn expired_hub_certificate(&self, hub: &str) -> Arc<ExchangeCertificate> {
+        let name = SanType::URI(hub_uri(hub).try_into().unwrap());
+        Arc::new(ExchangeCertificate::fixed(self.identity_with(
+            name,
+            ExtendedKeyUsagePurpose::ClientAuth,
+            |params| {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            },
+        )))
+    }
+
+    /// A client certificate of this site for a DNS name: what a device or a service holds,
+    /// not a hub certificate.
+    pub fn device_certificate(&self, dns: &str) -> Arc<ExchangeCertificate> {
+        let name = SanType::DnsName(dns.try_into().unwrap());
         Arc::new(ExchangeCertificate::fixed(
             self.identity(name, ExtendedKeyUsagePurpose::ClientAuth),
         ))

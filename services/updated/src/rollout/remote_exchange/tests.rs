@@ -96,6 +96,46 @@ async fn a_hub_may_not_read_or_write_another_hubs_documents() {
 }
 
 #[tokio::test]
+async fn another_certificate_of_the_hubs_site_is_not_the_hub() {
+    let (_dir, exchange, coordinator, sites) = coordinator().await;
+    let device = CoordinatorExchange::new(
+        "lisbon-1",
+        coordinator.address,
+        ServerName::try_from(COORDINATOR_NAME).unwrap(),
+        coordinator.site.root(),
+        sites[0].device_certificate("miner-17.lisbon.bunker.test"),
+    );
+    let error = device.instructions().await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("not its hub certificate (bunkeros:hub:lisbon-1)"),
+        "{error}"
+    );
+    assert_eq!(
+        refused_status(device.write_report(&report(PLAN, "lisbon-1")).await),
+        403
+    );
+    assert_eq!(exchange.read_report(PLAN, "lisbon-1").unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_not_presented_and_says_so() {
+    let (_dir, _exchange, coordinator, sites) = coordinator().await;
+    let certificate = sites[0].expired_hub_certificate("lisbon-1");
+    assert!(certificate.identity().unwrap_err().contains("expired"));
+    let expired = CoordinatorExchange::new(
+        "lisbon-1",
+        coordinator.address,
+        ServerName::try_from(COORDINATOR_NAME).unwrap(),
+        coordinator.site.root(),
+        certificate,
+    );
+    let error = expired.instructions().await.unwrap_err();
+    assert!(matches!(error, RemoteError::NoCertificate(_)), "{error}");
+}
+
+#[tokio::test]
 async fn a_hub_whose_root_is_not_pinned_is_refused_in_the_handshake() {
     let (_dir, exchange, coordinator, _sites) = coordinator().await;
     let stranger = coordinator.client("lisbon-1", &TestSite::new("elsewhere"));
@@ -202,4 +242,51 @@ async fn a_peer_that_speaks_no_tls_gets_nothing_and_the_exchange_serves_on() {
     drop(plain);
     let lisbon = coordinator.client("lisbon-1", &sites[0]);
     assert_eq!(lisbon.instructions().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_the_coordinator_could_not_take_is_sent_later_as_it_was() {
+    use crate::rollout::agent::{AgentError, AgentStep, HubAgent};
+    use crate::rollout::messages::ReportOutcome;
+    use appliance::state::StateDir;
+
+    let (dir, exchange, coordinator, sites) = coordinator().await;
+    let state = StateDir::new(dir.path().join("lisbon-state")).unwrap();
+    let agent = HubAgent::new(
+        "lisbon-1",
+        coordinator.client("lisbon-1", &sites[0]),
+        state.clone(),
+    );
+    let plan_file = exchange.root().join(PLAN).join("plan.toml");
+
+    // The install fails, and by the time the hub answers the coordinator cannot take the
+    // report (its plan is gone: 404), so the answer stays with the hub.
+    let error = agent
+        .poll(1010, async |_: &_| {
+            std::fs::remove_file(&plan_file).unwrap();
+            Err("the mirror is down".to_owned())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AgentError::Remote(_)), "{error}");
+    assert_eq!(exchange.read_report(PLAN, "lisbon-1").unwrap(), None);
+
+    // Once the coordinator takes reports again, the next turn sends that very answer first,
+    // and installs nothing again.
+    exchange.publish_plan(PLAN, "id = \"spring\"\n").unwrap();
+    let step = agent
+        .poll(5000, async |_: &_| {
+            panic!("the instruction was acted on already")
+        })
+        .await
+        .unwrap();
+    assert_eq!(step, AgentStep::Idle);
+    let report = exchange.read_report(PLAN, "lisbon-1").unwrap().unwrap();
+    assert_eq!(
+        report.outcome,
+        ReportOutcome::Failed {
+            reason: "the install did not happen: the mirror is down".to_owned()
+        }
+    );
+    assert_eq!(report.reported_at, 1010, "decided then, sent now");
 }
