@@ -137,6 +137,22 @@ impl TestCoordinator {
         self.client_via(self.address, hub, hub_site)
     }
 
+    /// The exchange as `hub` asks for it presenting `certificate` (which may be another hub's,
+    /// a device's or an expired one).
+    pub fn client_presenting(
+        &self,
+        hub: &str,
+        certificate: Arc<ExchangeCertificate>,
+    ) -> CoordinatorExchange {
+        CoordinatorExchange::new(
+            hub,
+            self.address,
+            ServerName::try_from(COORDINATOR_NAME).unwrap(),
+            self.site.root(),
+            certificate,
+        )
+    }
+
     /// The exchange as `hub` of `hub_site` reaches it through `address` (hubd's listener).
     pub fn client_via(
         &self,

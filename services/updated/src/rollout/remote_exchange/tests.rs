@@ -72,13 +72,7 @@ async fn a_hub_reads_its_instructions_and_the_plan_and_writes_its_report() {
 async fn a_hub_may_not_read_or_write_another_hubs_documents() {
     let (_dir, exchange, coordinator, sites) = coordinator().await;
     // lisbon-1's certificate, asking as oslo-1
-    let impostor = CoordinatorExchange::new(
-        "oslo-1",
-        coordinator.address,
-        ServerName::try_from(COORDINATOR_NAME).unwrap(),
-        coordinator.site.root(),
-        sites[0].hub_certificate("lisbon-1"),
-    );
+    let impostor = coordinator.client_presenting("oslo-1", sites[0].hub_certificate("lisbon-1"));
     assert_eq!(refused_status(impostor.instructions().await), 403);
     assert_eq!(
         refused_status(impostor.write_report(&report(PLAN, "oslo-1")).await),
@@ -98,11 +92,8 @@ async fn a_hub_may_not_read_or_write_another_hubs_documents() {
 #[tokio::test]
 async fn another_certificate_of_the_hubs_site_is_not_the_hub() {
     let (_dir, exchange, coordinator, sites) = coordinator().await;
-    let device = CoordinatorExchange::new(
+    let device = coordinator.client_presenting(
         "lisbon-1",
-        coordinator.address,
-        ServerName::try_from(COORDINATOR_NAME).unwrap(),
-        coordinator.site.root(),
         sites[0].device_certificate("miner-17.lisbon.bunker.test"),
     );
     let error = device.instructions().await.unwrap_err();
@@ -124,13 +115,7 @@ async fn an_expired_certificate_is_not_presented_and_says_so() {
     let (_dir, _exchange, coordinator, sites) = coordinator().await;
     let certificate = sites[0].expired_hub_certificate("lisbon-1");
     assert!(certificate.identity().unwrap_err().contains("expired"));
-    let expired = CoordinatorExchange::new(
-        "lisbon-1",
-        coordinator.address,
-        ServerName::try_from(COORDINATOR_NAME).unwrap(),
-        coordinator.site.root(),
-        certificate,
-    );
+    let expired = coordinator.client_presenting("lisbon-1", certificate);
     let error = expired.instructions().await.unwrap_err();
     assert!(matches!(error, RemoteError::NoCertificate(_)), "{error}");
 }
