@@ -192,20 +192,11 @@ impl TpmCaKey {
     /// session without signing anything.
     pub fn policy_status(&self) -> Result<PolicyStatus, TpmError> {
         let auth_policy = self.public.auth_policy().value().to_vec();
-        let result = self.with_key(|context, epoch, _, runtime| {
-            in_policy_session(context, |context, session| {
-                satisfy(
-                    context,
-                    session,
-                    epoch,
-                    &self.policy,
-                    runtime.authorization.as_mut(),
-                )?;
-                let reached = context
-                    .policy_get_digest(session)
-                    .map_err(command("reading the policy session digest"))?;
-                Ok(to_sha256(&reached)?)
-            })
+        let result = self.satisfying_policy(|context, session, _| {
+            let reached = context
+                .policy_get_digest(session)
+                .map_err(command("reading the policy session digest"))?;
+            Ok(to_sha256(&reached)?)
         });
         match result {
             Ok(reached) if reached[..] == auth_policy[..] => Ok(PolicyStatus::Satisfied),
@@ -293,14 +284,24 @@ impl TpmCaKey {
         })
     }
 
-    /// Runs `op` with the key loaded in the current connection epoch (loading it first if the
-    /// epoch is new: first use, or the link to the TPM was reopened).
     /// Runs `op` with the CA key loaded and a fresh policy session that satisfies its policy:
     /// every use of the key (a signature, a quote) goes through here.
     fn in_satisfied_session<T>(
         &self,
-        mut op: impl FnMut(&mut Context, PolicySession, KeyHandle) -> Result<T, UseError>,
+        op: impl FnMut(&mut Context, PolicySession, KeyHandle) -> Result<T, UseError>,
     ) -> Result<T, SignError> {
+        self.satisfying_policy(op).map_err(|e| match e {
+            UseError::Sealed(reason) => SignError::Sealed(reason.to_string()),
+            UseError::Tpm(e) => SignError::Tpm(e.to_string()),
+        })
+    }
+
+    /// Runs `op` in a policy session after the key's policy was run in it (whether the TPM
+    /// then lets the key be used is up to the session's digest).
+    fn satisfying_policy<T>(
+        &self,
+        mut op: impl FnMut(&mut Context, PolicySession, KeyHandle) -> Result<T, UseError>,
+    ) -> Result<T, UseError> {
         self.with_key(|context, epoch, key, runtime| {
             in_policy_session(context, |context, session| {
                 satisfy(
@@ -313,12 +314,10 @@ impl TpmCaKey {
                 op(context, session, key)
             })
         })
-        .map_err(|e| match e {
-            UseError::Sealed(reason) => SignError::Sealed(reason.to_string()),
-            UseError::Tpm(e) => SignError::Tpm(e.to_string()),
-        })
     }
 
+    /// Runs `op` with the key loaded in the current connection epoch (loading it first if the
+    /// epoch is new: first use, or the link to the TPM was reopened).
     fn with_key<T>(
         &self,
         mut op: impl FnMut(&mut Context, u64, KeyHandle, &mut Runtime) -> Result<T, UseError>,
