@@ -193,9 +193,10 @@ impl Controller {
         }
     }
 
-    /// The status document (Update1.Status), with the slots read from the ESP now: the health
-    /// gate and systemd-bless-boot rename entries behind updated's back.
-    pub fn status_document(&self) -> String {
+    /// The status document (Update1.Status), with the slots read from the ESP now (the health
+    /// gate and systemd-bless-boot rename entries behind updated's back) and `rollout`, this
+    /// appliance's part in rollouts.
+    pub fn status_document(&self, rollout: Json) -> String {
         self.refresh_slots();
         let view = self.view();
         let state = self.store.load().ok().unwrap_or_default();
@@ -215,6 +216,7 @@ impl Controller {
             "pending": state.pending.as_ref().map(|p| serde_json::to_value(p).unwrap_or(Json::Null)),
             "last_result": state.last.as_ref().map(result_json),
             "history": state.history.iter().map(result_json).collect::<Vec<_>>(),
+            "rollout": rollout,
         })
         .to_string()
     }

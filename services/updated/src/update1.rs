@@ -174,12 +174,7 @@ impl Update1 {
     }
 
     fn status(&self) -> String {
-        let document = self.controller.status_document();
-        let Ok(mut status) = serde_json::from_str::<serde_json::Value>(&document) else {
-            return document;
-        };
-        status["rollout"] = self.rollout_role();
-        status.to_string()
+        self.controller.status_document(self.rollout_role())
     }
 
     async fn check(&self, source: String) -> Result<String, UpdateError> {

@@ -124,80 +124,73 @@ impl CoordinatorExchange {
         body: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Option<Vec<u8>>, RemoteError> {
-        tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(method, path, body, limit))
-            .await
-            .map_err(|_| RemoteError::Timeout)?
-    }
-
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        limit: usize,
-    ) -> Result<Option<Vec<u8>>, RemoteError> {
-        let unreachable = |detail: String| RemoteError::Unreachable {
-            address: self.address,
-            detail,
-        };
-        let identity = self
-            .certificate
-            .identity()
-            .map_err(RemoteError::NoCertificate)?;
-        let mut config = appliance::tls::client_config(&identity, &self.root)
-            .map_err(|e| unreachable(e.to_string()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = TcpStream::connect(self.address)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| unreachable(format!("TLS: {e}")))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let connection = tokio::spawn(connection);
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.server_name.to_str().into_owned())
-            .header(
-                USER_AGENT,
-                concat!("bunkeros-updated/", env!("CARGO_PKG_VERSION")),
-            )
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|_| ExchangeError::BadName(path.to_owned()))?;
-        let answer = async {
-            let response = sender
-                .send_request(request)
+        let exchange = async {
+            let unreachable = |detail: String| RemoteError::Unreachable {
+                address: self.address,
+                detail,
+            };
+            let identity = self
+                .certificate
+                .identity()
+                .map_err(RemoteError::NoCertificate)?;
+            let mut config = appliance::tls::client_config(&identity, &self.root)
+                .map_err(|e| unreachable(e.to_string()))?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let tcp = TcpStream::connect(self.address)
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
-            let status = response.status();
-            let bytes = Limited::new(response.into_body(), limit)
-                .collect()
+            let tls = TlsConnector::from(Arc::new(config))
+                .connect(self.server_name.clone(), tcp)
                 .await
-                .map_err(|e| RemoteError::BadAnswer {
-                    path: path.to_owned(),
-                    detail: format!("unreadable or larger than {limit} bytes: {e}"),
-                })?
-                .to_bytes()
-                .to_vec();
-            Ok(match status {
-                s if s.is_success() => Some(bytes),
-                StatusCode::NOT_FOUND => None,
-                s => {
-                    return Err(RemoteError::Refused {
+                .map_err(|e| unreachable(format!("TLS: {e}")))?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let connection = tokio::spawn(connection);
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header(HOST, self.server_name.to_str().into_owned())
+                .header(
+                    USER_AGENT,
+                    concat!("bunkeros-updated/", env!("CARGO_PKG_VERSION")),
+                )
+                .header(CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body.unwrap_or_default())))
+                .map_err(|_| ExchangeError::BadName(path.to_owned()))?;
+            let answer = async {
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                let status = response.status();
+                let bytes = Limited::new(response.into_body(), limit)
+                    .collect()
+                    .await
+                    .map_err(|e| RemoteError::BadAnswer {
                         path: path.to_owned(),
-                        status: s.as_u16(),
-                        sentence: String::from_utf8_lossy(&bytes).into_owned(),
-                    });
-                }
-            })
-        }
-        .await;
-        connection.abort();
-        answer
+                        detail: format!("unreadable or larger than {limit} bytes: {e}"),
+                    })?
+                    .to_bytes()
+                    .to_vec();
+                Ok(match status {
+                    s if s.is_success() => Some(bytes),
+                    StatusCode::NOT_FOUND => None,
+                    s => {
+                        return Err(RemoteError::Refused {
+                            path: path.to_owned(),
+                            status: s.as_u16(),
+                            sentence: String::from_utf8_lossy(&bytes).into_owned(),
+                        });
+                    }
+                })
+            }
+            .await;
+            connection.abort();
+            answer
+        };
+        tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| RemoteError::Timeout)?
     }
 }
