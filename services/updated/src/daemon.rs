@@ -222,14 +222,12 @@ async fn serve_exchange(
     let hub_roots = load_hub_roots(&rooted(root, &serve.hub_roots))
         .map_err(anyhow::Error::msg)
         .context("reading the hubs' pinned roots (rollout.serve.hub_roots)")?;
-    let certificate = Arc::new(ExchangeCertificate::from_trustd(
+    let certificate = certificate_from_trustd(
         RequestedName::Dns(serve.name.clone()),
         SERVER_PROFILE,
-    ));
-    tokio::spawn({
-        let (certificate, bus, cancel) = (Arc::clone(&certificate), bus.clone(), cancel.clone());
-        async move { certificate.keep_fresh(bus, cancel).await }
-    });
+        bus,
+        cancel,
+    );
     let hubs = hub_roots
         .iter()
         .map(|(hub, _)| hub.to_owned())
@@ -273,14 +271,12 @@ fn follow_coordinator(
         })?;
     let server_name = ServerName::try_from(coordinator.name.clone())
         .context("rollout.coordinator.name is not a DNS name")?;
-    let certificate = Arc::new(ExchangeCertificate::from_trustd(
+    let certificate = certificate_from_trustd(
         RequestedName::Uri(hub_uri(hub)),
         CLIENT_PROFILE,
-    ));
-    tokio::spawn({
-        let (certificate, bus, cancel) = (Arc::clone(&certificate), bus.clone(), cancel.clone());
-        async move { certificate.keep_fresh(bus, cancel).await }
-    });
+        bus,
+        cancel,
+    );
     tracing::info!(
         "following the rollouts of {} through {} ({})",
         coordinator.hub,
@@ -294,6 +290,21 @@ fn follow_coordinator(
         pinned,
         certificate,
     ))
+}
+
+/// The exchange's certificate for `name`, asked of trustd now and kept fresh in the background.
+fn certificate_from_trustd(
+    name: RequestedName,
+    profile: &'static str,
+    bus: &Bus,
+    cancel: &CancellationToken,
+) -> Arc<ExchangeCertificate> {
+    let certificate = Arc::new(ExchangeCertificate::from_trustd(name, profile));
+    tokio::spawn({
+        let (certificate, bus, cancel) = (Arc::clone(&certificate), bus.clone(), cancel.clone());
+        async move { certificate.keep_fresh(bus, cancel).await }
+    });
+    certificate
 }
 
 /// Records what became of a pending install now that the appliance booted (blessed, or fell
